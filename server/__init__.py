@@ -1,0 +1,1 @@
+"""Websocket publisher of wavlm-live events (installed as ``wavlm_live.server``)."""

@@ -1,0 +1,1 @@
+"""Textual dashboard for wavlm-live (installed as ``wavlm_live.tui``)."""

@@ -1,0 +1,1 @@
+"""wavlm_live.audio"""
