@@ -1,0 +1,141 @@
+"""Diarization stitching (permutation recovery, turns) and speaker tracking on synthetic data."""
+
+import numpy as np
+import pytest
+
+from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher
+from wavlm_live.engine.speakers import SpeakerTracker, check_name
+from wavlm_live.engine.windows import WindowPlan, frames_for_samples
+
+
+def conversation(n_frames, rng):
+    """Ground truth: 2 speakers alternating in 1-3 s turns with 0.2-0.6 s pauses and
+    some overlap; returns a bool array [frames, 2]."""
+    truth = np.zeros((n_frames, 2), bool)
+    t, who = 0, 0
+    while t < n_frames:
+        dur = rng.integers(50, 150)
+        truth[t : t + dur, who] = True
+        if rng.random() < 0.3:  # the other speaker starts before this turn ends
+            t += dur - rng.integers(5, 20)
+        else:
+            t += dur + rng.integers(10, 30)
+        who = 1 - who
+    return truth
+
+
+def run(truth, plan, total_samples, flip, embeddings=None, noise=0.1, rng=None):
+    tracker = SpeakerTracker(threshold=0.8)
+    stitcher = DiarizationStitcher(tracker, DiarizationConfig(median_frames=1))
+    labels = {}
+    for w in plan.windows_for(total_samples):
+        probs = truth[w.frame_start : w.frame_end].astype(float)
+        probs = np.clip(probs * (1 - noise) + rng.random(probs.shape) * noise, 0, 1)
+        if flip(w.index):
+            probs = probs[:, ::-1]
+        emb = None
+        if embeddings is not None:
+            order = [1, 0] if flip(w.index) else [0, 1]
+            emb = {k: embeddings[order[k]] + rng.normal(0, 0.05, embeddings.shape[1]) for k in range(2)
+                   if probs[:, k].max() >= 0.5 and (probs[:, k] >= 0.5).sum() >= 15}
+        result = stitcher.update(w, probs, emb)
+        if result.event is not None:
+            start = round(result.event.start / 0.02)
+            for i, lab in enumerate(result.event.labels):
+                labels[start + i] = lab
+    return tracker, stitcher, labels
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_permutation_recovered_when_local_order_flips(seed):
+    rng = np.random.default_rng(seed)
+    total = 16000 * 40
+    n = frames_for_samples(total)
+    truth = conversation(n, rng)
+    plan = WindowPlan(4.0, 1.0)
+    flip = lambda i: (i * 7 + seed) % 3 == 0  # noqa: E731
+    tracker, stitcher, labels = run(truth, plan, total, flip, rng=rng)
+    assert sorted(labels) == list(range(n))
+    # map global ids to truth columns by majority and count errors
+    ids = sorted(tracker.speakers)
+    assert len(ids) == 2, ids
+    agree = {(g, c): sum(1 for f in range(n) if (g in labels[f]) == truth[f, c]) for g in ids for c in (0, 1)}
+    best = max(agree[(ids[0], 0)] + agree[(ids[1], 1)], agree[(ids[0], 1)] + agree[(ids[1], 0)])
+    assert best / (2 * n) > 0.99
+
+
+def test_returning_speaker_reidentified_by_embedding():
+    rng = np.random.default_rng(7)
+    total = 16000 * 30
+    n = frames_for_samples(total)
+    truth = np.zeros((n, 2), bool)
+    truth[0:300, 0] = True      # A speaks 0-6 s
+    truth[300:600, 1] = True    # B speaks 6-12 s
+    truth[900:1200, 0] = True   # silence 12-18 s, then A returns 18-24 s
+    plan = WindowPlan(4.0, 1.0)
+    planted = np.stack([rng.normal(size=16), rng.normal(size=16)])
+    flip = lambda i: i % 2 == 1  # noqa: E731
+    tracker, stitcher, labels = run(truth, plan, total, flip, embeddings=planted, noise=0.05, rng=rng)
+    assert sorted(tracker.speakers) == ["S1", "S2"]
+    assert all(labels[f] == ("S1",) for f in range(20, 280))
+    assert all(labels[f] == ("S2",) for f in range(320, 580))
+    assert all(labels[f] == ("S1",) for f in range(920, 1180))
+    assert all(labels[f] == () for f in range(640, 880))
+    s1 = tracker.speakers["S1"]
+    assert s1.turns == 2 and abs(s1.talk_frames - 600) <= 10
+
+
+def test_without_embeddings_a_returning_speaker_is_new_and_turns_close():
+    rng = np.random.default_rng(3)
+    total = 16000 * 30
+    n = frames_for_samples(total)
+    truth = np.zeros((n, 2), bool)
+    truth[0:300, 0] = True
+    truth[900:1200, 0] = True
+    tracker, stitcher, labels = run(truth, WindowPlan(4.0, 1.0), total, lambda i: False, noise=0.0, rng=rng)
+    assert sorted(tracker.speakers) == ["S1", "S2"]
+    turns = stitcher.finish()
+    assert [t.speaker for t in turns] == []  # both turns closed during the stream
+    assert tracker.speakers["S1"].turns == 1 and tracker.speakers["S2"].turns == 1
+
+
+def test_speaker_tracking_with_planted_embeddings():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 32))
+    tracker = SpeakerTracker(threshold=0.7)
+    truth, assigned = [], []
+    for _ in range(200):
+        c = rng.integers(4)
+        e = centres[c] + rng.normal(0, 0.15, 32)
+        assigned.append(tracker.assign(e).id)
+        truth.append(c)
+    assert len(tracker.speakers) == 4
+    # the assignment is a bijection with the planted identities
+    pairs = set(zip(truth, assigned))
+    assert len(pairs) == 4
+    for s in tracker.speakers.values():
+        assert s.similarity is None or s.similarity > 0.7
+    # centroids converge to the planted centres
+    for c, sid in pairs:
+        sim = tracker.speakers[sid].similarity_to(centres[c])
+        assert sim > 0.98
+
+
+def test_enrolment_names_and_renames():
+    rng = np.random.default_rng(1)
+    alice = rng.normal(size=8)
+    tracker = SpeakerTracker(threshold=0.8)
+    s = tracker.enroll("Alice", np.stack([alice + rng.normal(0, 0.05, 8) for _ in range(3)]))
+    assert tracker.assign(alice + rng.normal(0, 0.05, 8)) is s
+    with pytest.raises(ValueError, match="already"):
+        tracker.enroll("Alice", alice[None])
+    tracker.rename(s.id, "  Alice B ")
+    assert tracker.event(s).name == "Alice B"
+    tracker.rename(s.id, "")
+    assert tracker.event(s).name is None
+    with pytest.raises(KeyError):
+        tracker.rename("S9", "x")
+    with pytest.raises(ValueError):
+        check_name("x" * 65)
+    with pytest.raises(ValueError):
+        check_name("bad\x1bname")

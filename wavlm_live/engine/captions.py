@@ -1,0 +1,232 @@
+"""Caption stitching: per-window CTC logits -> final and partial caption events."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from wavlm_live.engine.windows import FRAME_SECONDS, Window
+from wavlm_live.events import CaptionEvent, Word
+
+
+class _WordLike(Protocol):
+    word: str
+    start_frame: int
+    end_frame: int
+
+
+class _TranscriptLike(Protocol):
+    words: Sequence[_WordLike]
+
+
+class IdDecoder(Protocol):
+    """What the stitcher needs from a CTC decoder (e.g. :class:`wavlm_live.model.CTCDecoder`):
+    greedy decoding of a 1-D array of token ids into words with frame offsets relative to
+    the first id."""
+
+    def decode(self, ids: np.ndarray) -> _TranscriptLike: ...
+
+
+SpeakerLookup = Callable[[int, int], "str | None"]
+"""``speaker_of(start_frame, end_frame)``: the global speaker active over most of the
+absolute frames ``[start_frame, end_frame)``, or ``None``."""
+
+
+class CaptionStitcher:
+    """Turns the CTC logits of consecutive windows into one caption stream.
+
+    Each window contributes the argmax ids of its settled frames ``[keep_start, keep_end)``
+    (see :class:`~wavlm_live.engine.windows.WindowPlan`). Settled ids accumulate until a
+    word is closed, i.e. after a word-delimiter token (``|``) or after ``pause_frames``
+    consecutive blank frames; everything up to the latest closing point is decoded and
+    published once as a ``final`` caption segment. The remaining settled ids plus the
+    window's unsettled tail are decoded into the ``partial`` caption.
+
+    Because cuts fall only after a delimiter or a long blank run, and CTC decoding groups
+    repeats and drops blanks (Graves et al. 2006, as in transformers'
+    ``Wav2Vec2CTCTokenizer``), the words of all final segments equal the words of one
+    greedy decode of the concatenated settled logits, except that a pause of
+    ``pause_frames`` blanks inside a word splits it (set ``pause_frames=None`` to disable
+    the pause rule).
+
+    Args:
+        decoder: greedy CTC decoder over token ids (see :class:`IdDecoder`).
+        blank_id: id of the CTC blank (the ``[PAD]`` token for wav2vec2-style vocabularies).
+        delimiter_id: id of the word delimiter ``|``, or ``None`` if the vocabulary has none.
+        pause_frames: blank frames that close a word; ``None`` disables the rule.
+        speaker_of: optional lookup giving each word its speaker.
+        keep_logits: keep a copy of every settled logit row (for tests and tools;
+            grows without bound, so off by default).
+    """
+
+    def __init__(
+        self,
+        decoder: IdDecoder,
+        blank_id: int,
+        delimiter_id: int | None,
+        *,
+        pause_frames: int | None = 30,
+        speaker_of: SpeakerLookup | None = None,
+        keep_logits: bool = False,
+    ) -> None:
+        if pause_frames is not None and pause_frames < 1:
+            raise ValueError(f"pause_frames must be >= 1 or None, got {pause_frames}")
+        self.decoder = decoder
+        self.blank_id = blank_id
+        self.delimiter_id = delimiter_id
+        self.pause_frames = pause_frames
+        self.speaker_of = speaker_of
+        self.kept_logits: list[np.ndarray] | None = [] if keep_logits else None
+        self._pending = np.zeros(0, dtype=np.int64)  # settled, not yet committed ids
+        self._pending_start = 0  # absolute frame of _pending[0]
+        self._tail = np.zeros(0, dtype=np.int64)  # unsettled ids of the newest window
+        self._segment = 0
+        self._last_partial: tuple[int, str] | None = None
+        self._gap_events: list[CaptionEvent] = []
+
+    @property
+    def settled_frames(self) -> int:
+        """Absolute frame index one past the last settled frame."""
+        return self._pending_start + len(self._pending)
+
+    def add(self, window: Window, logits: np.ndarray) -> CaptionEvent | None:
+        """Add one window's logits; returns a preview partial caption at once.
+
+        The preview is the decode of every uncommitted settled id plus the window's
+        unsettled tail, under the current segment number (so a following final of that
+        segment replaces it). Call :meth:`commit` next to publish what the window settled;
+        splitting the two lets the engine publish the preview before running the slower
+        diarization that gives final words their speakers.
+
+        Args:
+            window: the window the logits were computed on.
+            logits: float array ``[frames, vocab]`` with ``frames == window.frame_end -
+                window.frame_start``.
+
+        Returns:
+            The preview partial, or ``None`` when it equals the previous partial.
+
+        Raises:
+            ValueError: logits of the wrong shape, or a window that settles frames that
+                were already settled.
+        """
+        n_frames = window.frame_end - window.frame_start
+        if logits.ndim != 2 or logits.shape[0] != n_frames:
+            raise ValueError(f"expected logits of shape [{n_frames}, vocab], got {tuple(logits.shape)}")
+        if window.keep_start < self.settled_frames:
+            raise ValueError(
+                f"window {window.index} settles frame {window.keep_start} again (already settled up to {self.settled_frames})"
+            )
+        if window.keep_start > self.settled_frames:
+            # Skipped windows left a gap: what was pending ends there.
+            self._gap_events += self._commit(len(self._pending))
+            self._pending_start = window.keep_start
+        a = window.keep_start - window.frame_start
+        b = window.keep_end - window.frame_start
+        kept = logits[a:b]
+        if self.kept_logits is not None:
+            self.kept_logits.append(np.array(kept, dtype=np.float32))
+        self._pending = np.concatenate([self._pending, kept.argmax(axis=-1).astype(np.int64)])
+        self._tail = logits[b:].argmax(axis=-1).astype(np.int64) if not window.final else np.zeros(0, np.int64)
+        if self._gap_events:
+            return None
+        return self._partial(np.concatenate([self._pending, self._tail]))
+
+    def commit(self) -> list[CaptionEvent]:
+        """Publish what the last :meth:`add` settled: zero or more final segments (in
+        segment order) and then the new partial, when it changed."""
+        events, self._gap_events = self._gap_events, []
+        events += self._commit(self._closing_point())
+        partial = self._partial(np.concatenate([self._pending, self._tail]))
+        if partial is not None:
+            events.append(partial)
+        return events
+
+    def update(self, window: Window, logits: np.ndarray) -> list[CaptionEvent]:
+        """:meth:`add` then :meth:`commit`, returning the committed events only."""
+        self.add(window, logits)
+        return self.commit()
+
+    def finish(self) -> list[CaptionEvent]:
+        """Commit every settled id (end of stream); returns the last final event and an
+        empty partial when a partial was showing."""
+        events, self._gap_events = self._gap_events, []
+        events += self._commit(len(self._pending))
+        self._tail = np.zeros(0, dtype=np.int64)
+        partial = self._partial(self._tail)
+        if partial is not None:
+            events.append(partial)
+        return events
+
+    # -- internals -------------------------------------------------------------------
+
+    def _closing_point(self) -> int:
+        """Largest p such that ``_pending[:p]`` ends after a closed word (0 if none)."""
+        ids = self._pending
+        best = 0
+        if self.delimiter_id is not None:
+            hits = np.flatnonzero(ids == self.delimiter_id)
+            if hits.size:
+                best = int(hits[-1]) + 1
+        if self.pause_frames is not None and len(ids) >= self.pause_frames:
+            nonblank = np.flatnonzero(ids != self.blank_id)
+            last_nonblank = int(nonblank[-1]) if nonblank.size else -1
+            if len(ids) - 1 - last_nonblank >= self.pause_frames:
+                best = max(best, len(ids))  # trailing pause
+            elif nonblank.size > 1:
+                gaps = np.diff(nonblank) - 1
+                long = np.flatnonzero(gaps >= self.pause_frames)
+                if long.size:
+                    best = max(best, int(nonblank[long[-1]]) + 1 + self.pause_frames)
+        return best
+
+    def _words(self, ids: np.ndarray, start_frame: int) -> list[Word]:
+        if ids.size == 0:
+            return []
+        out = []
+        for w in self.decoder.decode(ids).words:
+            s, e = start_frame + w.start_frame, start_frame + w.end_frame
+            speaker = self.speaker_of(s, e) if self.speaker_of else None
+            out.append(Word(w.word, round(s * FRAME_SECONDS, 4), round(e * FRAME_SECONDS, 4), speaker))
+        return out
+
+    def _event(self, final: bool, words: list[Word], start_frame: int, end_frame: int) -> CaptionEvent:
+        if words:
+            start, end = words[0].start, words[-1].end
+        else:
+            start, end = start_frame * FRAME_SECONDS, end_frame * FRAME_SECONDS
+        speakers = Counter(w.speaker for w in words if w.speaker is not None)
+        return CaptionEvent(
+            final=final,
+            segment=self._segment,
+            start=round(start, 4),
+            end=round(end, 4),
+            text=" ".join(w.text for w in words),
+            words=tuple(words),
+            speaker=speakers.most_common(1)[0][0] if speakers else None,
+        )
+
+    def _commit(self, p: int) -> list[CaptionEvent]:
+        if p <= 0:
+            return []
+        ids, start = self._pending[:p], self._pending_start
+        self._pending = self._pending[p:]
+        self._pending_start += p
+        words = self._words(ids, start)
+        if not words:
+            return []
+        event = self._event(True, words, start, start + p)
+        self._segment += 1
+        return [event]
+
+    def _partial(self, ids: np.ndarray) -> CaptionEvent | None:
+        words = self._words(ids, self._pending_start)
+        event = self._event(False, words, self._pending_start, self._pending_start + len(ids))
+        key = (event.segment, event.text)
+        if key == self._last_partial or (self._last_partial is None and not words):
+            return None
+        self._last_partial = key
+        return event

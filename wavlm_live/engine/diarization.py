@@ -1,0 +1,264 @@
+"""Diarization stitching: per-window local speaker activity -> stable global speaker labels.
+
+A frame-classification model (``WavLMForAudioFrameClassification``, e.g.
+microsoft/wavlm-base-plus-sd) gives, for every frame of a window, the activity
+probability of K *local* speakers whose order is arbitrary per window (the models are
+trained with a permutation-invariant loss). Local speakers are mapped to global ones by
+optimal assignment (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``) on
+
+* the agreement of their activity with the previous window's mapped activity on the
+  frames both windows share (soft Dice overlap), as in block-online EEND
+  (Xue et al., "Online end-to-end neural diarization with speaker-tracing buffer", 2021)
+  and diart's overlap-aware stitching;
+* the cosine similarity of their x-vector to tracked speakers' centroids when embeddings
+  are enabled (diart's ``OnlineSpeakerClustering``), which also re-identifies speakers
+  returning after a silence.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import median_filter
+from scipy.optimize import linear_sum_assignment
+
+from wavlm_live.engine.speakers import Speaker, SpeakerTracker
+from wavlm_live.engine.windows import FRAME_SECONDS, Window
+from wavlm_live.events import DiarizationEvent, Turn
+
+
+@dataclass(frozen=True)
+class DiarizationConfig:
+    """Settings of :class:`DiarizationStitcher` (frames are 20 ms).
+
+    Attributes:
+        threshold: activity probability at or above which a speaker counts as active.
+        median_frames: odd length of the median filter applied to each local speaker's
+            binary activity (1 disables it); removes blips shorter than half of it.
+        overlap_min: minimum soft-Dice overlap (0..1) for a local speaker to continue a
+            global one by overlap alone.
+        embedding_weight: weight of the cosine similarity next to the overlap score.
+        min_new_frames: active frames a local speaker needs in a window before an
+            unmatched one becomes a new global speaker.
+        turn_gap_frames: silence (frames) that ends a speaker turn.
+        history_frames: settled frame labels kept for speaker look-ups of caption words.
+    """
+
+    threshold: float = 0.5
+    median_frames: int = 5
+    overlap_min: float = 0.3
+    embedding_weight: float = 1.0
+    min_new_frames: int = 15
+    turn_gap_frames: int = 15
+    history_frames: int = 3000
+
+
+@dataclass
+class DiarizationResult:
+    """What one window produced.
+
+    Attributes:
+        event: settled labels of the window's kept frames (``None`` if it settled none).
+        mapping: local speaker index -> global speaker id for this window.
+        changed: speakers whose state changed (talk time, new turn, new x-vector).
+    """
+
+    event: DiarizationEvent | None
+    mapping: dict[int, str]
+    changed: list[Speaker] = field(default_factory=list)
+
+
+def soft_dice(p: np.ndarray, q: np.ndarray) -> float:
+    """Soft Dice overlap ``2 sum(min(p, q)) / (sum p + sum q)`` of two activity curves
+    in [0, 1] (0 when both are silent)."""
+    denom = float(p.sum() + q.sum())
+    return 0.0 if denom <= 1e-6 else 2.0 * float(np.minimum(p, q).sum()) / denom
+
+
+class DiarizationStitcher:
+    """Maps each window's local speakers to global speakers and emits settled labels.
+
+    Args:
+        tracker: the shared speaker registry (ids, centroids, talk time, turns).
+        config: thresholds and filter lengths.
+
+    Call :meth:`update` once per window in stream order and :meth:`finish` at the end.
+    Not thread-safe; the engine thread owns it.
+    """
+
+    def __init__(self, tracker: SpeakerTracker, config: DiarizationConfig | None = None) -> None:
+        self.tracker = tracker
+        self.config = config or DiarizationConfig()
+        if self.config.median_frames < 1 or self.config.median_frames % 2 == 0:
+            raise ValueError(f"median_frames must be odd and >= 1, got {self.config.median_frames}")
+        self._prev_start = 0  # absolute frame of the previous window's first frame
+        self._prev: dict[str, np.ndarray] = {}  # global id -> activity probs over the previous window
+        self._history: deque[tuple[str, ...]] = deque(maxlen=self.config.history_frames)
+        self._history_end = 0  # absolute frame one past the newest settled label
+        self._tail_start = 0
+        self._tail: list[tuple[str, ...]] = []  # tentative labels of the unsettled tail
+        self._open: dict[str, list[int]] = {}  # speaker id -> [turn start frame, last active frame]
+
+    # -- look-ups ----------------------------------------------------------------------
+
+    def labels(self, start: int, end: int) -> list[tuple[str, ...]]:
+        """Labels of absolute frames ``[start, end)``: settled ones from the history,
+        tentative ones from the newest window's tail, empty tuples where unknown."""
+        out = []
+        hist_start = self._history_end - len(self._history)
+        for f in range(start, end):
+            if hist_start <= f < self._history_end:
+                out.append(self._history[f - hist_start])
+            elif self._tail_start <= f < self._tail_start + len(self._tail):
+                out.append(self._tail[f - self._tail_start])
+            else:
+                out.append(())
+        return out
+
+    def speaker_of(self, start: int, end: int) -> str | None:
+        """The speaker active in most of the absolute frames ``[start, end)`` (ties go to
+        the lower id), or ``None`` when nobody is active there."""
+        counts: dict[str, int] = {}
+        for labels in self.labels(start, end):
+            for s in labels:
+                counts[s] = counts.get(s, 0) + 1
+        if not counts:
+            return None
+        return max(sorted(counts), key=lambda s: counts[s])
+
+    # -- stitching ---------------------------------------------------------------------
+
+    def _binarize(self, probs: np.ndarray) -> np.ndarray:
+        active = probs >= self.config.threshold
+        if self.config.median_frames > 1 and active.shape[0] >= self.config.median_frames:
+            active = median_filter(active, size=(self.config.median_frames, 1), mode="nearest")
+        return active
+
+    def _map(self, window: Window, probs: np.ndarray, active: np.ndarray, embeddings: dict[int, np.ndarray]) -> dict[int, str]:
+        cfg = self.config
+        f0 = window.frame_start
+        n, k_local = probs.shape
+        prev_ids = list(self._prev)
+        tracked = [s for s in self.tracker.speakers.values() if s.centroid is not None and s.id not in self._prev]
+        candidates = prev_ids + [s.id for s in tracked]
+        lo = max(f0, self._prev_start)
+        hi = min(f0 + n, self._prev_start + (len(next(iter(self._prev.values()))) if self._prev else 0))
+        score = np.full((k_local, len(candidates)), -np.inf)
+        for k in range(k_local):
+            if not active[:, k].any():
+                continue
+            emb = embeddings.get(k)
+            for j, gid in enumerate(candidates):
+                total, admissible = 0.0, False
+                if gid in self._prev and hi > lo:
+                    ov = soft_dice(probs[lo - f0 : hi - f0, k], self._prev[gid][lo - self._prev_start : hi - self._prev_start])
+                    total += ov
+                    admissible |= ov >= cfg.overlap_min
+                if emb is not None:
+                    sim = self.tracker.speakers[gid].similarity_to(emb)
+                    if sim is not None:
+                        total += cfg.embedding_weight * sim
+                        admissible |= sim >= self.tracker.threshold
+                if admissible:
+                    score[k, j] = total
+        mapping: dict[int, str] = {}
+        if candidates:
+            finite = np.where(np.isfinite(score), score, -1e6)
+            rows, cols = linear_sum_assignment(finite, maximize=True)
+            for k, j in zip(rows, cols):
+                if np.isfinite(score[k, j]):
+                    mapping[int(k)] = candidates[j]
+        used = set(mapping.values())
+        for k in range(k_local):
+            if k in mapping or active[:, k].sum() < cfg.min_new_frames:
+                continue
+            emb = embeddings.get(k)
+            if emb is not None:
+                best, sim = self.tracker.best_match(emb, exclude=used)
+                speaker = best if best is not None and sim >= self.tracker.threshold else self.tracker.new_speaker()
+            else:
+                speaker = self.tracker.new_speaker()
+            mapping[k] = speaker.id
+            used.add(speaker.id)
+        return mapping
+
+    def update(self, window: Window, probs: np.ndarray, embeddings: dict[int, np.ndarray] | None = None) -> DiarizationResult:
+        """Map one window's local speakers and settle its kept frames.
+
+        Args:
+            window: the analysed window.
+            probs: float array ``[frames, local_speakers]`` of activity probabilities in
+                [0, 1], ``frames == window.frame_end - window.frame_start``.
+            embeddings: optional x-vectors ``{local index: [dim]}`` of the local speakers.
+
+        Returns:
+            The settled labels and the local -> global mapping.
+
+        Raises:
+            ValueError: probabilities of the wrong shape.
+        """
+        n_frames = window.frame_end - window.frame_start
+        if probs.ndim != 2 or probs.shape[0] != n_frames:
+            raise ValueError(f"expected activity of shape [{n_frames}, speakers], got {tuple(probs.shape)}")
+        embeddings = embeddings or {}
+        active = self._binarize(probs)
+        mapping = self._map(window, probs, active, embeddings)
+        changed: dict[str, Speaker] = {}
+        for k, gid in mapping.items():
+            emb = embeddings.get(k)
+            if emb is not None:
+                self.tracker.add_embedding(self.tracker.speakers[gid], emb)
+                changed[gid] = self.tracker.speakers[gid]
+        f0 = window.frame_start
+        labels = [tuple(sorted(mapping[k] for k in np.flatnonzero(row) if k in mapping)) for row in active]
+        self._prev = {gid: probs[:, k] * 1.0 for k, gid in mapping.items()}
+        self._prev_start = f0
+        a, b = window.keep_start - f0, window.keep_end - f0
+        settled = labels[a:b]
+        self._tail_start = window.keep_end
+        self._tail = labels[b:]
+        if not settled:
+            return DiarizationResult(None, mapping, list(changed.values()))
+        turns = self._settle(window.keep_start, settled, changed)
+        event = DiarizationEvent(
+            start=round(window.keep_start * FRAME_SECONDS, 4),
+            end=round(window.keep_end * FRAME_SECONDS, 4),
+            frame=FRAME_SECONDS,
+            labels=tuple(settled),
+            turns=tuple(turns),
+        )
+        return DiarizationResult(event, mapping, list(changed.values()))
+
+    def _settle(self, start: int, settled: list[tuple[str, ...]], changed: dict[str, Speaker]) -> list[Turn]:
+        """Append settled labels to the history, update talk time and turns."""
+        if start != self._history_end:
+            self._history.clear()  # a gap (skipped windows): earlier labels no longer adjoin
+        turns: list[Turn] = []
+        for i, labels in enumerate(settled):
+            frame = start + i
+            for gid in labels:
+                speaker = self.tracker.speakers[gid]
+                self.tracker.mark_active(speaker, frame)
+                if gid in self._open:
+                    self._open[gid][1] = frame
+                else:
+                    self._open[gid] = [frame, frame]
+                    speaker.turns += 1
+                changed[gid] = speaker
+            for gid, (t0, last) in list(self._open.items()):
+                if frame - last >= self.config.turn_gap_frames:
+                    turns.append(self._close(gid))
+            self._history.append(labels)
+        self._history_end = start + len(settled)
+        return turns
+
+    def _close(self, gid: str) -> Turn:
+        t0, last = self._open.pop(gid)
+        return Turn(gid, round(t0 * FRAME_SECONDS, 4), round((last + 1) * FRAME_SECONDS, 4))
+
+    def finish(self) -> list[Turn]:
+        """Close every open turn (end of stream) and return them in start order."""
+        turns = [self._close(gid) for gid in list(self._open)]
+        return sorted(turns, key=lambda t: (t.start, t.speaker))
