@@ -1,0 +1,78 @@
+"""Configuration of the websocket publisher."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one :class:`~wavlm_live.server.Publisher`; validated on construction.
+
+    The defaults are the safe ones: loopback only, no compression, small inbound
+    messages, bounded per-client buffers. Raises ``TypeError``/``ValueError`` naming the
+    field for a value of the wrong type or out of range.
+    """
+
+    host: str = "127.0.0.1"
+    """Interface to bind. ``"127.0.0.1"`` keeps the server local; use an IP address
+    (not a host name) with ``port=0``, or each resolved address gets its own port."""
+    port: int = 8765
+    """TCP port; 0 picks a free ephemeral port (see ``Publisher.port``)."""
+    token: str | None = None
+    """Bearer token clients must send as ``Authorization: Bearer <token>``; ``None``
+    disables authentication. Never logged."""
+    allowed_origins: tuple[str, ...] | None = None
+    """Exact ``Origin`` header values accepted from browsers (e.g.
+    ``"http://localhost:3000"``); requests carrying another Origin get HTTP 403.
+    Requests without an Origin header (non-browser clients) are accepted. ``None``
+    accepts every origin."""
+    max_clients: int = 32
+    """Concurrent connections (including ones still in the handshake); more get 503."""
+    max_message_bytes: int = 4096
+    """Largest inbound (client -> server) message in bytes; bigger closes with 1009."""
+    queue_size: int = 256
+    """Messages queued per client before the oldest droppable ones are dropped."""
+    write_buffer_limit: int = 32 * 1024
+    """Bytes in a client's transport write buffer above which sending pauses."""
+    stall_timeout_s: float = 2.0
+    """Seconds a client's write buffer may stay above ``write_buffer_limit`` before the
+    client is disconnected (close code 1008); at most 5."""
+    recent_captions: int = 50
+    """Final captions kept for the snapshot sent to a new client; at most
+    ``queue_size // 2``."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError(f"host must be a non-empty string, got {self.host!r}")
+        _check_int("port", self.port, 0, 65535)
+        if self.token is not None:
+            if not isinstance(self.token, str):
+                raise TypeError(f"token must be a string or None, got {type(self.token).__name__}")
+            if not self.token or any(c.isspace() for c in self.token) or not self.token.isprintable():
+                raise ValueError("token must be non-empty printable text without whitespace")
+        if self.allowed_origins is not None:
+            if isinstance(self.allowed_origins, str) or not isinstance(self.allowed_origins, tuple):
+                raise TypeError(
+                    f"allowed_origins must be a tuple of strings or None, got {self.allowed_origins!r}"
+                )
+            for origin in self.allowed_origins:
+                if not isinstance(origin, str) or not origin:
+                    raise ValueError(f"allowed_origins holds an invalid origin {origin!r}")
+        _check_int("max_clients", self.max_clients, 1, 100_000)
+        _check_int("max_message_bytes", self.max_message_bytes, 256, 1 << 20)
+        _check_int("queue_size", self.queue_size, 16, 1 << 20)
+        _check_int("write_buffer_limit", self.write_buffer_limit, 1024, 1 << 26)
+        if isinstance(self.stall_timeout_s, bool) or not isinstance(self.stall_timeout_s, (int, float)):
+            raise TypeError(f"stall_timeout_s must be a number, got {self.stall_timeout_s!r}")
+        if not (math.isfinite(self.stall_timeout_s) and 0 < self.stall_timeout_s <= 5):
+            raise ValueError(f"stall_timeout_s must be in (0, 5] seconds, got {self.stall_timeout_s}")
+        _check_int("recent_captions", self.recent_captions, 0, self.queue_size // 2)
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")

@@ -1,0 +1,169 @@
+"""JSON Schemas (draft 2020-12) of every protocol message, version 1.
+
+These dicts are the machine-readable copy of ``docs/protocol.md``; a test checks that the
+schemas in that document equal them. The server itself does not need jsonschema: it
+checks client messages by hand (``protocol.parse_client_message``), and the tests check
+both against these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TOPICS: tuple[str, ...] = ("caption", "diarization", "speaker", "level", "stats", "error", "end")
+"""Engine event types a client can subscribe to."""
+
+DROPPABLE_TYPES: tuple[str, ...] = ("caption", "level", "stats")
+"""Types whose messages may be dropped for a slow client (captions only when partial)."""
+
+TASKS: tuple[str, ...] = ("captions", "diarization", "embeddings")
+
+_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _message(direction: str, kind: str, properties: dict[str, Any], required: list[str],
+             *, extra: bool = False, seq: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One server (envelope added) or client message schema."""
+    props: dict[str, Any] = {"type": {"const": kind}}
+    req = ["type"]
+    if direction == "server":
+        props["v"] = {"const": 1}
+        props["seq"] = seq or {"type": "integer", "minimum": 0}
+        props["wall"] = {"type": "number"}
+        req += ["v", "seq", "wall"]
+    props.update(properties)
+    return {
+        "$schema": _DRAFT,
+        "$id": f"urn:wavlm-live:protocol:v1:{direction}:{kind}",
+        "title": kind,
+        "type": "object",
+        "properties": props,
+        "required": req + required,
+        "additionalProperties": extra,
+    }
+
+
+_NUMBER = {"type": "number"}
+_SECONDS = {"type": "number", "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0}
+_SPEAKER_ID = {"type": "string", "pattern": "^S[0-9]+$"}
+_SNAPSHOT = {"const": True}
+_TOPIC_LIST = {"type": "array", "items": {"enum": list(TOPICS)}, "uniqueItems": True}
+
+PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
+    "hello": _message("server", "hello", {
+        "version": {"type": "string"},
+        "sample_rate": {"type": "integer", "minimum": 1},
+        "frame": {"type": "number", "exclusiveMinimum": 0},
+        "tasks": {"type": "array", "items": {"enum": list(TASKS)}, "uniqueItems": True},
+        "models": {"type": "object", "additionalProperties": {"type": "string"}},
+        "window": {"type": "number", "exclusiveMinimum": 0},
+        "hop": {"type": "number", "exclusiveMinimum": 0},
+        "demo": {"type": "boolean"},
+        "topics": {"type": "array", "items": {"enum": list(TOPICS)}},
+        "max_message_bytes": {"type": "integer", "minimum": 1},
+    }, ["version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo",
+        "topics", "max_message_bytes"], extra=True, seq={"const": 0}),
+    "caption": _message("server", "caption", {
+        "final": {"type": "boolean"},
+        "segment": _COUNT,
+        "start": _SECONDS,
+        "end": _SECONDS,
+        "text": {"type": "string"},
+        "words": {"type": "array", "items": {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string"},
+                "start": _SECONDS,
+                "end": _SECONDS,
+                "speaker": {"anyOf": [_SPEAKER_ID, {"type": "null"}]},
+            },
+            "required": ["text", "start", "end", "speaker"],
+            "additionalProperties": False,
+        }},
+        "speaker": {"anyOf": [_SPEAKER_ID, {"type": "null"}]},
+        "snapshot": _SNAPSHOT,
+    }, ["final", "segment", "start", "end", "text", "words", "speaker"]),
+    "diarization": _message("server", "diarization", {
+        "start": _SECONDS,
+        "end": _SECONDS,
+        "frame": {"type": "number", "exclusiveMinimum": 0},
+        "labels": {"type": "array", "items": {"type": "array", "items": _SPEAKER_ID}},
+        "turns": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"speaker": _SPEAKER_ID, "start": _SECONDS, "end": _SECONDS},
+            "required": ["speaker", "start", "end"],
+            "additionalProperties": False,
+        }},
+    }, ["start", "end", "frame", "labels", "turns"]),
+    "speaker": _message("server", "speaker", {
+        "id": _SPEAKER_ID,
+        "name": {"type": ["string", "null"]},
+        "talk_time": _SECONDS,
+        "turns": _COUNT,
+        "updates": _COUNT,
+        "similarity": {"type": ["number", "null"]},
+        "first_seen": _SECONDS,
+        "last_seen": _SECONDS,
+        "embedding": {"anyOf": [{"type": "array", "items": _NUMBER}, {"type": "null"}]},
+        "snapshot": _SNAPSHOT,
+    }, ["id", "name", "talk_time", "turns", "updates", "similarity", "first_seen", "last_seen"]),
+    "level": _message("server", "level", {
+        "t": _SECONDS,
+        "rms_db": _NUMBER,
+        "peak_db": _NUMBER,
+    }, ["t", "rms_db", "peak_db"]),
+    "stats": _message("server", "stats", {
+        "t": _SECONDS,
+        "windows_analysed": _COUNT,
+        "windows_skipped": _COUNT,
+        "rtf": {"type": ["number", "null"]},
+        "lag": {"type": ["number", "null"]},
+        "input_overflows": _COUNT,
+        "samples_sanitised": _COUNT,
+        "ring_overwrites": _COUNT,
+        "clients": _COUNT,
+    }, ["t", "windows_analysed", "windows_skipped", "rtf", "lag", "input_overflows",
+        "samples_sanitised", "ring_overwrites", "clients"]),
+    "error": _message("server", "error", {
+        "code": {"type": "string", "minLength": 1},
+        "message": {"type": "string"},
+        "fatal": {"type": "boolean"},
+    }, ["code", "message", "fatal"]),
+    "end": _message("server", "end", {
+        "t": _SECONDS,
+        "snapshot": _SNAPSHOT,
+    }, ["t"]),
+    "dropped": _message("server", "dropped", {
+        "count": {"type": "integer", "minimum": 1},
+        "types": {
+            "type": "object",
+            "propertyNames": {"enum": list(DROPPABLE_TYPES)},
+            "additionalProperties": {"type": "integer", "minimum": 1},
+        },
+    }, ["count", "types"]),
+    "subscribed": _message("server", "subscribed", {
+        "topics": _TOPIC_LIST,
+        "embeddings": {"type": "boolean"},
+    }, ["topics", "embeddings"]),
+    "pong": _message("server", "pong", {
+        "id": {"type": ["string", "integer"]},
+    }, []),
+}
+"""Server -> client message type -> JSON Schema."""
+
+CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
+    "subscribe": _message("client", "subscribe", {
+        "topics": _TOPIC_LIST,
+        "embeddings": {"type": "boolean"},
+        "snapshot": {"type": "boolean"},
+    }, []),
+    "rename": _message("client", "rename", {
+        "speaker": {"type": "string", "minLength": 1, "maxLength": 32},
+        "name": {"type": ["string", "null"], "maxLength": 64},
+    }, ["speaker", "name"]),
+    "ping": _message("client", "ping", {
+        "id": {"anyOf": [{"type": "string", "maxLength": 64}, {"type": "integer"}]},
+    }, []),
+}
+"""Client -> server message type -> JSON Schema."""

@@ -1,0 +1,50 @@
+"""The stream state a late-joining client needs, derived from the events seen so far."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from wavlm_live.events import CaptionEvent, EndEvent, Event, SpeakerEvent
+
+
+class StreamState:
+    """Latest speaker states, recent final captions, the current partial, the end.
+
+    Fed every event in publish order (``update``); ``snapshot`` lists the events a new
+    client is sent after ``hello``. Memory is bounded by ``recent_captions`` plus one
+    event per speaker id. Not thread-safe: used from the server's event loop only.
+    """
+
+    def __init__(self, recent_captions: int) -> None:
+        self._speakers: dict[str, SpeakerEvent] = {}
+        self._finals: deque[CaptionEvent] = deque(maxlen=recent_captions)
+        self._last_final_segment = -1
+        self._partial: CaptionEvent | None = None
+        self._end: EndEvent | None = None
+
+    def update(self, event: Event) -> None:
+        """Take one published event into the state."""
+        if isinstance(event, SpeakerEvent):
+            self._speakers[event.id] = event
+        elif isinstance(event, CaptionEvent):
+            if event.final:
+                if self._finals.maxlen:
+                    self._finals.append(event)
+                self._last_final_segment = max(self._last_final_segment, event.segment)
+                if self._partial is not None and self._partial.segment <= self._last_final_segment:
+                    self._partial = None
+            elif event.segment > self._last_final_segment:
+                self._partial = event
+        elif isinstance(event, EndEvent):
+            self._end = event
+
+    def snapshot(self) -> list[Event]:
+        """Speakers (in order of first appearance), recent final captions (oldest first),
+        the partial caption newer than the last final one, and the end event if seen."""
+        events: list[Event] = list(self._speakers.values())
+        events.extend(self._finals)
+        if self._partial is not None:
+            events.append(self._partial)
+        if self._end is not None:
+            events.append(self._end)
+        return events
