@@ -1,0 +1,450 @@
+"""Widgets of the dashboard; each draws from :class:`~wavlm_live.tui.state.DashboardState`.
+
+The app calls each widget's ``sync(state, ...)`` from a steady timer; a widget redraws only
+when the state parts it shows changed (their version numbers), never once per message.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from wavlm_live.events import CaptionEvent
+
+from .state import DashboardState, short_clock, speaker_runs
+
+PALETTE = (
+    "#4fc3f7",  # light blue
+    "#ffb74d",  # orange
+    "#81c784",  # green
+    "#f06292",  # pink
+    "#ba68c8",  # purple
+    "#fff176",  # yellow
+    "#4db6ac",  # teal
+    "#e57373",  # red
+)
+"""Speaker colours, readable on dark and light backgrounds; S1 gets the first one."""
+
+LEVEL_FLOOR_DB = -60.0
+"""Bottom of the input level meter in dBFS (0 dBFS is full scale)."""
+
+
+def speaker_colour(speaker: str | None) -> str:
+    """Stable colour of a speaker id: ``"S<n>"`` -> ``PALETTE[(n - 1) % 8]``; other ids
+    by CRC-32 of the id; grey for ``None``."""
+    if speaker is None:
+        return "grey62"
+    if speaker[:1] == "S" and speaker[1:].isdigit():
+        index = int(speaker[1:]) - 1
+    else:
+        index = zlib.crc32(speaker.encode())
+    return PALETTE[index % len(PALETTE)]
+
+
+def caption_texts(state: DashboardState, event: CaptionEvent, timestamps: bool) -> list[Text]:
+    """Lines for one final caption: one per speaker run, ``[M:SS.s] Name  words`` in the
+    speaker's colour."""
+    lines = []
+    for speaker, start, _end, words in speaker_runs(event):
+        line = Text()
+        if timestamps:
+            line.append(f"[{short_clock(start)}] ", style="dim")
+        colour = speaker_colour(speaker)
+        line.append(f"{state.display_name(speaker)}: ", style=f"bold {colour}")
+        line.append(words, style=colour)
+        lines.append(line)
+    return lines
+
+
+def partial_text(state: DashboardState, event: CaptionEvent, timestamps: bool) -> Text:
+    """The partial caption, dimmed and italic, after a ``…`` marker."""
+    line = Text(style="dim italic")
+    if timestamps:
+        line.append(f"[{short_clock(event.start)}] ")
+    line.append("… ")
+    for speaker, _start, _end, words in speaker_runs(event):
+        line.append(f"{state.display_name(speaker)}: ", style=speaker_colour(speaker))
+        line.append(words + " ")
+    line.rstrip()
+    return line
+
+
+class CaptionLog(ScrollView, can_focus=True):
+    """Scrolling captions: final lines, newest at the bottom, then the dimmed partial.
+
+    Keeps at most ``max_entries`` final captions (each one or more lines); lines are
+    wrapped to the widget width and re-wrapped when it changes. While ``follow`` is True
+    the view sticks to the bottom; when False (paused) it stays where the user scrolled.
+    """
+
+    DEFAULT_CSS = """
+    CaptionLog {
+        overflow-y: scroll;
+        overflow-x: hidden;
+        scrollbar-size-vertical: 1;
+    }
+    """
+
+    def __init__(self, max_entries: int, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.max_entries = max_entries
+        self.follow = True
+        self._texts: deque[list[Text]] = deque()
+        self._counts: deque[int] = deque()
+        self._strips: list[Strip] = []
+        self._partial: Text | None = None
+        self._partial_strips: list[Strip] = []
+        self._width = 0
+
+    # The entry points used by the app.
+    def set_entries(self, entries: list[list[Text]], partial: Text | None) -> None:
+        """Replace everything: ``entries`` are the finals' lines, oldest first."""
+        self._texts = deque(entries[-self.max_entries :])
+        self._partial = partial
+        self._render_all()
+
+    def append_entries(self, entries: list[list[Text]]) -> None:
+        """Append new finals' lines at the bottom, dropping the oldest past the bound."""
+        for lines in entries:
+            self._texts.append(lines)
+            if self._width:
+                strips = self._wrap(lines)
+                self._counts.append(len(strips))
+                self._strips.extend(strips)
+        drop = len(self._texts) - self.max_entries
+        if drop > 0:
+            for _ in range(drop):
+                self._texts.popleft()
+                if self._width:
+                    del self._strips[: self._counts.popleft()]
+        self._changed()
+
+    def set_partial(self, partial: Text | None) -> None:
+        """Show ``partial`` (dimmed text) after the finals, or nothing."""
+        self._partial = partial
+        self._partial_strips = self._wrap([partial]) if partial is not None and self._width else []
+        self._changed()
+
+    @property
+    def line_count(self) -> int:
+        """Wrapped lines currently held (finals and partial)."""
+        return len(self._strips) + len(self._partial_strips)
+
+    @property
+    def entry_count(self) -> int:
+        """Final captions currently held (at most ``max_entries``)."""
+        return len(self._texts)
+
+    def plain_lines(self) -> list[str]:
+        """The held lines as plain text (finals then partial), unwrapped."""
+        out = [t.plain for lines in self._texts for t in lines]
+        if self._partial is not None:
+            out.append(self._partial.plain)
+        return out
+
+    # Rendering.
+    def _wrap(self, texts: list[Text]) -> list[Strip]:
+        console: Console = self.app.console
+        options = console.options.update_width(self._width)
+        strips = []
+        for text in texts:
+            for line in console.render_lines(text, options, pad=False):
+                strips.append(Strip(line, Segment.get_line_length(line)))
+        return strips
+
+    def _render_all(self) -> None:
+        self._strips = []
+        self._counts = deque()
+        if self._width:
+            for lines in self._texts:
+                strips = self._wrap(lines)
+                self._counts.append(len(strips))
+                self._strips.extend(strips)
+            self._partial_strips = self._wrap([self._partial]) if self._partial is not None else []
+        self._changed()
+
+    def _changed(self) -> None:
+        self.virtual_size = Size(self._width, self.line_count)
+        if self.follow:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+        self.refresh()
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if width != self._width:
+            self._width = width
+            self._render_all()
+
+    def render_line(self, y: int) -> Strip:
+        index = self.scroll_offset.y + y
+        width = self.scrollable_content_region.width
+        if index < len(self._strips):
+            strip = self._strips[index]
+        elif index - len(self._strips) < len(self._partial_strips):
+            strip = self._partial_strips[index - len(self._strips)]
+        else:
+            return Strip.blank(width, self.rich_style)
+        return strip.crop_extend(0, width, self.rich_style).apply_style(self.rich_style)
+
+
+class ActivityTimeline(Widget):
+    """One row per speaker over the last ``window_s`` seconds of settled diarization.
+
+    A cell is ``█`` when the speaker was active in at least half of its frames, ``▄``
+    when in fewer; the ``overlap`` row marks cells with overlapping speech. The current
+    speakers' labels are shown reversed with a ``▶``. At most ``max_rows`` speakers are
+    drawn (the most recently seen ones, in id order).
+    """
+
+    DEFAULT_CSS = """
+    ActivityTimeline { height: auto; }
+    """
+
+    max_rows = 6
+
+    def __init__(self, state: DashboardState, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.state = state
+        self._key: tuple | None = None
+
+    def sync(self, paused: bool) -> None:
+        """Redraw when the timeline or speaker names changed (not while paused)."""
+        key = (self.state.timeline_version, self.state.speakers_version, self.size.width)
+        if paused or key == self._key:
+            return
+        self._key = key
+        self.refresh(layout=True)
+
+    def _rows(self) -> list[str]:
+        state = self.state
+        speakers = list(state.speakers)
+        for labels in state.frames:  # speakers seen in labels before their speaker event
+            for s in labels:
+                if s not in state.speakers and s not in speakers:
+                    speakers.append(s)
+        if len(speakers) > self.max_rows:
+            last = {s: (e.last_seen if (e := state.speakers.get(s)) else 0.0) for s in speakers}
+            keep = set(sorted(speakers, key=lambda s: last[s])[-self.max_rows :])
+            speakers = [s for s in speakers if s in keep]
+        return speakers
+
+    def render(self) -> Text:
+        state = self.state
+        speakers = self._rows()
+        if not speakers:
+            return Text("waiting for speech…", style="dim")
+        label_w = min(12, max(len(state.display_name(s)) for s in speakers) + 2)
+        label_w = max(label_w, 9)
+        columns = max(1, self.size.width - label_w - 1)
+        per, overlap, t_end = state.activity(columns, speakers)
+        current = state.current_speakers()
+        out = Text(no_wrap=True, overflow="crop")
+        for s in speakers:
+            colour = speaker_colour(s)
+            name = state.display_name(s)[: label_w - 2]
+            if s in current:
+                out.append(f"▶ {name}".ljust(label_w), style=Style.parse(f"bold reverse {colour}"))
+            else:
+                out.append(f"  {name}".ljust(label_w), style=colour)
+            out.append(" ")
+            out.append("".join(_cell(f) for f in per[s]), style=colour)
+            out.append("\n")
+        if len(speakers) > 1:
+            out.append("  overlap".ljust(label_w) + " ", style="dim")
+            out.append("".join("━" if f > 0 else " " for f in overlap), style="bold yellow")
+            out.append("\n")
+        out.append(" " * (label_w + 1))
+        out.append(_axis(columns, state.config.window_s, t_end), style="dim")
+        return out
+
+
+def _cell(fraction: float) -> str:
+    if fraction >= 0.5:
+        return "█"
+    return "▄" if fraction > 0 else " "
+
+
+def _axis(columns: int, window_s: float, t_end: float) -> str:
+    """A time axis under the timeline: ``─`` with ``M:SS`` labels every 5 or 10 s."""
+    dt = window_s / columns
+    step = 10.0 if columns * 10 / window_s >= 12 else 15.0
+    if columns * 5 / window_s >= 16:
+        step = 5.0
+    axis = ["─"] * columns
+    t_start = t_end - window_s
+    first = int(t_start // step + 1) * step
+    t = first
+    while t <= t_end + 1e-9:
+        col = int(round((t - t_start) / dt)) - 1
+        label = "┴" + short_clock(t).split(".")[0]
+        if t >= 0 and 0 <= col and col + len(label) <= columns:
+            axis[col : col + len(label)] = list(label)
+        t += step
+    return "".join(axis)
+
+
+class SpeakersTable(DataTable):
+    """Tracked speakers: colour, id, name, talk time and share, turns, last seen and the
+    cosine similarity of the latest x-vector to the speaker's centroid. One row per
+    speaker in order of first appearance; the cursor row is the selected speaker."""
+
+    COLUMNS = (("", "swatch"), ("ID", "id"), ("Name", "name"), ("Talk", "talk"), ("Share", "share"),
+               ("Turns", "turns"), ("Last", "last"), ("Sim", "sim"))
+
+    def __init__(self, state: DashboardState, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False, show_cursor=True)
+        self.state = state
+        self._key: tuple | None = None
+        self._rows: dict[str, tuple] = {}
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    @property
+    def selected_speaker(self) -> str | None:
+        """Id of the speaker under the cursor, or ``None`` when the table is empty."""
+        if self.row_count == 0:
+            return None
+        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+
+    def sync(self) -> None:
+        """Add or update rows when speakers, names or settled time changed."""
+        state = self.state
+        key = (state.speakers_version, state.timeline_version, len(state.speakers))
+        if key == self._key:
+            return
+        self._key = key
+        if len(self._rows) > len(state.speakers):  # speakers were forgotten: start over
+            self.clear()
+            self._rows = {}
+        total = sum(e.talk_time for e in state.speakers.values()) or 1.0
+        now = max(state.frames_end, max((e.last_seen for e in state.speakers.values()), default=0.0))
+        current = state.current_speakers()
+        for sid, e in state.speakers.items():
+            colour = speaker_colour(sid)
+            bold = "bold " if sid in current else ""
+            ago = now - e.last_seen
+            cells = (
+                Text("■", style=colour),
+                Text(sid, style=bold + colour),
+                Text(e.name or "—", style=bold + ("" if e.name else "dim")),
+                Text(_duration(e.talk_time), justify="right"),
+                Text(f"{100 * e.talk_time / total:.0f}%", justify="right"),
+                Text(str(e.turns), justify="right"),
+                Text("now" if ago < 1.0 else f"{_duration(ago)} ago", justify="right"),
+                Text("—" if e.similarity is None else f"{e.similarity:.2f}", justify="right"),
+            )
+            plain = tuple((c.plain, str(c.style)) for c in cells)
+            if sid not in self._rows:
+                self.add_row(*cells, key=sid)
+            elif self._rows[sid] != plain:
+                for (_label, col), cell in zip(self.COLUMNS, cells):
+                    self.update_cell(sid, col, cell)
+            self._rows[sid] = plain
+
+
+def _duration(seconds: float) -> str:
+    """``12.3s`` under a minute, ``M:SS`` under an hour, else ``H:MM:SS``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}"
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def level_meter(rms_db: float | None, peak_db: float | None, width: int) -> Text:
+    """A ``width``-cell bar of the RMS level from :data:`LEVEL_FLOOR_DB` to 0 dBFS, with
+    a ``│`` at the peak; green, yellow above -12 dBFS, red above -3 dBFS."""
+    bar = Text()
+    if rms_db is None:
+        return Text("·" * width, style="dim")
+
+    def cells(db: float) -> int:
+        return round(width * min(1.0, max(0.0, (db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB)))
+
+    filled = cells(rms_db)
+    peak = min(width - 1, cells(peak_db)) if peak_db is not None and peak_db > LEVEL_FLOOR_DB else -1
+    for i in range(width):
+        db = LEVEL_FLOOR_DB + (i + 1) * -LEVEL_FLOOR_DB / width
+        colour = "red" if db > -3 else "yellow" if db > -12 else "green"
+        if i < filled:
+            bar.append("█", style=colour)
+        elif i == peak:
+            bar.append("│", style=colour)
+        else:
+            bar.append("·", style="dim")
+    return bar
+
+
+class Bar(Static):
+    """A one-line bar that is updated only when its text changes."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self._last: tuple | None = None
+
+    def show(self, text: Text) -> None:
+        """Display ``text`` unless it is what is already shown."""
+        key = (text.plain, tuple(text.spans))
+        if key != self._last:
+            self._last = key
+            self.update(text)
+
+
+class EngineInfo(Bar):
+    """Models, stream geometry, engine health and link counters, one fact per line (shown
+    only where the terminal is wide enough)."""
+
+    def sync(self, state: DashboardState) -> None:
+        """Redraw from ``state`` if anything shown changed."""
+        out = Text(no_wrap=True, overflow="ellipsis")
+        hello = state.hello or {}
+        models = hello.get("models") if isinstance(hello.get("models"), dict) else {}
+        width = max((len(str(task)) for task in models), default=0)
+        out.append("Models\n", style="bold")
+        for task, model in models.items():
+            out.append(f"  {str(task).ljust(width)}  {model}\n")
+        if not models:
+            out.append("  waiting for the server's hello\n", style="dim")
+        if hello.get("demo"):
+            out.append("  DEMO checkpoints: random or synthetic-speech weights;\n"
+                       "  captions and speakers are not meaningful.\n", style="bold yellow")
+        out.append("Stream\n", style="bold")
+        out.append(f"  received      {short_clock(state.stream_time)}\n")
+        out.append(f"  settled       {short_clock(state.frames_end)}\n")
+        if hello:
+            out.append(f"  window / hop  {_num(hello.get('window'))} s / {_num(hello.get('hop'))} s\n")
+            out.append(f"  sample rate   {hello.get('sample_rate', '?')} Hz, server {hello.get('version', '?')}\n")
+        stats = state.stats
+        out.append("Engine\n", style="bold")
+        if stats is None:
+            out.append("  no stats yet\n", style="dim")
+        else:
+            out.append(f"  windows       {stats.windows_analysed} analysed, {stats.windows_skipped} skipped\n")
+            out.append(f"  RTF / lag     {_num(stats.rtf, '.2f')} / {_num(stats.lag, '.2f')} s\n")
+            out.append(f"  input         {stats.input_overflows} overflows, {stats.samples_sanitised} "
+                       f"samples sanitised, {stats.ring_overwrites} ring overwrites\n")
+        out.append("Link\n", style="bold")
+        clients = "?" if state.clients is None else str(state.clients)
+        out.append(f"  clients {clients}, dropped {state.dropped}, bad messages {state.bad_messages}, "
+                   f"errors {state.errors_total}")
+        if state.error is not None:
+            out.append(f"\n  last error    {state.error.code}: {state.error.message}", style="red")
+        self.show(out)
+
+
+def _num(value: object, spec: str = "g") -> str:
+    """Format a number from the server, ``—`` for anything else (NaN included)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        return format(value, spec)
+    return "—"
