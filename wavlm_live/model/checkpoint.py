@@ -1,0 +1,392 @@
+"""Loading and saving Hugging Face format WavLM checkpoints, and device/dtype choice.
+
+A checkpoint is a folder (local, or a Hub snapshot fetched with huggingface_hub) holding
+``config.json``, ``model.safetensors`` or ``pytorch_model.bin``, usually
+``preprocessor_config.json`` and, for CTC, ``vocab.json`` with the tokenizer files. The task
+model is chosen from ``config.json``'s ``architectures``. Every state-dict key is accounted
+for: the positional conv's weight-norm factors (``weight_g``/``weight_v`` or
+``parametrizations.weight.original0``/``original1``) are folded into one weight,
+training-only keys are dropped by name, and any other missing, unexpected or mis-shaped key
+is a :class:`ModelLoadError` that lists them. transformers is never imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .config import PreprocessorConfig, WavLMConfig
+from .ctc import CTCDecoder, CTCVocabulary
+from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector
+
+ARCHITECTURES: dict[str, tuple[str, type[nn.Module]]] = {
+    "WavLMForCTC": ("ctc", WavLMForCTC),
+    "WavLMForAudioFrameClassification": ("frames", WavLMForAudioFrameClassification),
+    "WavLMForXVector": ("xvector", WavLMForXVector),
+}
+"""Supported ``architectures`` entries of ``config.json``: task name and model class."""
+
+TASKS = tuple(task for task, _ in ARCHITECTURES.values())
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_OPTIONAL_FILES = ("preprocessor_config.json",)
+_VOCAB_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+# training-only weights, dropped by name: SpecAugment's mask embedding, the pre-training
+# quantizer and projections, and the x-vector AM-softmax loss weight
+_IGNORED = re.compile(r"^(wavlm\.)?(masked_spec_embed|quantizer\..+|project_q\..+|project_hid\..+"
+                      r"|objective\.weight)$")
+_POS_CONV = "wavlm.encoder.pos_conv_embed.conv."
+_WEIGHT_NORM_NAMES = (("weight_g", "weight_v"), ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+
+
+class ModelLoadError(ValueError):
+    """A checkpoint could not be found, read or matched to the model; the message names the
+    model and says what to do."""
+
+
+@dataclass
+class Pretrained:
+    """A loaded checkpoint.
+
+    model: the task model, eval mode, on ``device`` in ``dtype``.
+    config / preprocessor: the checkpoint's ``config.json`` / ``preprocessor_config.json``
+        (defaults of ``Wav2Vec2FeatureExtractor`` when the file is absent).
+    vocab / decoder: the CTC vocabulary and greedy decoder (``task == "ctc"``), else None.
+    task: "ctc", "frames" or "xvector". source: the name or folder as given; path: the
+    resolved local folder. device / dtype: where and how the model runs.
+    """
+
+    model: nn.Module
+    config: WavLMConfig
+    preprocessor: PreprocessorConfig
+    vocab: CTCVocabulary | None
+    decoder: CTCDecoder | None
+    task: str
+    source: str
+    path: Path
+    device: torch.device
+    dtype: torch.dtype
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (x86 ``avx512_bf16`` or ``amx_bf16``;
+    Arm ``bf16``), read from ``/proc/cpuinfo`` (False where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a
+    ``torch.device`` to a ``torch.device``. Raises ``ValueError`` for an unknown name or a
+    CUDA device that this machine does not have."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist; this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu' or 'cuda'")
+    return dev
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu") -> torch.dtype:
+    """Compute dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or a ``torch.dtype``), or
+    ``"auto"``: bfloat16 on a CUDA GPU that supports it and on a CPU with native bf16 dot
+    products (avx512_bf16/AMX), else float32 (float16 is never chosen automatically: WavLM's
+    large activations can overflow it). Raises ``ValueError`` for anything else."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"unsupported dtype {dtype}; use float32, bfloat16 or float16")
+        return dtype
+    if dtype == "auto":
+        dev = torch.device(device) if not isinstance(device, torch.device) else device
+        if dev.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if _cpu_has_fast_bf16() else torch.float32
+    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
+        return _DTYPES[dtype.lower()]
+    raise ValueError(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", name) is not None and ".." not in name
+
+
+def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool | None) -> Path:
+    """Download (or find in the cache) the files a checkpoint needs; returns the snapshot
+    folder. Honours ``HF_HUB_OFFLINE`` through huggingface_hub."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, HFValidationError,
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled, RemoteEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    def fetch(filename: str) -> Path | None:
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision,
+                                        local_files_only=bool(local_files_only)))
+        except RemoteEntryNotFoundError:
+            return None  # the repository has no such file
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+            if filename == "config.json":
+                raise ModelLoadError(
+                    f"model {repo_id!r} is not in the local Hugging Face cache and cannot be downloaded "
+                    "(HF_HUB_OFFLINE is set, local_files_only is true, or the Hub is unreachable); pass a local "
+                    "folder that holds its config.json and weights instead") from None
+            return None  # not cached while offline: treated as absent
+        except EntryNotFoundError:
+            return None
+        except (RepositoryNotFoundError, GatedRepoError):
+            raise ModelLoadError(f"model {repo_id!r} was not found on the Hugging Face Hub (or is private or "
+                                 "gated); check the name or pass a local folder") from None
+        except RevisionNotFoundError:
+            raise ModelLoadError(f"revision {revision!r} of model {repo_id!r} does not exist on the "
+                                 "Hugging Face Hub; check the revision") from None
+        except HFValidationError as e:
+            raise ModelLoadError(f"{repo_id!r} is neither an existing folder nor a valid Hugging Face Hub id "
+                                 f"({e})") from None
+        except (HfHubHTTPError, OSError) as e:
+            raise ModelLoadError(f"downloading {filename} of model {repo_id!r} failed ({e}); check the "
+                                 "connection or pass a local folder") from None
+
+    config_path = fetch("config.json")
+    if config_path is None:
+        raise ModelLoadError(f"model {repo_id!r} on the Hugging Face Hub has no config.json; it is not a "
+                             "transformers-format checkpoint")
+    folder = config_path.parent
+    for name in WEIGHT_FILES:
+        if fetch(name) is not None:
+            break
+    for name in _OPTIONAL_FILES:
+        fetch(name)
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if isinstance(config, dict) and "WavLMForCTC" in (config.get("architectures") or []):
+        for name in _VOCAB_FILES:
+            fetch(name)
+    return folder
+
+
+def _resolve_folder(source: str, revision: str | None, local_files_only: bool | None) -> Path:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise ModelLoadError(f"model path {source!r} is a file; pass the checkpoint folder that holds "
+                             "config.json and the weights")
+    if not _looks_like_hub_id(source):
+        raise ModelLoadError(f"model folder {source!r} does not exist; pass an existing checkpoint folder "
+                             "or a Hugging Face Hub id such as 'microsoft/wavlm-base-plus-sd'")
+    return _fetch_from_hub(source, revision, local_files_only)
+
+
+def _read_state_dict(path: Path, name: str) -> dict[str, Tensor]:
+    """Read a safetensors or (``weights_only``) PyTorch state dict onto the CPU."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors / zip / unpickling errors have no common base class
+        raise ModelLoadError(f"model {name!r}: {path.name} is truncated or corrupt ({type(e).__name__}: {e}); "
+                             "delete it (or its cached copy) and download or export it again") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise ModelLoadError(f"model {name!r}: {path.name} does not hold a state dict of tensors")
+    return state
+
+
+def _fold_weight_norm(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Replace the positional conv's weight-norm factors (g, v) by ``w = g * v / ||v||``,
+    norm over dims (0, 1) for each kernel tap (``torch.nn.utils.weight_norm(dim=2)``)."""
+    for g_name, v_name in _WEIGHT_NORM_NAMES:
+        g_key, v_key = _POS_CONV + g_name, _POS_CONV + v_name
+        if g_key in state and v_key in state:
+            g, v = state.pop(g_key).float(), state.pop(v_key).float()
+            state[_POS_CONV + "weight"] = v * (g / torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True))
+    return state
+
+
+def _list(keys, n: int = 6) -> str:
+    keys = sorted(keys)
+    more = f" and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _load_weights(model: nn.Module, state: dict[str, Tensor], name: str, arch: str) -> None:
+    """Check every key and shape against ``model`` and load; raises ModelLoadError listing
+    missing, unexpected and mis-shaped keys."""
+    state = _fold_weight_norm({k: v for k, v in state.items() if not _IGNORED.match(k)})
+    expected = model.state_dict()
+    missing = expected.keys() - state.keys()
+    unexpected = state.keys() - expected.keys()
+    misshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                 for k in sorted(expected.keys() & state.keys()) if state[k].shape != expected[k].shape]
+    if missing or unexpected or misshaped:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_list(unexpected)}")
+        if misshaped:
+            parts.append(f"mis-shaped keys (checkpoint vs config): {_list(misshaped, 4)}")
+        raise ModelLoadError(f"model {name!r}: the weights do not match its config.json for {arch} ("
+                             + "; ".join(parts) + "); use the config.json the weights were saved with")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+                          strict=True, assign=True)
+
+
+def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu",
+                    dtype: str | torch.dtype = "float32", revision: str | None = None,
+                    local_files_only: bool | None = None, expected_task: str | None = None) -> Pretrained:
+    """Load a WavLM task checkpoint from a local folder or a Hugging Face Hub id.
+
+    Args:
+        name_or_path: a folder holding ``config.json`` and ``model.safetensors`` or
+            ``pytorch_model.bin``, or a Hub id (files fetched and cached with huggingface_hub;
+            ``HF_HUB_OFFLINE`` honoured).
+        device: "cpu" (default), "cuda", "auto" or a ``torch.device`` (see :func:`resolve_device`).
+        dtype: "float32" (default), "bfloat16", "float16", "auto" or a ``torch.dtype``
+            (see :func:`resolve_dtype`).
+        revision: Hub branch, tag or commit (Hub ids only).
+        local_files_only: True to use only the Hub cache; None leaves it to huggingface_hub.
+        expected_task: "ctc", "frames" or "xvector" to insist on that task.
+
+    Returns a :class:`Pretrained`. Raises :class:`ModelLoadError` (a ``ValueError``) for a
+    missing folder or file, a model neither local nor cached while offline, unreadable or
+    truncated weights, an unknown architecture, a bad config, weights that do not match the
+    config (missing, unexpected or mis-shaped keys, listed), a task other than
+    ``expected_task``, or an unavailable device.
+    """
+    source = str(name_or_path)
+    if expected_task is not None and expected_task not in TASKS:
+        raise ModelLoadError(f"expected_task {expected_task!r} is not one of {', '.join(TASKS)}")
+    try:
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+    except ValueError as e:
+        raise ModelLoadError(f"model {source!r}: {e}") from None
+    folder = _resolve_folder(source, revision, local_files_only)
+
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(f"model {source!r}: {folder} has no config.json; pass a transformers-format "
+                             "checkpoint folder")
+    try:
+        config = WavLMConfig.from_json(config_path)
+    except (ValueError, TypeError, OSError) as e:
+        raise ModelLoadError(f"model {source!r}: bad config.json ({e})") from None
+    archs = [a for a in config.architectures if a in ARCHITECTURES]
+    if len(archs) != 1:
+        found = ", ".join(config.architectures) or "none"
+        raise ModelLoadError(f"model {source!r}: unknown architecture ({found}) in config.json; supported: "
+                             f"{', '.join(ARCHITECTURES)}")
+    arch = archs[0]
+    task, cls = ARCHITECTURES[arch]
+    if expected_task is not None and task != expected_task:
+        raise ModelLoadError(f"model {source!r} is a {task!r} model ({arch}), but a {expected_task!r} model was "
+                             "expected; pass a checkpoint for that task")
+
+    pre_path = folder / "preprocessor_config.json"
+    try:
+        preprocessor = PreprocessorConfig.from_json(pre_path) if pre_path.is_file() else PreprocessorConfig()
+    except (ValueError, TypeError) as e:
+        raise ModelLoadError(f"model {source!r}: bad preprocessor_config.json ({e})") from None
+    if preprocessor.sampling_rate != 16000:
+        raise ModelLoadError(f"model {source!r} expects {preprocessor.sampling_rate} Hz audio; only 16000 Hz "
+                             "WavLM checkpoints are supported")
+
+    vocab = decoder = None
+    if task == "ctc":
+        if not (folder / "vocab.json").is_file():
+            raise ModelLoadError(f"model {source!r}: CTC checkpoint without vocab.json in {folder}; add the "
+                                 "tokenizer files (vocab.json, tokenizer_config.json)")
+        try:
+            vocab = CTCVocabulary.from_files(folder)
+        except (ValueError, TypeError, OSError) as e:
+            raise ModelLoadError(f"model {source!r}: bad tokenizer files ({e})") from None
+        decoder = CTCDecoder(vocab, frame_seconds=config.hop / preprocessor.sampling_rate)
+
+    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
+    if weights is None:
+        sharded = (folder / "model.safetensors.index.json").is_file() or (folder / "pytorch_model.bin.index.json").is_file()
+        raise ModelLoadError(f"model {source!r}: {folder} has no model.safetensors or pytorch_model.bin"
+                             + (" (sharded checkpoints are not supported; save it unsharded)" if sharded else
+                                "; download or export the weights into it"))
+    state = _read_state_dict(weights, source)
+    try:
+        with torch.device("meta"):
+            model = cls(config)
+    except ValueError as e:
+        raise ModelLoadError(f"model {source!r}: {e}") from None
+    _load_weights(model, state, source, arch)
+    model.to(device=dev, dtype=dt).eval()
+    return Pretrained(model=model, config=config, preprocessor=preprocessor, vocab=vocab, decoder=decoder,
+                      task=task, source=source, path=folder, device=dev, dtype=dt)
+
+
+def save_pretrained(model: nn.Module, folder: str | Path, *, preprocessor: PreprocessorConfig | None = None,
+                    vocab: CTCVocabulary | None = None) -> Path:
+    """Write a checkpoint folder that both :func:`load_pretrained` and transformers load.
+
+    Writes ``config.json`` (with ``architectures``), ``model.safetensors`` (float32; the
+    positional conv weight as ``parametrizations.weight.original0`` (g) / ``original1`` (v),
+    the names transformers 5 uses), ``preprocessor_config.json`` (``preprocessor`` or the
+    defaults) and, for CTC, the tokenizer files of ``vocab``. Creates ``folder``; returns it.
+
+    Raises ``TypeError`` for a model that is not one of the three task models and
+    ``ValueError`` for a CTC model without ``vocab``.
+    """
+    from safetensors.torch import save_file
+
+    arch = next((a for a, (_, cls) in ARCHITECTURES.items() if type(model) is cls), None)
+    if arch is None:
+        raise TypeError(f"save_pretrained expects WavLMForCTC, WavLMForAudioFrameClassification or "
+                        f"WavLMForXVector, got {type(model).__name__}")
+    if arch == "WavLMForCTC" and vocab is None:
+        raise ValueError("save_pretrained needs vocab= for a WavLMForCTC model")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(model.config, architectures=(arch,))
+
+    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
+    w = state.pop(_POS_CONV + "weight")
+    g_name, v_name = _WEIGHT_NORM_NAMES[1]
+    state[_POS_CONV + g_name] = torch.linalg.vector_norm(w, dim=(0, 1), keepdim=True)
+    state[_POS_CONV + v_name] = w
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    pre = (preprocessor or PreprocessorConfig()).to_dict()
+    (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
+    if arch == "WavLMForCTC":
+        vocab.to_files(folder)
+    return folder
