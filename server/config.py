@@ -36,6 +36,11 @@ class ServerConfig:
     """Messages queued per client before the oldest droppable ones are dropped."""
     write_buffer_limit: int = 32 * 1024
     """Bytes in a client's transport write buffer above which sending pauses."""
+    socket_send_buffer: int = 64 * 1024
+    """Kernel send buffer (``SO_SNDBUF``) of each client socket, in bytes (Linux
+    doubles it). Bounds what a client that stops reading can hold in the kernel: with
+    autotuning it grows to megabytes, and the write buffer (hence the stall check below)
+    only fills once the kernel buffer is full."""
     stall_timeout_s: float = 2.0
     """Seconds a client's write buffer may stay above ``write_buffer_limit`` before the
     client is disconnected (close code 1008); at most 5."""
@@ -64,6 +69,7 @@ class ServerConfig:
         _check_int("max_message_bytes", self.max_message_bytes, 256, 1 << 20)
         _check_int("queue_size", self.queue_size, 16, 1 << 20)
         _check_int("write_buffer_limit", self.write_buffer_limit, 1024, 1 << 26)
+        _check_int("socket_send_buffer", self.socket_send_buffer, 4096, 1 << 26)
         if isinstance(self.stall_timeout_s, bool) or not isinstance(self.stall_timeout_s, (int, float)):
             raise TypeError(f"stall_timeout_s must be a number, got {self.stall_timeout_s!r}")
         if not (math.isfinite(self.stall_timeout_s) and 0 < self.stall_timeout_s <= 5):

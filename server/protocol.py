@@ -147,7 +147,7 @@ def parse_client_message(raw: str | bytes) -> Subscribe | Rename | Ping:
     if kind == "rename":
         return _parse_rename(data)
     ping_id = data.get("id")
-    if ping_id is not None:
+    if "id" in data:
         if isinstance(ping_id, bool) or not isinstance(ping_id, (str, int)):
             raise BadMessage("ping id must be a string or an integer")
         if isinstance(ping_id, str) and len(ping_id) > MAX_PING_ID_CHARS:

@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import http
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -457,6 +458,9 @@ class Publisher:
             response = ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many clients.\n")
             response.headers["Retry-After"] = "5"
             return response
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
         self._slots.add(ws)
         self._spawn(self._free_slot_when_closed(ws))
         return None
