@@ -1,7 +1,7 @@
 """Downmix, sanitise and resample audio to 16 kHz mono, whole arrays or block by block.
 
-Resampling uses libsoxr (python-soxr) at its "VHQ" quality: linear phase, 175 dB
-stop-band attenuation, pass-band to 95 % of Nyquist (libsoxr's soxr.h quality recipes).
+Resampling uses libsoxr (python-soxr) at its "VHQ" quality (SOXR_28_BITQ), the recipe of
+SoX's `rate -v`: linear phase, 95 % band-width, 175 dB rejection (SoX rate effect manual).
 The streaming form (`soxr.ResampleStream`) keeps the filter state across blocks, so the
 concatenated block outputs equal the one-shot resample of the whole signal: no clicks at
 block boundaries. libsoxr emits its output in bursts of about 70-100 ms; `BlockConverter`
@@ -71,7 +71,7 @@ def resample_to_16k_mono(x: np.ndarray, rate: float) -> np.ndarray:
         rate: sample rate of `x` in Hz, > 0.
 
     Returns:
-        1-D float32 array of round(frames * 16000 / rate) samples.
+        1-D float32 array of round(frames * 16000 / rate) samples (a new array).
 
     Raises:
         ValueError: `rate` is not positive or `x` has more than 2 dimensions.
@@ -80,7 +80,7 @@ def resample_to_16k_mono(x: np.ndarray, rate: float) -> np.ndarray:
         raise ValueError(f"sample rate must be > 0 Hz, got {rate!r}")
     mono = downmix(np.asarray(x, dtype=np.float32))
     if rate == TARGET_RATE:
-        return mono
+        return mono.copy() if np.shares_memory(mono, x) else mono
     return soxr.resample(mono, rate, TARGET_RATE, quality=QUALITY).astype(np.float32, copy=False)
 
 
