@@ -103,6 +103,11 @@ class DiarizationStitcher:
 
     # -- look-ups ----------------------------------------------------------------------
 
+    @property
+    def settled_end(self) -> int:
+        """Absolute frame index one past the newest settled label."""
+        return self._history_end
+
     def labels(self, start: int, end: int) -> list[tuple[str, ...]]:
         """Labels of absolute frames ``[start, end)``: settled ones from the history,
         tentative ones from the newest window's tail, empty tuples where unknown."""
@@ -130,7 +135,9 @@ class DiarizationStitcher:
 
     # -- stitching ---------------------------------------------------------------------
 
-    def _binarize(self, probs: np.ndarray) -> np.ndarray:
+    def binarize(self, probs: np.ndarray) -> np.ndarray:
+        """Activity probabilities ``[frames, speakers]`` -> bool activity after the
+        threshold and the median filter."""
         active = probs >= self.config.threshold
         if self.config.median_frames > 1 and active.shape[0] >= self.config.median_frames:
             active = median_filter(active, size=(self.config.median_frames, 1), mode="nearest")
@@ -203,7 +210,7 @@ class DiarizationStitcher:
         if probs.ndim != 2 or probs.shape[0] != n_frames:
             raise ValueError(f"expected activity of shape [{n_frames}, speakers], got {tuple(probs.shape)}")
         embeddings = embeddings or {}
-        active = self._binarize(probs)
+        active = self.binarize(probs)
         mapping = self._map(window, probs, active, embeddings)
         changed: dict[str, Speaker] = {}
         for k, gid in mapping.items():

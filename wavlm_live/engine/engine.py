@@ -1,0 +1,462 @@
+"""The streaming engine: ring buffer -> windows -> task models -> stitchers -> events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from wavlm_live import __version__
+from wavlm_live.engine.bus import EventBus
+from wavlm_live.engine.captions import CaptionStitcher
+from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher
+from wavlm_live.engine.ringbuffer import OverwrittenError, RingBuffer
+from wavlm_live.engine.speakers import Speaker, SpeakerTracker
+from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Window, WindowPlan
+from wavlm_live.events import DiarizationEvent, EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
+
+log = logging.getLogger(__name__)
+
+
+class CaptionModel(Protocol):
+    """A CTC model wrapper (see :class:`wavlm_live.engine.tasks.CTCRunner`)."""
+
+    name: str
+    blank_id: int
+    delimiter_id: int | None
+    decoder: Any
+
+    def logits(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` float32 ``[samples]`` at 16 kHz -> float32 logits ``[frames, vocab]``."""
+        ...
+
+
+class DiarizationModel(Protocol):
+    """A frame-classification model wrapper (see :class:`wavlm_live.engine.tasks.FrameRunner`)."""
+
+    name: str
+
+    def activity(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` float32 ``[samples]`` -> activity probabilities ``[frames, speakers]``."""
+        ...
+
+
+class EmbeddingModel(Protocol):
+    """An x-vector model wrapper (see :class:`wavlm_live.engine.tasks.XVectorRunner`)."""
+
+    name: str
+
+    def embed(self, audio: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        """``audio`` float32 ``[samples]``, optional frame masks ``[n, frames]`` (bool) ->
+        x-vectors ``[n, dim]`` (``[1, dim]`` without masks)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine settings.
+
+    Attributes:
+        window: analysis window length in seconds (snapped to 20 ms).
+        hop: seconds between window ends (snapped to 20 ms): the result update period.
+        right_context: frames of right context before a frame settles (``None``: half
+            the overlap).
+        ring_seconds: audio kept in the ring buffer, seconds (must exceed window + hop).
+        realtime: skip windows when analysis falls behind (live input). Offline runs
+            (:meth:`Engine.run_offline`) never skip.
+        max_backlog: whole windows that may wait before the engine skips to the newest.
+        pause_seconds: blank (silence) that closes a caption word; ``None`` disables.
+        speaker_threshold: cosine similarity at which an x-vector joins a tracked
+            speaker (the microsoft/wavlm-base-plus-sv card suggests 0.86).
+        min_embedding_seconds: active speech a local speaker needs in a window before an
+            x-vector is computed for it.
+        level_interval: seconds between ``level`` events.
+        diarization: diarization stitching settings.
+    """
+
+    window: float = 4.0
+    hop: float = 1.0
+    right_context: int | None = None
+    ring_seconds: float = 60.0
+    realtime: bool = True
+    max_backlog: int = 1
+    pause_seconds: float | None = 0.6
+    speaker_threshold: float = 0.86
+    min_embedding_seconds: float = 1.0
+    level_interval: float = 0.1
+    diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
+
+
+def _level_db(x: np.ndarray) -> tuple[float, float]:
+    """RMS and peak of ``x`` in dBFS, clamped at -120 dB."""
+    if x.size == 0:
+        return -120.0, -120.0
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    peak = float(np.max(np.abs(x)))
+    return max(-120.0, 20 * np.log10(max(rms, 1e-6))), max(-120.0, 20 * np.log10(max(peak, 1e-6)))
+
+
+class Engine:
+    """Runs the enabled task models over overlapping windows of a live or file stream.
+
+    Data flow: a producer (audio source thread) calls :meth:`feed` with 16 kHz mono
+    float32 blocks, which go into the :class:`RingBuffer`; the engine thread cuts windows
+    per the :class:`WindowPlan`, runs the task models, feeds the stitchers and publishes
+    :mod:`wavlm_live.events` events on ``bus``. :meth:`feed` never blocks on analysis;
+    when the engine falls behind it skips windows (``realtime``) and reports them in
+    ``stats`` events.
+
+    Args:
+        config: engine settings.
+        bus: where events are published.
+        captions / diarization / embeddings: the enabled task models (any subset, at
+            least one).
+        demo: the models are the bundled demo checkpoints (reported in :meth:`hello`).
+        source_stats: optional callable returning a mapping with ``overflows`` and
+            ``sanitised`` counts of the audio source, included in ``stats`` events.
+
+    Thread safety: :meth:`feed`/:meth:`close_input` from one producer thread;
+    :meth:`rename_speaker` from any thread; everything else from the owner.
+
+    Raises:
+        ValueError: no task model given, or inconsistent settings.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        bus: EventBus,
+        *,
+        captions: CaptionModel | None = None,
+        diarization: DiarizationModel | None = None,
+        embeddings: EmbeddingModel | None = None,
+        demo: bool = False,
+        source_stats: Callable[[], Any] | None = None,
+    ) -> None:
+        if captions is None and diarization is None and embeddings is None:
+            raise ValueError("enable at least one task (captions, diarization or embeddings)")
+        self.config = config
+        self.bus = bus
+        self.plan = WindowPlan(config.window, config.hop, config.right_context)
+        if config.ring_seconds * SAMPLE_RATE < self.plan.window_samples + 2 * self.plan.hop_samples:
+            raise ValueError(
+                f"ring buffer of {config.ring_seconds} s is too small for a {self.plan.window_seconds} s window"
+            )
+        self.ring = RingBuffer(config.ring_seconds, SAMPLE_RATE)
+        self.captions_model = captions
+        self.diarization_model = diarization
+        self.embeddings_model = embeddings
+        self.demo = demo
+        self.source_stats = source_stats
+        self.tracker = SpeakerTracker(config.speaker_threshold)
+        self.diarizer = DiarizationStitcher(self.tracker, config.diarization) if diarization else None
+        self._current_speaker: str | None = None
+        speaker_of = self.diarizer.speaker_of if self.diarizer else (lambda s, e: self._current_speaker)
+        self.captioner = None
+        if captions is not None:
+            pause = None if config.pause_seconds is None else max(1, round(config.pause_seconds / FRAME_SECONDS))
+            self.captioner = CaptionStitcher(
+                captions.decoder,
+                captions.blank_id,
+                captions.delimiter_id,
+                pause_frames=pause,
+                speaker_of=speaker_of if (diarization or embeddings) else None,
+            )
+        self.windows_analysed = 0
+        self.windows_skipped = 0
+        self.samples_sanitised = 0
+        self.compute_seconds = 0.0
+        self._rtf = 0.0
+        self._level_samples = max(1, int(round(config.level_interval * SAMPLE_RATE)))
+        self._level_buf: list[np.ndarray] = []
+        self._level_fill = 0
+        self._level_end = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._finished = threading.Event()
+        self.error: BaseException | None = None
+
+    # -- description --------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> list[str]:
+        """Enabled tasks, in fixed order."""
+        names = [("captions", self.captions_model), ("diarization", self.diarization_model), ("embeddings", self.embeddings_model)]
+        return [n for n, m in names if m is not None]
+
+    def hello(self) -> dict[str, Any]:
+        """Stream description for subscribers (the websocket ``hello`` message body)."""
+        models = {
+            task: model.name
+            for task, model in (("captions", self.captions_model), ("diarization", self.diarization_model), ("embeddings", self.embeddings_model))
+            if model is not None
+        }
+        return {
+            "version": __version__,
+            "sample_rate": SAMPLE_RATE,
+            "frame": FRAME_SECONDS,
+            "tasks": self.tasks,
+            "models": models,
+            "window": self.plan.window_seconds,
+            "hop": self.plan.hop_seconds,
+            "right_context": self.plan.right_frames * FRAME_SECONDS,
+            "demo": self.demo,
+        }
+
+    # -- producer side ------------------------------------------------------------------
+
+    def feed(self, block: np.ndarray) -> None:
+        """Append 16 kHz mono samples (1-D, float) to the stream and publish ``level``
+        events every ``level_interval`` seconds. Non-finite samples are replaced by 0 and
+        counted. Never waits for the analysis. Called from the producer thread only."""
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            self.samples_sanitised += int(bad.sum())
+            block = np.where(bad, np.float32(0.0), block)
+        self.ring.write(block)
+        self._update_level(block)
+
+    def _update_level(self, block: np.ndarray) -> None:
+        pos = 0
+        while pos < block.size:
+            take = min(block.size - pos, self._level_samples - self._level_fill)
+            self._level_buf.append(block[pos : pos + take])
+            self._level_fill += take
+            pos += take
+            if self._level_fill == self._level_samples:
+                chunk = np.concatenate(self._level_buf)
+                self._level_end += chunk.size
+                rms, peak = _level_db(chunk)
+                self._level_buf, self._level_fill = [], 0
+                self.bus.publish(LevelEvent(t=round(self._level_end / SAMPLE_RATE, 4), rms_db=round(rms, 2), peak_db=round(peak, 2)))
+
+    def close_input(self) -> None:
+        """The producer has no more audio: the engine settles everything and ends."""
+        self.ring.close()
+
+    # -- engine thread ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the engine thread (live mode)."""
+        if self._thread is not None:
+            raise RuntimeError("engine already started")
+        self._thread = threading.Thread(target=self._run_thread, name="wavlm-live-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """End the stream (as if the input ended) and wait up to ``timeout`` seconds for
+        the engine to settle and publish the rest. Idempotent."""
+        self.close_input()
+        self.join(timeout)
+
+    def abort(self) -> None:
+        """Stop the engine thread after the current window without settling the rest."""
+        self._stop.set()
+        self.ring.close()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the engine thread; True when it has finished."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._finished.is_set()
+
+    @property
+    def finished(self) -> threading.Event:
+        """Set when the stream has been fully analysed (``end`` published) or aborted."""
+        return self._finished
+
+    def _run_thread(self) -> None:
+        try:
+            self._loop(realtime=self.config.realtime)
+        except BaseException as exc:  # noqa: BLE001 - reported, never silent
+            log.exception("engine failed")
+            self.error = exc
+            self.bus.publish(ErrorEvent(code="engine", message=f"analysis stopped: {exc}", fatal=True))
+        finally:
+            self._finished.set()
+
+    def run_offline(self, blocks: Iterable[np.ndarray], progress: Callable[[int], None] | None = None) -> None:
+        """Analyse a whole stream synchronously in the calling thread, without skipping:
+        every window is analysed as soon as its audio has been fed. ``progress`` gets the
+        number of samples fed so far after each block."""
+        keep, index = 0, 0
+        for block in blocks:
+            self.feed(block)
+            if progress is not None:
+                progress(self.ring.written)
+            while self.plan.end_of(index) <= self.ring.written:
+                keep = self._analyse_running(index, keep)
+                index += 1
+        self.close_input()
+        self._finish(index, keep)
+        self._finished.set()
+
+    def _loop(self, realtime: bool) -> None:
+        keep, index = 0, 0
+        while not self._stop.is_set():
+            end = self.plan.end_of(index)
+            if not self.ring.wait_for(end, timeout=0.1):
+                if self.ring.closed:
+                    break
+                continue
+            if realtime:
+                newest = self.ring.written // self.plan.hop_samples - 1
+                if newest - index > self.config.max_backlog:
+                    self.windows_skipped += newest - index
+                    index = newest
+            keep = self._analyse_running(index, keep)
+            index += 1
+        if not self._stop.is_set():
+            self._finish(index, keep)
+
+    def _analyse_running(self, index: int, keep: int) -> int:
+        window = self.plan.window(index, keep)
+        if window.frame_end <= window.frame_start:
+            return keep
+        self._analyse(window)
+        return window.keep_end
+
+    def _finish(self, index: int, keep: int) -> None:
+        """Analyse the final window, settle everything and publish the closing events."""
+        total = self.ring.written
+        window = self.plan.final_window(index, total, keep)
+        if window is not None:
+            self._analyse(window)
+        if self.captioner is not None:
+            for event in self.captioner.finish():
+                self.bus.publish(event)
+        if self.diarizer is not None:
+            turns = self.diarizer.finish()
+            if turns:
+                end = round(self.diarizer.settled_end * FRAME_SECONDS, 4)
+                self.bus.publish(DiarizationEvent(start=end, end=end, frame=FRAME_SECONDS, labels=(), turns=tuple(turns)))
+        for speaker in list(self.tracker.speakers.values()):
+            self.bus.publish(self.tracker.event(speaker))
+        self.bus.publish(self._stats(total))
+        self.bus.publish(EndEvent(t=round(total / SAMPLE_RATE, 4)))
+
+    def _analyse(self, window: Window) -> None:
+        try:
+            audio = self.ring.read(window.start, window.end)
+        except OverwrittenError:
+            self.windows_skipped += 1
+            return
+        self.ring.release(max(0, window.end + self.plan.hop_samples - self.plan.window_samples))
+        t0 = time.perf_counter()
+        try:
+            self._run_models(window, audio)
+        except Exception as exc:  # noqa: BLE001 - one bad window must not end the stream
+            log.exception("analysis of window %d failed", window.index)
+            self.bus.publish(ErrorEvent(code="model", message=f"window at {window.start / SAMPLE_RATE:.2f} s failed: {exc}"))
+            self.windows_skipped += 1
+            return
+        elapsed = time.perf_counter() - t0
+        self.compute_seconds += elapsed
+        self.windows_analysed += 1
+        rtf = elapsed / self.plan.hop_seconds
+        self._rtf = rtf if self.windows_analysed == 1 else 0.8 * self._rtf + 0.2 * rtf
+        self.bus.publish(self._stats(window.end))
+
+    def _run_models(self, window: Window, audio: np.ndarray) -> None:
+        publish = self.bus.publish
+        if self.captions_model is not None:
+            preview = self.captioner.add(window, self.captions_model.logits(audio))  # type: ignore[union-attr]
+            if preview is not None:
+                publish(preview)
+        changed: list[Speaker] = []
+        if self.diarization_model is not None:
+            probs = np.asarray(self.diarization_model.activity(audio), dtype=np.float32)
+            embeddings: dict[int, np.ndarray] = {}
+            if self.embeddings_model is not None:
+                embeddings = self._local_embeddings(audio, probs)
+            result = self.diarizer.update(window, probs, embeddings)  # type: ignore[union-attr]
+            if result.event is not None:
+                publish(result.event)
+            changed = result.changed
+        elif self.embeddings_model is not None:
+            vector = self.embeddings_model.embed(audio)[0]
+            speaker = self.tracker.assign(vector)
+            self._current_speaker = speaker.id
+            for frame in range(window.keep_start, window.keep_end):
+                self.tracker.mark_active(speaker, frame)
+            changed = [speaker]
+        for speaker in changed:
+            publish(self.tracker.event(speaker))
+        if self.captioner is not None:
+            for event in self.captioner.commit():
+                publish(event)
+
+    def _local_embeddings(self, audio: np.ndarray, probs: np.ndarray) -> dict[int, np.ndarray]:
+        """x-vectors of each local speaker over the frames where it alone is active."""
+        active = self.diarizer.binarize(probs)  # type: ignore[union-attr]
+        alone = active & (active.sum(axis=1, keepdims=True) == 1)
+        min_frames = round(self.config.min_embedding_seconds / FRAME_SECONDS)
+        locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= min_frames]
+        if not locals_:
+            return {}
+        vectors = self.embeddings_model.embed(audio, alone[:, locals_].T)  # type: ignore[union-attr]
+        return {k: np.asarray(v, dtype=np.float32) for k, v in zip(locals_, vectors)}
+
+    def _stats(self, analysed_end: int) -> StatsEvent:
+        overflows = sanitised = 0
+        if self.source_stats is not None:
+            try:
+                stats = self.source_stats()
+                overflows = int(getattr(stats, "overflows", 0)) + int(getattr(stats, "dropped_blocks", 0))
+                sanitised = int(getattr(stats, "sanitised", 0))
+            except Exception:  # noqa: BLE001 - stats are best effort
+                log.debug("source stats unavailable", exc_info=True)
+        written = self.ring.written
+        return StatsEvent(
+            t=round(written / SAMPLE_RATE, 4),
+            windows_analysed=self.windows_analysed,
+            windows_skipped=self.windows_skipped,
+            rtf=round(self._rtf, 4),
+            lag=round(max(0, written - analysed_end) / SAMPLE_RATE, 4),
+            input_overflows=overflows,
+            samples_sanitised=sanitised + self.samples_sanitised,
+            ring_overwrites=self.ring.overwritten,
+        )
+
+    # -- control (any thread) -----------------------------------------------------------
+
+    def rename_speaker(self, speaker_id: str, name: str | None) -> None:
+        """Set or clear a speaker's display name and publish the updated ``speaker`` event.
+
+        Raises:
+            KeyError: unknown speaker id.
+            ValueError: bad name (too long, control characters, not a string).
+        """
+        speaker = self.tracker.rename(speaker_id, name)
+        self.bus.publish(self.tracker.event(speaker))
+
+    def enroll(self, name: str, audio: np.ndarray, chunk_seconds: float = 3.0) -> Speaker:
+        """Create a named speaker from a reference recording (16 kHz mono float32): one
+        x-vector per ``chunk_seconds`` piece, averaged into the centroid.
+
+        Raises:
+            ValueError: embeddings are disabled, the recording is shorter than one second,
+                or the name is bad/taken.
+        """
+        if self.embeddings_model is None:
+            raise ValueError("speaker enrolment needs the embeddings task")
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if audio.size < SAMPLE_RATE:
+            raise ValueError(f"enrolment audio for {name!r} is {audio.size / SAMPLE_RATE:.2f} s; at least 1 s is needed")
+        step = max(SAMPLE_RATE, int(chunk_seconds * SAMPLE_RATE) // HOP_SAMPLES * HOP_SAMPLES)
+        pieces = [audio[i : i + step] for i in range(0, audio.size, step)]
+        pieces = [p for p in pieces if p.size >= SAMPLE_RATE] or [audio]
+        vectors = np.concatenate([self.embeddings_model.embed(p) for p in pieces])
+        speaker = self.tracker.enroll(name, vectors)
+        self.bus.publish(self.tracker.event(speaker))
+        return speaker
+
+    def publish(self, event: Event) -> None:
+        """Publish an event on the engine's bus (for sources and front ends)."""
+        self.bus.publish(event)
