@@ -31,7 +31,7 @@ from wavlm_live.events import CaptionEvent, Event, LevelEvent, StatsEvent
 
 from .config import ServerConfig
 from .protocol import BadMessage, Outgoing, Ping, Rename, Subscribe, encode_body, parse_client_message, render
-from .schemas import TOPICS
+from .schemas import TASKS, TOPICS
 from .state import StreamState
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,8 @@ class Publisher:
     Raises:
         TypeError: ``config`` is not a ServerConfig, ``hello`` not a dict, ``control``
             lacks ``rename_speaker``.
-        ValueError: ``hello`` misses a key or is not JSON-serialisable.
+        ValueError: ``hello`` misses a key, has a value of the wrong type, or is not
+            JSON-serialisable.
     """
 
     def __init__(self, bus: EventBus, hello: dict[str, Any], control: Control | None,
@@ -162,9 +163,7 @@ class Publisher:
             raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
         if not isinstance(hello, dict):
             raise TypeError(f"hello must be a dict, got {type(hello).__name__}")
-        missing = [k for k in HELLO_KEYS if k not in hello]
-        if missing:
-            raise ValueError(f"hello lacks key(s) {', '.join(missing)}")
+        _check_hello(hello)
         if control is not None and not callable(getattr(control, "rename_speaker", None)):
             raise TypeError(f"control must have a rename_speaker method, got {type(control).__name__}")
         fields = {k: v for k, v in hello.items() if k not in ("type", "v", "seq", "wall")}
@@ -187,8 +186,10 @@ class Publisher:
         self._inbox_shed = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
+        self._port: int | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._stop_started = False
         self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -216,6 +217,7 @@ class Publisher:
             server_header=None,
             logger=_WS_LOGGER,
         )
+        self._port = self._server.sockets[0].getsockname()[1]
         self._unsubscribe = self._bus.subscribe(self._on_event)
         self._watchdog = asyncio.create_task(self._watch_stalls())
         log.info("publishing on %s", self.url)
@@ -226,11 +228,13 @@ class Publisher:
         get 503), send each client what is already queued, then close it with ``code``.
         A client that does not complete the close within about 3 s is aborted.
         Idempotent; returns when every connection is closed."""
-        if self._server is None or self._stopping:
+        if self._server is None or self._stop_started:
             return
-        self._stopping = True
+        self._stop_started = True
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self._drain_inbox()  # what the engine published before stop() still goes out
+        self._stopping = True
         self._server.close(close_connections=False)
         for client in list(self._clients):
             self._close_client(client, code, "server shutting down", flush=True)
@@ -255,9 +259,9 @@ class Publisher:
     def port(self) -> int:
         """Bound TCP port (the real one when ``config.port`` is 0). Raises RuntimeError
         before :meth:`start`."""
-        if self._server is None:
+        if self._port is None:
             raise RuntimeError("publisher not started")
-        return self._server.sockets[0].getsockname()[1]
+        return self._port
 
     @property
     def url(self) -> str:
@@ -493,6 +497,36 @@ class Publisher:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _check_hello(hello: dict[str, Any]) -> None:
+    """Raise ValueError unless ``hello`` has the keys and types of the hello schema."""
+    missing = [k for k in HELLO_KEYS if k not in hello]
+    if missing:
+        raise ValueError(f"hello lacks key(s) {', '.join(missing)}")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+    problems = []
+    if not isinstance(hello["version"], str):
+        problems.append("version must be a string")
+    if isinstance(hello["sample_rate"], bool) or not isinstance(hello["sample_rate"], int) \
+            or hello["sample_rate"] <= 0:
+        problems.append("sample_rate must be a positive int (Hz)")
+    for key in ("frame", "window", "hop"):
+        if not number(hello[key]):
+            problems.append(f"{key} must be a positive number of seconds")
+    tasks = hello["tasks"]
+    if not isinstance(tasks, (list, tuple)) or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+        problems.append(f"tasks must be distinct names from {', '.join(TASKS)}")
+    models = hello["models"]
+    if not isinstance(models, dict) or not all(isinstance(v, str) for v in models.values()):
+        problems.append("models must map task names to model id strings")
+    if not isinstance(hello["demo"], bool):
+        problems.append("demo must be a bool")
+    if problems:
+        raise ValueError(f"bad hello: {'; '.join(problems)}, got {hello!r}")
 
 
 def _sheddable(event: Event) -> bool:

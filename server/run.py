@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from wavlm_live.engine.bus import EventBus
@@ -19,7 +20,8 @@ _STOP_POLL_S = 0.1
 
 
 def run_server(bus: EventBus, hello: dict[str, Any], control: Control | None, config: ServerConfig, *,
-               ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
+               ready: threading.Event | None = None, stop: threading.Event | None = None,
+               on_ready: Callable[[str], None] | None = None) -> int:
     """Serve ``bus``'s events until SIGINT/SIGTERM or until ``stop`` is set; block meanwhile.
 
     Creates a new asyncio event loop in the calling thread and runs a
@@ -30,8 +32,10 @@ def run_server(bus: EventBus, hello: dict[str, Any], control: Control | None, co
 
     Args:
         bus, hello, control, config: as for :class:`~wavlm_live.server.Publisher`.
-        ready: set once the server listens (read the port from the log or choose one).
+        ready: set once the server listens.
         stop: set it from another thread to stop the server.
+        on_ready: called once the server listens, in the server's thread, with its URL
+            ``ws://host:port`` (the real port when ``config.port`` is 0).
 
     Returns:
         0, the process exit code for a clean stop.
@@ -40,11 +44,12 @@ def run_server(bus: EventBus, hello: dict[str, Any], control: Control | None, co
         OSError: the address cannot be bound (``ready`` is then never set).
         TypeError, ValueError: bad arguments (see Publisher).
     """
-    return asyncio.run(_serve(bus, hello, control, config, ready, stop))
+    return asyncio.run(_serve(bus, hello, control, config, ready, stop, on_ready))
 
 
 async def _serve(bus: EventBus, hello: dict[str, Any], control: Control | None, config: ServerConfig,
-                 ready: threading.Event | None, stop: threading.Event | None) -> int:
+                 ready: threading.Event | None, stop: threading.Event | None,
+                 on_ready: Callable[[str], None] | None) -> int:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     signals: list[signal.Signals] = []
@@ -58,6 +63,8 @@ async def _serve(bus: EventBus, hello: dict[str, Any], control: Control | None, 
     publisher = Publisher(bus, hello, control, config)
     try:
         await publisher.start()
+        if on_ready is not None:
+            on_ready(publisher.url)
         if ready is not None:
             ready.set()
         while not done.is_set() and not (stop is not None and stop.is_set()):

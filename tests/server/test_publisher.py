@@ -282,3 +282,45 @@ async def test_oversized_message_closes_with_1009(tools) -> None:
         tools.feed(bus, [final(0)])
         assert (await fine.recv())["type"] == "caption"
         await fine.close()
+
+
+async def test_stop_sends_what_was_published_then_closes_with_1001(tools) -> None:
+    from websockets.exceptions import ConnectionClosedOK
+
+    async with tools.running_publisher() as (pub, bus):
+        subs = [await tools.Sub.connect(pub.url) for _ in range(3)]
+        for sub in subs:
+            await sub.recv()
+        for i in range(20):  # published from this thread: still in the inbox when stop() starts
+            bus.publish(final(i))
+        await pub.stop()
+        assert pub.clients == 0
+        for sub in subs:
+            got = []
+            with pytest.raises(ConnectionClosedOK) as info:
+                while True:
+                    got.append(await sub.recv())
+            assert info.value.rcvd.code == 1001
+            assert [m["segment"] for m in got] == list(range(20))
+        with pytest.raises(OSError):
+            await tools.Sub.connect(pub.url)
+
+
+@pytest.mark.parametrize("change", [
+    {"sample_rate": 16000.0},
+    {"frame": 0},
+    {"tasks": ["captions", "asr"]},
+    {"models": {"captions": None}},
+    {"demo": "no"},
+    {"window": float("nan")},
+])
+def test_publisher_rejects_a_bad_hello(tools, change) -> None:
+    from wavlm_live.engine.bus import EventBus
+    from wavlm_live.server import Publisher, ServerConfig
+
+    with pytest.raises(ValueError):
+        Publisher(EventBus(), {**tools.HELLO, **change}, None, ServerConfig())
+    with pytest.raises(ValueError, match="lacks key"):
+        Publisher(EventBus(), {k: v for k, v in tools.HELLO.items() if k != "hop"}, None, ServerConfig())
+    with pytest.raises(TypeError):
+        Publisher(EventBus(), tools.HELLO, object(), ServerConfig())
