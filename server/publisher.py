@@ -115,6 +115,7 @@ class _Client:
                 if not out.droppable:
                     return False
                 self._count_drop(out.kind, out.wall)
+                self.seq += 1  # the new message's seq, missing like any dropped one
                 return True
             dropped = self.queue[victim]
             del self.queue[victim]
