@@ -209,6 +209,7 @@ class ServerThread:
         self._stop = threading.Event()
         self.port = 0
         self.error: BaseException | None = None
+        self.publisher: Any = None
         self._thread = threading.Thread(target=self._run, name="wavlm-live-server", daemon=True)
 
     def start(self, timeout: float = 10.0) -> int:
@@ -226,7 +227,7 @@ class ServerThread:
         from wavlm_live.server import Publisher  # noqa: PLC0415
 
         async def main() -> None:
-            publisher = Publisher(*self._args)
+            publisher = self.publisher = Publisher(*self._args)
             try:
                 self.port = await publisher.start()
             except BaseException as exc:  # noqa: BLE001 - reported by start()
@@ -241,6 +242,10 @@ class ServerThread:
                 await publisher.stop()
 
         asyncio.run(main())
+
+    def clients(self) -> int:
+        """Connected clients now."""
+        return 0 if self.publisher is None else int(self.publisher.clients)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every client (1001) and stop the thread."""
@@ -360,39 +365,39 @@ def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``serve``: headless publisher until SIGINT/SIGTERM (or the end of a file with
-    ``--exit-at-end``). Returns the exit status."""
-    from wavlm_live.server import run_server  # noqa: PLC0415
+    ``--exit-at-end``); on a signal every client is closed with 1001 and the exit status
+    is 0."""
+    import signal  # noqa: PLC0415
 
     source = open_source(args.input, args.input_device, args.speed, args.loop)
     bus = EventBus()
     engine = build_engine(args, False, realtime=True, bus=bus, source_stats=source.stats)
     jsonl = _subscribe_jsonl(args, bus)
-    config = server_config(args)
-    pipeline = Pipeline(engine, source)
     stop = threading.Event()
-    ready = threading.Event()
-
-    def go() -> None:
-        ready.wait()
-        print(f"wavlm-live: serving {source.describe()} on {_url(config.host, config.port)}", file=sys.stderr, flush=True)
-        pipeline.start()
-        if args.exit_at_end:
-            engine.finished.wait()
-            time.sleep(0.5)  # let the server flush the end event
-            stop.set()
-
-    starter = threading.Thread(target=go, name="wavlm-live-start", daemon=True)
-    starter.start()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = ServerThread(bus, engine.hello(), engine, server_config(args))
+    pipeline = Pipeline(engine, source)
     try:
-        status = run_server(bus, engine.hello(), engine, config, ready=ready, stop=stop)
-    except OSError as exc:
-        raise CliError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+        port = server.start()
+        print(f"wavlm-live: serving {source.describe()} on {_url(args.host, port)}", file=sys.stderr, flush=True)
+        if args.wait_client:
+            while not stop.is_set() and server.clients() == 0:
+                stop.wait(0.05)
+        if not stop.is_set():
+            pipeline.start()
+        while not stop.is_set():
+            if args.exit_at_end and engine.finished.is_set():
+                time.sleep(0.5)  # let the clients' writers send the end event
+                break
+            stop.wait(0.1)
     finally:
-        stop.set()
+        server.stop()
         pipeline.stop(timeout=5.0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if jsonl is not None:
             jsonl.close()
-    return status
+    return 0
 
 
 def cmd_tui(args: argparse.Namespace) -> int:

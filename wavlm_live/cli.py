@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_server_options(p)
     p.add_argument("--exit-at-end", action="store_true", help="exit when a file input ends (default: keep serving)")
+    p.add_argument("--wait-client", action="store_true", help="start the input only when the first client has connected")
 
     p = sub.add_parser("demo", help="run the app on the bundled recording with the bundled demo models (no network)",
                        description="Run the whole app on a bundled synthetic conversation with the bundled demo checkpoints. "
