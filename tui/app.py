@@ -118,7 +118,8 @@ class DashboardApp(App[int]):
         self.paused = False
         self.timestamps = False
         self.handled_at: dict[str, float] = {}
-        """``time.perf_counter()`` when each action last ran (lets tests measure latency)."""
+        """``time.perf_counter()`` when each key action last finished its work in the UI
+        loop, by action name (lets tests measure key-to-handled latency)."""
         self.last_saved: Path | None = None
         """Where ``s`` last wrote the transcript."""
         self._token = token
@@ -130,23 +131,31 @@ class DashboardApp(App[int]):
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield Bar(id="top")
+        # The main screen's widgets are kept as attributes: while a modal screen is up,
+        # query_one() would search the modal, and the refresh timer keeps running.
+        self.top_bar = Bar(id="top")
+        self.captions = CaptionLog(self.config.history, id="captions")
+        self.speakers_table = SpeakersTable(self.state, id="speakers")
+        self.engine_info = EngineInfo(id="engine")
+        self.timeline = ActivityTimeline(self.state, id="activity")
+        self.stats_bar = Bar(id="stats")
+        yield self.top_bar
         with Container(id="main"):
             with Vertical(id="captions-panel"):
-                yield CaptionLog(self.config.history, id="captions")
+                yield self.captions
             with Vertical(id="side"):
-                yield SpeakersTable(self.state, id="speakers")
-                yield EngineInfo(id="engine")
-        yield ActivityTimeline(self.state, id="activity")
-        yield Bar(id="stats")
+                yield self.speakers_table
+                yield self.engine_info
+        yield self.timeline
+        yield self.stats_bar
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#captions-panel").border_title = "Captions"
-        self.query_one("#speakers").border_title = "Speakers"
-        self.query_one("#engine").border_title = "Engine"
-        self.query_one("#activity").border_title = f"Speaker activity (last {self.config.window_s:g} s)"
-        self.query_one(SpeakersTable).focus()
+        self.speakers_table.border_title = "Speakers"
+        self.engine_info.border_title = "Engine"
+        self.timeline.border_title = f"Speaker activity (last {self.config.window_s:g} s)"
+        self.speakers_table.focus()
         self.refresh_view()
         self.set_interval(self.config.refresh_s, self.refresh_view)
         self.network()
@@ -224,30 +233,29 @@ class DashboardApp(App[int]):
     def refresh_view(self) -> None:
         """Redraw the widgets from the state (called every ``config.refresh_s`` seconds)."""
         state = self.state
-        log = self.query_one(CaptionLog)
+        log = self.captions
         log.follow = not self.paused
         if not self.paused:
             key = (state.captions_epoch, state.names_version, self.timestamps)
-            if key != self._view_key or state.finals_total - self._rendered_total > len(state.finals):
+            new = state.finals_total - self._rendered_total
+            if key != self._view_key or new >= log.max_entries:
                 self._view_key = key
-                log.set_entries(
-                    [caption_texts(state, e, self.timestamps) for e in state.finals], self._partial()
-                )
+                shown = state.last_finals(log.max_entries)
+                log.set_entries([caption_texts(state, e, self.timestamps) for e in shown], self._partial())
                 self._partial_version = state.partial_version
-            elif state.finals_total > self._rendered_total:
-                new = list(state.finals)[len(state.finals) - (state.finals_total - self._rendered_total) :]
-                log.append_entries([caption_texts(state, e, self.timestamps) for e in new])
+            elif new > 0:
+                log.append_entries([caption_texts(state, e, self.timestamps) for e in state.last_finals(new)])
             self._rendered_total = state.finals_total
             if state.partial_version != self._partial_version:
                 self._partial_version = state.partial_version
                 log.set_partial(self._partial())
-        self.query_one(ActivityTimeline).sync(self.paused)
-        self.query_one(SpeakersTable).sync()
-        engine = self.query_one(EngineInfo)
-        if engine.display:
-            engine.sync(state)
-        self.query_one("#top", Bar).show(self._top_text())
-        self.query_one("#stats", Bar).show(self._stats_text())
+            log.catch_up()
+        self.timeline.sync(self.paused)
+        self.speakers_table.sync()
+        if self.engine_info.display:
+            self.engine_info.sync(state)
+        self.top_bar.show(self._top_text())
+        self.stats_bar.show(self._stats_text())
         if state.errors_total != self._seen_errors and state.error is not None:
             self._seen_errors = state.errors_total
             severity = "error" if state.error.fatal else "warning"
@@ -317,6 +325,7 @@ class DashboardApp(App[int]):
 
     # ---------------------------------------------------------------- actions
     def _mark(self, action: str) -> None:
+        """Record when ``action`` finished its synchronous work (see ``handled_at``)."""
         self.handled_at[action] = time.perf_counter()
 
     def action_quit(self) -> None:
@@ -326,25 +335,25 @@ class DashboardApp(App[int]):
     def action_pause(self) -> None:
         """Pause or resume scrolling of captions and timeline (data keeps arriving)."""
         self.paused = not self.paused
-        self._mark("pause")
         self.refresh_view()
+        self._mark("pause")
 
     def action_clear(self) -> None:
         """Clear captions, partial and timeline (speakers stay)."""
         self.state.clear()
-        self._mark("clear")
         self.refresh_view()
+        self._mark("clear")
 
     def action_timestamps(self) -> None:
         """Show or hide stream timestamps before each caption line."""
         self.timestamps = not self.timestamps
-        self._mark("timestamps")
         self.refresh_view()
+        self._mark("timestamps")
 
     def action_help(self) -> None:
         """Show the key help and legend."""
-        self._mark("help")
         self.push_screen(HelpScreen(self.url, self.config.window_s))
+        self._mark("help")
 
     async def action_save(self) -> None:
         """Write the kept final captions with speakers and times to a text file."""
@@ -369,7 +378,7 @@ class DashboardApp(App[int]):
     def action_rename(self) -> None:
         """Ask for a new name for the selected speaker and send it to the server."""
         self._mark("rename")
-        speaker = self.query_one(SpeakersTable).selected_speaker
+        speaker = self.speakers_table.selected_speaker
         if speaker is None:
             self.notify("no speaker to rename yet", severity="warning")
             return

@@ -6,6 +6,7 @@ when the state parts it shows changed (their version numbers), never once per me
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import deque
 
@@ -13,11 +14,13 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.geometry import Size
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from wavlm_live.events import CaptionEvent
 
@@ -34,6 +37,10 @@ PALETTE = (
     "#e57373",  # red
 )
 """Speaker colours, readable on dark and light backgrounds; S1 gets the first one."""
+
+SELECTED_FOCUSED = "on #264f78"
+SELECTED = "on grey23"
+"""Backgrounds of the selected speaker row, with and without keyboard focus."""
 
 LEVEL_FLOOR_DB = -60.0
 """Bottom of the input level meter in dBFS (0 dBFS is full scale)."""
@@ -85,6 +92,12 @@ class CaptionLog(ScrollView, can_focus=True):
     Keeps at most ``max_entries`` final captions (each one or more lines); lines are
     wrapped to the widget width and re-wrapped when it changes. While ``follow`` is True
     the view sticks to the bottom; when False (paused) it stays where the user scrolled.
+
+    Re-wrapping everything (a resize, a timestamp toggle, a rename) costs about 0.1 ms
+    per caption, too much for one frame with a full pane on a busy machine. So a full
+    redraw wraps only the newest captions that fill the view, and the older ones are
+    wrapped in slices of ``WRAP_SLICE`` by :meth:`catch_up`, called from the app's
+    refresh timer, and put above them.
     """
 
     DEFAULT_CSS = """
@@ -95,16 +108,21 @@ class CaptionLog(ScrollView, can_focus=True):
     }
     """
 
+    WRAP_SLICE = 25
+    """Older captions wrapped per :meth:`catch_up` call."""
+
     def __init__(self, max_entries: int, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.max_entries = max_entries
         self.follow = True
         self._texts: deque[list[Text]] = deque()
-        self._counts: deque[int] = deque()
+        self._pending = 0  # the oldest `_pending` entries of _texts are not wrapped yet
+        self._counts: deque[int] = deque()  # wrapped lines per wrapped entry
         self._strips: list[Strip] = []
         self._partial: Text | None = None
         self._partial_strips: list[Strip] = []
         self._width = 0
+        self._style = Style()
 
     # The entry points used by the app.
     def set_entries(self, entries: list[list[Text]], partial: Text | None) -> None:
@@ -121,12 +139,14 @@ class CaptionLog(ScrollView, can_focus=True):
                 strips = self._wrap(lines)
                 self._counts.append(len(strips))
                 self._strips.extend(strips)
-        drop = len(self._texts) - self.max_entries
-        if drop > 0:
-            for _ in range(drop):
-                self._texts.popleft()
-                if self._width:
-                    del self._strips[: self._counts.popleft()]
+            else:
+                self._pending += 1
+        for _ in range(len(self._texts) - self.max_entries):
+            self._texts.popleft()
+            if self._pending:
+                self._pending -= 1
+            else:
+                del self._strips[: self._counts.popleft()]
         self._changed()
 
     def set_partial(self, partial: Text | None) -> None:
@@ -134,6 +154,22 @@ class CaptionLog(ScrollView, can_focus=True):
         self._partial = partial
         self._partial_strips = self._wrap([partial]) if partial is not None and self._width else []
         self._changed()
+
+    def catch_up(self) -> bool:
+        """Wrap up to ``WRAP_SLICE`` older captions not wrapped yet; True if any were."""
+        if not self._pending or not self._width:
+            return False
+        added: list[Strip] = []
+        for _ in range(min(self.WRAP_SLICE, self._pending)):
+            self._pending -= 1
+            strips = self._wrap(self._texts[self._pending])
+            self._counts.appendleft(len(strips))
+            added[0:0] = strips
+        self._strips[0:0] = added
+        if not self.follow:  # keep the lines the user is looking at in place
+            self.scroll_to(y=self.scroll_offset.y + len(added), animate=False, immediate=True)
+        self._changed()
+        return True
 
     @property
     def line_count(self) -> int:
@@ -144,6 +180,11 @@ class CaptionLog(ScrollView, can_focus=True):
     def entry_count(self) -> int:
         """Final captions currently held (at most ``max_entries``)."""
         return len(self._texts)
+
+    @property
+    def pending(self) -> int:
+        """Held captions whose lines are not wrapped yet (see :meth:`catch_up`)."""
+        return self._pending
 
     def plain_lines(self) -> list[str]:
         """The held lines as plain text (finals then partial), unwrapped."""
@@ -163,14 +204,23 @@ class CaptionLog(ScrollView, can_focus=True):
         return strips
 
     def _render_all(self) -> None:
+        """Wrap the newest captions that fill the view twice over; leave the rest to
+        :meth:`catch_up`."""
         self._strips = []
         self._counts = deque()
+        self._pending = len(self._texts)
+        self._partial_strips = []
         if self._width:
-            for lines in self._texts:
-                strips = self._wrap(lines)
-                self._counts.append(len(strips))
-                self._strips.extend(strips)
-            self._partial_strips = self._wrap([self._partial]) if self._partial is not None else []
+            if self._partial is not None:
+                self._partial_strips = self._wrap([self._partial])
+            lines = 0
+            fill = 2 * max(self.size.height, 24)
+            while self._pending and lines < fill:
+                self._pending -= 1
+                strips = self._wrap(self._texts[self._pending])
+                self._counts.appendleft(len(strips))
+                self._strips[0:0] = strips
+                lines += len(strips)
         self._changed()
 
     def _changed(self) -> None:
@@ -185,16 +235,21 @@ class CaptionLog(ScrollView, can_focus=True):
             self._width = width
             self._render_all()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._style = self.rich_style  # walks the DOM: once per render, not per line
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         index = self.scroll_offset.y + y
         width = self.scrollable_content_region.width
+        style = self._style
         if index < len(self._strips):
             strip = self._strips[index]
         elif index - len(self._strips) < len(self._partial_strips):
             strip = self._partial_strips[index - len(self._strips)]
         else:
-            return Strip.blank(width, self.rich_style)
-        return strip.crop_extend(0, width, self.rich_style).apply_style(self.rich_style)
+            return Strip.blank(width, style)
+        return strip.crop_extend(0, width, style).apply_style(style)
 
 
 class ActivityTimeline(Widget):
@@ -216,14 +271,18 @@ class ActivityTimeline(Widget):
         super().__init__(id=id)
         self.state = state
         self._key: tuple | None = None
+        self._row_count = -1
 
     def sync(self, paused: bool) -> None:
-        """Redraw when the timeline or speaker names changed (not while paused)."""
+        """Redraw when the timeline or speaker names changed (not while paused); lay the
+        screen out again only when the number of rows changed."""
         key = (self.state.timeline_version, self.state.speakers_version, self.size.width)
         if paused or key == self._key:
             return
         self._key = key
-        self.refresh(layout=True)
+        rows = len(self._rows())
+        self.refresh(layout=rows != self._row_count)
+        self._row_count = rows
 
     def _rows(self) -> list[str]:
         state = self.state
@@ -293,67 +352,144 @@ def _axis(columns: int, window_s: float, t_end: float) -> str:
     return "".join(axis)
 
 
-class SpeakersTable(DataTable):
+class SpeakersTable(Widget, can_focus=True):
     """Tracked speakers: colour, id, name, talk time and share, turns, last seen and the
-    cosine similarity of the latest x-vector to the speaker's centroid. One row per
-    speaker in order of first appearance; the cursor row is the selected speaker."""
+    cosine similarity of the latest x-vector to the speaker's centroid.
 
-    COLUMNS = (("", "swatch"), ("ID", "id"), ("Name", "name"), ("Talk", "talk"), ("Share", "share"),
-               ("Turns", "turns"), ("Last", "last"), ("Sim", "sim"))
+    One row per speaker in order of first appearance; ``↑``/``↓`` (or a click) select a
+    row, the selected speaker is the one ``r`` renames. Current speakers are bold. Drawn
+    as one Rich text (cheaper to redraw several times a second than a DataTable).
+    """
+
+    DEFAULT_CSS = """
+    SpeakersTable { height: auto; }
+    """
+
+    BINDINGS = [
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("home", "move(-1000000)", "First", show=False),
+        Binding("end", "move(1000000)", "Last", show=False),
+    ]
+
+    HEADER = ("", "ID", "Name", "Talk", "Share", "Turns", "Last", "Sim")
+    WIDTHS = (1, 4, 12, 7, 5, 5, 9, 5)
+    RIGHT = (False, False, False, True, True, True, True, True)
 
     def __init__(self, state: DashboardState, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False, show_cursor=True)
+        super().__init__(id=id)
         self.state = state
+        self.selected = 0
         self._key: tuple | None = None
-        self._rows: dict[str, tuple] = {}
-        for label, key in self.COLUMNS:
-            self.add_column(label, key=key)
+        self._ids: list[str] = []
+        self._cells: dict[str, tuple[str, ...]] = {}
+        self._current: set[str] = set()
+
+    @property
+    def row_count(self) -> int:
+        """Number of speaker rows."""
+        return len(self._ids)
 
     @property
     def selected_speaker(self) -> str | None:
-        """Id of the speaker under the cursor, or ``None`` when the table is empty."""
-        if self.row_count == 0:
-            return None
-        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        """Id of the selected speaker, or ``None`` when the table is empty."""
+        return self._ids[self.selected] if self._ids else None
+
+    def cells(self, speaker: str) -> tuple[str, ...]:
+        """The texts of ``speaker``'s row, in :attr:`HEADER` order (swatch first).
+
+        Raises:
+            KeyError: no row for ``speaker``.
+        """
+        return self._cells[speaker]
+
+    def action_move(self, step: int) -> None:
+        """Move the selection by ``step`` rows (clamped)."""
+        if self._ids:
+            self.selected = max(0, min(len(self._ids) - 1, self.selected + step))
+            self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is not None and 1 <= offset.y <= len(self._ids):
+            self.selected = offset.y - 1
+            self.refresh()
 
     def sync(self) -> None:
-        """Add or update rows when speakers, names or settled time changed."""
+        """Recompute the rows when speakers, names or settled time changed."""
         state = self.state
-        key = (state.speakers_version, state.timeline_version, len(state.speakers))
+        key = (state.speakers_version, state.timeline_version)
         if key == self._key:
             return
         self._key = key
-        if len(self._rows) > len(state.speakers):  # speakers were forgotten: start over
-            self.clear()
-            self._rows = {}
-        total = sum(e.talk_time for e in state.speakers.values()) or 1.0
-        now = max(state.frames_end, max((e.last_seen for e in state.speakers.values()), default=0.0))
-        current = state.current_speakers()
+        total = sum(e.talk_time for e in state.speakers.values() if math.isfinite(e.talk_time)) or 1.0
+        seen = [e.last_seen for e in state.speakers.values() if math.isfinite(e.last_seen)]
+        now = max([state.frames_end, *seen])
+        cells: dict[str, tuple[str, ...]] = {}
         for sid, e in state.speakers.items():
-            colour = speaker_colour(sid)
-            bold = "bold " if sid in current else ""
             ago = now - e.last_seen
-            cells = (
-                Text("■", style=colour),
-                Text(sid, style=bold + colour),
-                Text(e.name or "—", style=bold + ("" if e.name else "dim")),
-                Text(_duration(e.talk_time), justify="right"),
-                Text(f"{100 * e.talk_time / total:.0f}%", justify="right"),
-                Text(str(e.turns), justify="right"),
-                Text("now" if ago < 1.0 else f"{_duration(ago)} ago", justify="right"),
-                Text("—" if e.similarity is None else f"{e.similarity:.2f}", justify="right"),
+            cells[sid] = (
+                "■",
+                sid,
+                e.name or "—",
+                _duration(e.talk_time),
+                f"{100 * e.talk_time / total:.0f}%" if math.isfinite(e.talk_time) else "—",
+                str(e.turns),
+                "now" if ago < 1.0 else f"{_duration(ago)} ago",
+                "—" if e.similarity is None or not math.isfinite(e.similarity) else f"{e.similarity:.2f}",
             )
-            plain = tuple((c.plain, str(c.style)) for c in cells)
-            if sid not in self._rows:
-                self.add_row(*cells, key=sid)
-            elif self._rows[sid] != plain:
-                for (_label, col), cell in zip(self.COLUMNS, cells):
-                    self.update_cell(sid, col, cell)
-            self._rows[sid] = plain
+        selected = self.selected_speaker
+        self._ids = list(cells)
+        self._cells = cells
+        self._current = state.current_speakers()
+        if selected in cells:
+            self.selected = self._ids.index(selected)
+        else:
+            self.selected = min(self.selected, max(0, len(self._ids) - 1))
+        self.refresh(layout=len(self._ids) != getattr(self, "_row_count", -1))
+        self._row_count = len(self._ids)
+
+    def _row(self, texts: tuple[str, ...]) -> list[str]:
+        out = []
+        for text, width, right in zip(texts, self.WIDTHS, self.RIGHT):
+            if len(text) > width:
+                text = text[: width - 1] + "…"
+            out.append(text.rjust(width) if right else text.ljust(width))
+        return out
+
+    def render(self) -> Text:
+        out = Text(no_wrap=True, overflow="crop")
+        out.append("  ".join(self._row(self.HEADER)), style="bold")
+        if not self._ids:
+            out.append("\nno speakers yet", style="dim")
+        for i, sid in enumerate(self._ids):
+            out.append("\n")
+            colour = speaker_colour(sid)
+            bold = "bold " if sid in self._current else ""
+            line = Text(no_wrap=True)
+            for j, text in enumerate(self._row(self._cells[sid])):
+                if j:
+                    line.append("  ")
+                style = colour if j == 0 else bold + colour if j == 1 else bold.strip()
+                if j == 2 and self._cells[sid][2] == "—":
+                    style = "dim"
+                line.append(text, style=style)
+            if i == self.selected:
+                line.stylize(SELECTED_FOCUSED if self.has_focus else SELECTED)
+            out.append_text(line)
+        return out
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
 
 
 def _duration(seconds: float) -> str:
-    """``12.3s`` under a minute, ``M:SS`` under an hour, else ``H:MM:SS``."""
+    """``12.3s`` under a minute, ``M:SS`` under an hour, else ``H:MM:SS``; ``—`` for NaN."""
+    if not math.isfinite(seconds):
+        return "—"
     if seconds < 60:
         return f"{seconds:.1f}s"
     s = int(seconds)
@@ -393,12 +529,18 @@ class Bar(Static):
         super().__init__("", id=id)
         self._last: tuple | None = None
 
+    @property
+    def plain(self) -> str:
+        """The text shown, without styles."""
+        return self._last[0] if self._last is not None else ""
+
     def show(self, text: Text) -> None:
-        """Display ``text`` unless it is what is already shown."""
+        """Display ``text`` unless it is what is already shown. The bar's size does not
+        depend on its text (fixed in CSS), so no new layout is needed."""
         key = (text.plain, tuple(text.spans))
         if key != self._last:
             self._last = key
-            self.update(text)
+            self.update(text, layout=False)
 
 
 class EngineInfo(Bar):

@@ -1,0 +1,313 @@
+"""Pilot tests: the dashboard against the real websocket server fed a recorded stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import pytest
+from textual.events import Key
+from websockets.asyncio.client import connect
+
+from wavlm_live.events import CaptionEvent, EndEvent, SpeakerEvent, StatsEvent
+from wavlm_live.tui import DashboardApp, DashboardConfig
+from wavlm_live.tui.screens import HelpScreen, RenameScreen
+
+FAST = DashboardConfig(refresh_s=0.1, backoff_initial_s=0.2, backoff_max_s=0.4)
+
+
+async def until(pilot, condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Let the app run until ``condition()`` is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def key_to_handled(app: DashboardApp, key: Key, action: str) -> float:
+    """Seconds from posting ``key`` to the app (as the terminal driver does) until the
+    app's action for it has run (``app.handled_at``)."""
+    before = app.handled_at.get(action)
+    t0 = time.perf_counter()
+    app.post_message(key)
+    while app.handled_at.get(action) == before:
+        if time.perf_counter() - t0 > 2.0:
+            raise AssertionError(f"key {key.key!r} not handled within 2 s")
+        await asyncio.sleep(0.001)
+    return app.handled_at[action] - t0
+
+
+def top(app: DashboardApp) -> str:
+    return app.top_bar.plain
+
+
+def lines(app: DashboardApp) -> list[str]:
+    return app.captions.plain_lines()
+
+
+def final_lines(app: DashboardApp) -> list[str]:
+    return [line for line in lines(app) if not line.startswith("…")]
+
+
+def finals(events) -> list[CaptionEvent]:
+    return [e for e in events if isinstance(e, CaptionEvent) and e.final]
+
+
+def last_speakers(events) -> dict[str, SpeakerEvent]:
+    out: dict[str, SpeakerEvent] = {}
+    for e in events:
+        if isinstance(e, SpeakerEvent):
+            out[e.id] = e
+    return out
+
+
+async def test_captions_speakers_and_activity_appear(make_server, recording, hello):
+    server = make_server()
+    app = DashboardApp(server.url, config=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "live" in top(app), "the live state")
+        server.feed(recording)
+        want = [f"{e.speaker}: {e.text}" for e in finals(recording)]
+        await until(pilot, lambda: lines(app) == want, "all final captions, in order")
+        await until(pilot, lambda: "ended at 0:26.0" in top(app), "the end of the stream")
+
+        table = app.speakers_table
+        speakers = last_speakers(recording)
+        assert table.row_count == len(speakers) == 2
+        total = sum(s.talk_time for s in speakers.values())
+        for sid, s in speakers.items():
+            row = table.cells(sid)
+            assert row[1] == sid
+            assert row[3] == f"{s.talk_time:.1f}s"
+            assert row[4] == f"{100 * s.talk_time / total:.0f}%"
+            assert row[5] == str(s.turns)
+            assert row[7] == f"{s.similarity:.2f}"
+
+        timeline = app.timeline.render().plain.splitlines()
+        assert [r.split()[0] for r in timeline[:3]] == ["S1", "S2", "overlap"]
+        # the recording has 0.8 s of overlapping speech (S1 and S2 from 15.78 s to 16.58 s)
+        assert 1 <= timeline[2].count("━") <= 4
+        assert "█" in timeline[0] and "█" in timeline[1]
+
+        stats = app.stats_bar.plain
+        last = [e for e in recording if isinstance(e, StatsEvent)][-1]
+        assert f"RTF {last.rtf:.2f}" in stats and f"lag {last.lag:.2f}s" in stats
+        assert "clients 1" in stats and hello["models"]["captions"] in stats
+        assert "DEMO" not in top(app)
+
+
+async def test_partial_text_is_replaced_by_final(make_server, recording):
+    server = make_server()
+    app = DashboardApp(server.url, config=FAST)
+    first_final = next(i for i, e in enumerate(recording) if isinstance(e, CaptionEvent) and e.final)
+    last_partial = max(i for i in range(first_final)
+                       if isinstance(recording[i], CaptionEvent) and not recording[i].final)
+    partial = recording[last_partial]
+    assert partial.segment == 0 and not partial.final
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "live" in top(app), "the live state")
+        server.feed(recording[: last_partial + 1])
+        await until(pilot, lambda: lines(app) == [f"… S1: {partial.text}"], "the partial caption alone")
+
+        server.feed(recording[last_partial + 1 : first_final + 1])
+        final = recording[first_final]
+        await until(pilot, lambda: lines(app) == [f"S1: {final.text}"], "the final caption in place of the partial")
+        assert final.text.startswith(partial.text)
+
+
+async def test_rename_round_trips_to_every_client(make_server, recording):
+    server = make_server()
+    app = DashboardApp(server.url, config=FAST)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "live" in top(app), "the live state")
+        server.feed(recording)
+        await until(pilot, lambda: app.speakers_table.row_count == 2, "two speakers")
+        await until(pilot, lambda: app.state.ended is not None, "the end of the stream")
+        async with connect(server.url) as other:
+            await pilot.press("down")  # select S2 (cursor starts on S1)
+            await pilot.press("r")
+            assert isinstance(app.screen, RenameScreen) and app.screen.speaker == "S2"
+            await pilot.pause(0.3)  # the refresh timer keeps running under the modal
+            await pilot.press(*"Alice", "enter")
+            assert not isinstance(app.screen, RenameScreen)
+
+            renamed = None
+            while renamed is None:
+                msg = json.loads(await other.recv())
+                if msg["type"] == "speaker" and msg["id"] == "S2" and msg["name"] == "Alice":
+                    renamed = msg
+        assert server.control.renames == [("S2", "Alice")]
+        await until(pilot, lambda: app.state.speakers["S2"].name == "Alice", "the renamed speaker event")
+        await until(pilot, lambda: app.speakers_table.cells("S2")[2] == "Alice",
+                    "the new name in the speakers table")
+        want = [f"{'Alice' if e.speaker == 'S2' else e.speaker}: {e.text}" for e in finals(recording)]
+        await until(pilot, lambda: lines(app) == want, "captions relabelled with the new name")
+        assert "Alice" in app.timeline.render().plain
+
+        # escape cancels a rename: nothing is sent
+        await pilot.press("r")
+        assert isinstance(app.screen, RenameScreen)
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert server.control.renames == [("S2", "Alice")]
+
+
+async def test_disconnect_shows_reconnecting_then_live_again(make_server, recording):
+    server = make_server()
+    app = DashboardApp(server.url, config=FAST)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "● live" in top(app), "the live state")
+        server.feed(recording[:120]).join()
+        await until(pilot, lambda: len(lines(app)) >= 2, "some captions")
+        before = lines(app)
+
+        server.stop()
+        await until(pilot, lambda: "reconnecting" in top(app), "the reconnecting state")
+        assert app.link.attempt >= 1
+        await pilot.pause(1.0)  # several failed attempts with backoff: still running, still showing
+        assert "reconnecting" in top(app) and "(try " in top(app)
+        assert lines(app) == before
+
+        server.start()  # same port
+        await until(pilot, lambda: "● live" in top(app), "live again after the server came back")
+        server.feed(recording[120:])
+        want = [f"{e.speaker}: {e.text}" for e in finals(recording)]
+        await until(pilot, lambda: lines(app) == want, "the rest of the captions, without duplicates")
+
+
+async def test_wrong_token_shows_auth_failed_and_stops_retrying(make_server, hello):
+    server = make_server(token="s3cret-token")
+    app = DashboardApp(server.url, token="wrong", config=FAST)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "auth failed" in top(app), "the auth failed state")
+        await pilot.pause(1.0)  # backoff would have retried several times by now
+        assert app.link.state == "auth failed"
+        assert not [w for w in app.workers if w.group == "network" and w.is_running]
+        await pilot.press("q")
+    assert app.return_value == 1
+
+    good = DashboardApp(server.url, token="s3cret-token", config=FAST)
+    async with good.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "● live" in top(good), "the live state with the right token")
+        assert good.state.hello is not None and good.state.hello["models"] == hello["models"]
+        await pilot.press("q")
+    assert good.return_value == 0
+
+
+async def test_demo_models_are_flagged(make_server, hello):
+    server = make_server(hello=dict(hello, demo=True))
+    app = DashboardApp(server.url, config=FAST)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "DEMO MODELS" in top(app), "the DEMO MODELS badge")
+        assert "demo checkpoints (random/synthetic weights" in app.stats_bar.plain
+
+
+async def test_keys_timestamps_pause_clear_help_and_save(make_server, recording, tmp_path):
+    server = make_server()
+    path = tmp_path / "transcript.txt"
+    app = DashboardApp(server.url, transcript_path=path, config=FAST)
+    all_finals = finals(recording)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "live" in top(app), "the live state")
+        split = recording.index(all_finals[2]) + 1
+        server.feed(recording[:split]).join()
+        await until(pilot, lambda: len(final_lines(app)) == 3, "three finals")
+
+        await pilot.press("t")
+        await until(pilot, lambda: lines(app)[0] == f"[0:00.6] S1: {all_finals[0].text}", "timestamps")
+        await pilot.press("t")
+        await until(pilot, lambda: lines(app)[0] == f"S1: {all_finals[0].text}", "timestamps hidden")
+
+        await pilot.press("space")
+        assert "PAUSED" in top(app)
+        server.feed(recording[split:]).join()
+        await until(pilot, lambda: app.state.ended is not None, "the rest of the stream (paused)")
+        await pilot.pause(0.3)
+        assert len(final_lines(app)) == 3  # the view did not move
+        await pilot.press("space")
+        assert "PAUSED" not in top(app)
+        await until(pilot, lambda: len(lines(app)) == len(all_finals), "the view catching up")
+
+        await pilot.press("s")
+        await until(pilot, lambda: path.exists(), "the transcript file")
+        text = path.read_text().splitlines()
+        assert text[0].startswith("# wavlm-live transcript from ws://127.0.0.1:")
+        body = [l for l in text if not l.startswith("#")]
+        assert body[0] == f"[0:00:00.60 - 0:00:08.02] S1: {all_finals[0].text}"
+        assert body[1] == f"[0:00:08.62 - 0:00:11.28] S2: {all_finals[1].text}"
+        assert len(body) == len(all_finals)
+        assert any(str(path) in n.message for n in app._notifications)
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+        await pilot.press("c")
+        await until(pilot, lambda: lines(app) == [], "cleared captions")
+        assert app.speakers_table.row_count == 2  # speakers stay
+
+
+async def test_event_flood_keeps_keys_fast_and_history_bounded(make_server, recording, shifted):
+    """With the captions pane full (200 segments), 200 events/s for 4 s: each key press is
+    handled within 100 ms (``t`` re-wraps the whole pane), and memory stays bounded."""
+    server = make_server()
+    config = DashboardConfig(transcript=300, window_s=10.0, refresh_s=0.2, backoff_initial_s=0.2)
+    app = DashboardApp(server.url, config=config)
+    stream = [e for e in recording if not isinstance(e, EndEvent)]
+    backlog = []  # 320 final captions, published at 1000 per second
+    for copy in range(64):
+        backlog += shifted(finals(stream), 26.0 * copy, 5 * copy)
+    flood = []  # 800 events of every type, published at 200 events/s
+    for copy in range(64, 68):
+        flood += shifted(stream, 26.0 * copy, 5 * copy)
+    flood = flood[:800]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "live" in top(app), "the live state")
+        server.feed(backlog, rate=1000.0).join()
+        log = app.captions
+        await until(pilot, lambda: app.state.finals_total == len(backlog), "the backlog")
+        await until(pilot, lambda: log.entry_count == config.history, "a full captions pane")
+
+        feeder = server.feed(flood, rate=200.0)
+        latencies = []
+        await pilot.pause(0.5)
+        while feeder.is_alive() and len(latencies) < 12:
+            key, char, action = ("t", "t", "timestamps") if len(latencies) % 2 else ("space", " ", "pause")
+            latencies.append(await key_to_handled(app, Key(key, char), action))
+            await asyncio.sleep(0.2)
+        feeder.join()
+        if app.paused:
+            await pilot.press("space")
+        last_stats = [e for e in flood if isinstance(e, StatsEvent)][-1]
+        await until(pilot, lambda: app.state.stats is not None
+                    and app.state.stats.windows_analysed == last_stats.windows_analysed, "the whole flood")
+        assert len(latencies) >= 10, "the flood ended before the keys were measured"
+        print(f"key-to-handled latency under 200 events/s: median {1000 * statistics.median(latencies):.1f} ms, "
+              f"max {1000 * max(latencies):.1f} ms over {len(latencies)} presses")
+        assert max(latencies) < 0.100
+
+        n_finals = len(backlog) + len(finals(flood))
+        assert app.state.finals_total == n_finals > config.transcript
+        assert len(app.state.finals) == config.transcript
+        await until(pilot, lambda: log.entry_count == config.history, "the caption view at its bound")
+        assert log.line_count <= 3 * config.history + 2
+        assert len(app.state.frames) <= round(config.window_s / 0.02)
+        assert app.state.dropped == 0  # a dashboard keeps up with 200 events/s
+
+
+@pytest.mark.parametrize("url", ["http://localhost:1", "localhost:8765", "ws://", 42])
+def test_bad_url_is_refused(url):
+    with pytest.raises(ValueError, match="ws:// or wss://"):
+        DashboardApp(url)  # type: ignore[arg-type]
+
+
+def test_run_dashboard_returns_2_for_a_bad_url(capsys):
+    from wavlm_live.tui import run_dashboard
+
+    assert run_dashboard("http://localhost:1") == 2
+    assert "ws:// or wss://" in capsys.readouterr().err
