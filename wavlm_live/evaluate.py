@@ -1,0 +1,183 @@
+"""``wavlm-live eval``: CER/WER, DER and EER measured through the streaming engine.
+
+Folder layout (written by ``scripts/corpus.py eval-*``; see docs/demo-models.md): one clip
+per ``NAME.wav`` / ``NAME.flac`` / ``NAME.ogg``; its transcript in ``NAME.txt`` (one line);
+its diarization reference in ``NAME.rttm`` (NIST RTTM); and optionally ``trials.txt`` with
+VoxCeleb-style lines ``LABEL ENROL TEST`` (1 same speaker, 0 different; paths relative to
+the folder). Every clip runs through :class:`wavlm_live.engine.Engine` window by window,
+exactly as live audio does (``Engine.run_offline``: same windows, stitchers and events,
+only never skipping), with a fresh engine per clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wavlm_live.cli import CliError
+from wavlm_live.engine.bus import EventBus
+from wavlm_live.engine.engine import Engine
+from wavlm_live.events import CaptionEvent, DiarizationEvent, Event, SpeakerEvent
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+@dataclass
+class ClipResult:
+    """What the engine produced for one clip."""
+
+    transcript: str = ""
+    turns: list[tuple[float, float, str]] = field(default_factory=list)
+    speakers: dict[str, SpeakerEvent] = field(default_factory=dict)
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, CaptionEvent) and event.final and event.text:
+            self.transcript = f"{self.transcript} {event.text}".strip()
+        elif isinstance(event, DiarizationEvent):
+            self.turns += [(t.start, t.end, t.speaker) for t in event.turns]
+        elif isinstance(event, SpeakerEvent):
+            self.speakers[event.id] = event
+
+    def embedding(self) -> np.ndarray | None:
+        """The clip's x-vector: the mean of its speakers' L2-normalised centroids
+        weighted by their update counts, or ``None`` without any."""
+        rows = [(np.asarray(s.embedding, np.float64), s.updates) for s in self.speakers.values() if s.embedding and s.updates]
+        if not rows:
+            return None
+        total = sum(n for _, n in rows)
+        return sum(v * n for v, n in rows) / total
+
+
+def find_clips(folder: Path) -> dict[str, Path]:
+    """Clip name -> audio path for every audio file directly in ``folder``."""
+    clips = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
+            clips.setdefault(path.stem, path)
+    return clips
+
+
+def run_clip(models: Any, config: Any, path: Path, tasks: set[str]) -> ClipResult:
+    """Run one clip through a fresh engine with the given subset of the loaded models."""
+    from wavlm_live.app import read_audio  # noqa: PLC0415
+
+    bus = EventBus()
+    result = ClipResult()
+    bus.subscribe(result)
+    engine = Engine(
+        config,
+        bus,
+        captions=models.captions if "captions" in tasks else None,
+        diarization=models.diarization if "diarization" in tasks else None,
+        embeddings=models.embeddings if "embeddings" in tasks else None,
+    )
+    audio = read_audio(path)
+    engine.run_offline(audio[i : i + 1600] for i in range(0, audio.size, 1600))
+    return result
+
+
+def evaluate_folder(args: argparse.Namespace) -> int:
+    """Run the eval and print the metrics (a table, or JSON with ``--json``).
+
+    Raises:
+        CliError: a missing folder, no clips with references, a task the references need
+            that is disabled, or malformed reference files.
+    """
+    from wavlm_live import metrics  # noqa: PLC0415
+    from wavlm_live.app import engine_config, load_models  # noqa: PLC0415
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CliError(f"evaluation folder {folder} does not exist")
+    clips = find_clips(folder)
+    trials_path = folder / "trials.txt"
+    try:
+        trials = metrics.read_trials(trials_path) if trials_path.is_file() else []
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    with_text = [n for n in clips if (folder / f"{n}.txt").is_file()]
+    with_rttm = [n for n in clips if (folder / f"{n}.rttm").is_file()]
+    if not (with_text or with_rttm or trials):
+        raise CliError(f"{folder} has no clips with references (NAME.txt, NAME.rttm) and no trials.txt")
+    models = load_models(args, args.demo)
+    config = engine_config(args, args.demo, realtime=False)
+    enabled = {t for t in ("captions", "diarization", "embeddings") if getattr(models, t) is not None}
+    needed = ({"captions"} if with_text else set()) | ({"diarization"} if with_rttm else set()) | ({"embeddings"} if trials else set())
+    missing = needed - enabled
+    if missing:
+        raise CliError(f"the references need the {', '.join(sorted(missing))} task(s), which are disabled")
+
+    t0 = time.perf_counter()
+    refs_text, hyps_text = [], []
+    der_total = None
+    for i, name in enumerate(sorted(set(with_text) | set(with_rttm)), 1):
+        tasks = {"captions"} if name in with_text else set()
+        if name in with_rttm:
+            tasks |= enabled & {"diarization", "embeddings"}
+        result = run_clip(models, config, clips[name], tasks)
+        if name in with_text:
+            refs_text.append(metrics.normalize_transcript((folder / f"{name}.txt").read_text(encoding="utf-8")))
+            hyps_text.append(metrics.normalize_transcript(result.transcript))
+        if name in with_rttm:
+            try:
+                reference = [t for turns in metrics.read_rttm(folder / f"{name}.rttm").values() for t in turns]
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            errors = metrics.diarization_errors(reference, result.turns, collar=args.collar)
+            der_total = errors if der_total is None else der_total + errors
+        print(f"\reval: {i} clip(s)", end="", file=sys.stderr, flush=True)
+    embeddings: dict[str, np.ndarray | None] = {}
+    for label, enrol, test in trials:
+        for rel in (enrol, test):
+            if rel not in embeddings:
+                path = folder / rel
+                if not path.is_file():
+                    raise CliError(f"trials.txt names {rel}, which is not in {folder}")
+                embeddings[rel] = run_clip(models, config, path, {"embeddings"}).embedding()
+                print(f"\reval: {len(embeddings)} verification clip(s)", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+
+    report: dict[str, Any] = {"folder": str(folder), "models": models.ids, "window": config.window, "hop": config.hop}
+    if refs_text:
+        report["clips_captions"] = len(refs_text)
+        report["cer"] = round(metrics.cer(refs_text, hyps_text), 4)
+        report["wer"] = round(metrics.wer(refs_text, hyps_text), 4)
+    if der_total is not None:
+        report["clips_diarization"] = len(with_rttm)
+        report["collar"] = args.collar
+        report["der"] = round(der_total.der, 4)
+        report["missed"] = round(der_total.missed / max(der_total.total, 1e-9), 4)
+        report["false_alarm"] = round(der_total.false_alarm / max(der_total.total, 1e-9), 4)
+        report["confusion"] = round(der_total.confusion / max(der_total.total, 1e-9), 4)
+    if trials:
+        scores, labels = [], []
+        for label, enrol, test in trials:
+            a, b = embeddings[enrol], embeddings[test]
+            if a is None or b is None:
+                continue  # too short for an x-vector: counted below
+            scores.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)))
+            labels.append(label)
+        report["trials"] = len(scores)
+        report["trials_without_embedding"] = len(trials) - len(scores)
+        try:
+            eer, threshold = metrics.equal_error_rate(scores, labels)
+        except ValueError as exc:
+            raise CliError(f"cannot compute the EER: {exc}") from None
+        report["eer"] = round(eer, 4)
+        report["eer_threshold"] = round(threshold, 4)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            if isinstance(value, float) and key in ("cer", "wer", "der", "missed", "false_alarm", "confusion", "eer"):
+                value = f"{100 * value:.2f}%"
+            print(f"{key:>26}: {value}")
+    return 0
