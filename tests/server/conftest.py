@@ -98,19 +98,21 @@ class Sub:
     """A websocket client that validates every message and checks ``seq``.
 
     ``gaps`` counts missing seq values; with ``strict`` (default) a gap fails the test.
+    With ``keep`` (default) every message is kept in ``received``.
     """
 
-    def __init__(self, ws: ClientConnection, strict: bool = True) -> None:
+    def __init__(self, ws: ClientConnection, strict: bool = True, keep: bool = True) -> None:
         self.ws = ws
         self.strict = strict
+        self.keep = keep
         self.next_seq = 0
         self.gaps = 0
         self.received: list[dict[str, Any]] = []
 
     @classmethod
-    async def connect(cls, url: str, *, strict: bool = True, **kwargs: Any) -> Sub:
+    async def connect(cls, url: str, *, strict: bool = True, keep: bool = True, **kwargs: Any) -> Sub:
         kwargs.setdefault("open_timeout", 10)
-        return cls(await connect(url, **kwargs), strict)
+        return cls(await connect(url, **kwargs), strict, keep)
 
     async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
@@ -122,7 +124,8 @@ class Sub:
             assert msg["seq"] == self.next_seq, f"seq gap: {msg['seq']} after {self.next_seq - 1}"
         self.gaps += msg["seq"] - self.next_seq
         self.next_seq = msg["seq"] + 1
-        self.received.append(msg)
+        if self.keep:
+            self.received.append(msg)
         return msg
 
     async def recv_until(self, pred: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
