@@ -81,7 +81,7 @@ class WavLMAttention(nn.Module):
         """Ungated relative position bias. Shape: ``[heads, length, length]``, dtype of
         ``rel_attn_embed``."""
         weight = self.rel_attn_embed.weight
-        return F.embedding(self._bucket_table(length, weight.device), weight).permute(2, 0, 1)
+        return F.embedding(self._bucket_table(length, weight.device), weight).permute(2, 0, 1).contiguous()
 
     def forward(self, hidden_states: Tensor, position_bias: Tensor | None = None,
                 key_padding: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -83,8 +83,12 @@ class FeatureEncoder(nn.Module):
     """Conv stack from samples to frames. Shape: ``[B, N] samples -> [B, C, T] frames``.
 
     The first layer (one input channel, cheap) always runs in float32 so the waveform and the
-    GroupNorm statistics keep full precision under bf16/fp16; the rest runs in the dtype of
-    the layers' weights.
+    norm statistics keep full precision under bf16/fp16; the rest runs in the dtype of the
+    layers' weights. With ``feat_extract_norm="group"`` the first layer is one matrix
+    product: GroupNorm (one group per channel, over the whole window, padding included) is
+    folded into the conv, its per-channel mean and variance taken in closed form from the
+    mean and covariance of the 10-sample input windows (``var_c = w_c^T Cov w_c``), which
+    avoids PyTorch's slow single-input-channel convolution and a separate norm pass.
     """
 
     def __init__(self, config: WavLMConfig):
@@ -99,20 +103,43 @@ class FeatureEncoder(nn.Module):
     def forward(self, input_values: Tensor) -> Tensor:
         first = self.conv_layers[0]
         dtype = self.conv_layers[-1].conv.weight.dtype
-        x = input_values[:, None].float()
-        if first.conv.weight.dtype == torch.float32:
-            x = first(x)
-        else:
-            with torch.autocast(x.device.type, enabled=False):
-                x = _float32_forward(first, x)
+        x = input_values.float()
+        with torch.autocast(x.device.type, enabled=False):
+            if first.norm == "group":
+                x = _group_norm_first_layer(first, x)
+            else:
+                x = _float32_forward(first, x[:, None])
         x = x.to(dtype)
         for layer in self.conv_layers[1:]:
             x = layer(x)
         return x
 
 
+def _group_norm_first_layer(layer: ConvLayer, x: Tensor) -> Tensor:
+    """Conv1d(1 -> C, kernel k, stride s) + GroupNorm(C groups) + activation, in float32, as
+    one batched matrix product. Shape: ``[B, N] -> [B, C, T]``."""
+    conv, norm = layer.conv, layer.layer_norm
+    k, s = conv.kernel_size[0], conv.stride[0]
+    b, n = x.shape
+    t = (n - k) // s + 1
+    x = x.contiguous()
+    windows = x.as_strided((b, t, k), (x.stride(0), s, 1))  # [B, T, k], overlapping views
+    w = conv.weight.float()[:, 0, :]  # [C, k]; the conv bias cancels in the normalisation
+    # window statistics in float64: sums over up to ~10^5 frames keep GroupNorm's precision
+    w64 = w.double()
+    windows64 = windows.double()
+    mean_win = windows64.mean(dim=1)
+    centred = windows64 - mean_win[:, None, :]
+    cov = centred.transpose(1, 2) @ centred / t
+    var = ((w64 @ cov) * w64).sum(-1)  # [B, C]: variance over time of each channel's conv output
+    scale = norm.weight.double() * torch.rsqrt(var + norm.eps)  # [B, C]
+    shift = (norm.bias.double() - (mean_win @ w64.t()) * scale).float()
+    out = torch.baddbmm(shift[:, :, None], w * scale.float()[:, :, None], windows.transpose(1, 2))
+    return layer.act(out)
+
+
 def _float32_forward(layer: ConvLayer, x: Tensor) -> Tensor:
-    """``layer(x)`` with float32 copies of its (small) parameters."""
+    """``layer(x)`` with float32 copies of its (small) parameters. Shape: ``[B, 1, N] -> [B, C, T]``."""
     conv = layer.conv
     bias = conv.bias.float() if conv.bias is not None else None
     x = F.conv1d(x, conv.weight.float(), bias, stride=conv.stride)
