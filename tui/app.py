@@ -134,7 +134,9 @@ class DashboardApp(App[int]):
         # The main screen's widgets are kept as attributes: while a modal screen is up,
         # query_one() would search the modal, and the refresh timer keeps running.
         self.top_bar = Bar(id="top")
-        self.captions = CaptionLog(self.config.history, id="captions")
+        self.captions = CaptionLog(
+            self.config.history, lambda e: caption_texts(self.state, e, self.timestamps), id="captions"
+        )
         self.speakers_table = SpeakersTable(self.state, id="speakers")
         self.engine_info = EngineInfo(id="engine")
         self.timeline = ActivityTimeline(self.state, id="activity")
@@ -240,16 +242,16 @@ class DashboardApp(App[int]):
             new = state.finals_total - self._rendered_total
             if key != self._view_key or new >= log.max_entries:
                 self._view_key = key
-                shown = state.last_finals(log.max_entries)
-                log.set_entries([caption_texts(state, e, self.timestamps) for e in shown], self._partial())
+                log.set_entries(state.last_finals(log.max_entries), self._partial())
                 self._partial_version = state.partial_version
-            elif new > 0:
-                log.append_entries([caption_texts(state, e, self.timestamps) for e in state.last_finals(new)])
+            else:
+                if new > 0:
+                    log.append_entries(state.last_finals(new))
+                if state.partial_version != self._partial_version:
+                    self._partial_version = state.partial_version
+                    log.set_partial(self._partial())
+                log.catch_up()
             self._rendered_total = state.finals_total
-            if state.partial_version != self._partial_version:
-                self._partial_version = state.partial_version
-                log.set_partial(self._partial())
-            log.catch_up()
         self.timeline.sync(self.paused)
         self.speakers_table.sync()
         if self.engine_info.display:

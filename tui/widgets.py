@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import zlib
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 from rich.segment import Segment
@@ -89,15 +91,16 @@ def partial_text(state: DashboardState, event: CaptionEvent, timestamps: bool) -
 class CaptionLog(ScrollView, can_focus=True):
     """Scrolling captions: final lines, newest at the bottom, then the dimmed partial.
 
-    Keeps at most ``max_entries`` final captions (each one or more lines); lines are
-    wrapped to the widget width and re-wrapped when it changes. While ``follow`` is True
-    the view sticks to the bottom; when False (paused) it stays where the user scrolled.
+    Holds at most ``max_entries`` items (final captions); ``format(item)`` turns one into
+    its lines of text, which are wrapped to the widget width and re-wrapped when it
+    changes. While ``follow`` is True the view sticks to the bottom; when False (paused)
+    it stays where the user scrolled.
 
-    Re-wrapping everything (a resize, a timestamp toggle, a rename) costs about 0.1 ms
-    per caption, too much for one frame with a full pane on a busy machine. So a full
-    redraw wraps only the newest captions that fill the view, and the older ones are
-    wrapped in slices of ``WRAP_SLICE`` by :meth:`catch_up`, called from the app's
-    refresh timer, and put above them.
+    Formatting and wrapping cost about 0.2 ms per caption, too much to redo a full pane
+    in one frame on a busy machine (a resize, a timestamp toggle, a rename). So a full
+    redraw formats and wraps only the newest captions that fill the view; the older ones
+    are done ``WRAP_SLICE`` at a time by :meth:`catch_up` (called from the app's refresh
+    timer) and put above them.
     """
 
     DEFAULT_CSS = """
@@ -108,44 +111,49 @@ class CaptionLog(ScrollView, can_focus=True):
     }
     """
 
-    WRAP_SLICE = 25
-    """Older captions wrapped per :meth:`catch_up` call."""
+    WRAP_SLICE = 10
+    """Older captions formatted and wrapped per :meth:`catch_up` call."""
 
-    def __init__(self, max_entries: int, *, id: str | None = None) -> None:
+    def __init__(self, max_entries: int, format: Callable[[Any], list[Text]], *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.max_entries = max_entries
+        self.format = format
         self.follow = True
-        self._texts: deque[list[Text]] = deque()
-        self._pending = 0  # the oldest `_pending` entries of _texts are not wrapped yet
-        self._counts: deque[int] = deque()  # wrapped lines per wrapped entry
+        self._items: deque[Any] = deque()
+        self._pending = 0  # the oldest `_pending` items are not wrapped yet
+        self._counts: deque[int] = deque()  # wrapped lines per wrapped item
         self._strips: list[Strip] = []
+        self._plain: deque[list[str]] = deque()  # plain lines per wrapped item
         self._partial: Text | None = None
         self._partial_strips: list[Strip] = []
         self._width = 0
         self._style = Style()
 
     # The entry points used by the app.
-    def set_entries(self, entries: list[list[Text]], partial: Text | None) -> None:
-        """Replace everything: ``entries`` are the finals' lines, oldest first."""
-        self._texts = deque(entries[-self.max_entries :])
+    def set_entries(self, items: list[Any], partial: Text | None) -> None:
+        """Replace everything: ``items`` are the final captions, oldest first."""
+        self._items = deque(items[-self.max_entries :])
         self._partial = partial
         self._render_all()
 
-    def append_entries(self, entries: list[list[Text]]) -> None:
-        """Append new finals' lines at the bottom, dropping the oldest past the bound."""
-        for lines in entries:
-            self._texts.append(lines)
+    def append_entries(self, items: list[Any]) -> None:
+        """Append new final captions at the bottom, dropping the oldest past the bound."""
+        for item in items:
+            self._items.append(item)
             if self._width:
-                strips = self._wrap(lines)
+                texts = self.format(item)
+                strips = self._wrap(texts)
                 self._counts.append(len(strips))
+                self._plain.append([t.plain for t in texts])
                 self._strips.extend(strips)
             else:
                 self._pending += 1
-        for _ in range(len(self._texts) - self.max_entries):
-            self._texts.popleft()
+        for _ in range(len(self._items) - self.max_entries):
+            self._items.popleft()
             if self._pending:
                 self._pending -= 1
             else:
+                self._plain.popleft()
                 del self._strips[: self._counts.popleft()]
         self._changed()
 
@@ -156,20 +164,30 @@ class CaptionLog(ScrollView, can_focus=True):
         self._changed()
 
     def catch_up(self) -> bool:
-        """Wrap up to ``WRAP_SLICE`` older captions not wrapped yet; True if any were."""
+        """Format and wrap up to ``WRAP_SLICE`` older captions; True if any were."""
         if not self._pending or not self._width:
             return False
-        added: list[Strip] = []
-        for _ in range(min(self.WRAP_SLICE, self._pending)):
-            self._pending -= 1
-            strips = self._wrap(self._texts[self._pending])
-            self._counts.appendleft(len(strips))
-            added[0:0] = strips
-        self._strips[0:0] = added
+        added = self._wrap_older(self.WRAP_SLICE)
         if not self.follow:  # keep the lines the user is looking at in place
-            self.scroll_to(y=self.scroll_offset.y + len(added), animate=False, immediate=True)
+            self.scroll_to(y=self.scroll_offset.y + added, animate=False, immediate=True)
         self._changed()
         return True
+
+    def _wrap_older(self, limit: int, lines: int | None = None) -> int:
+        """Wrap pending items, newest first, until ``limit`` items (or ``lines`` lines)
+        are done; returns the number of lines added at the top."""
+        added: list[Strip] = []
+        done = 0
+        while self._pending and done < limit and (lines is None or len(added) < lines):
+            self._pending -= 1
+            texts = self.format(self._items[self._pending])
+            strips = self._wrap(texts)
+            self._counts.appendleft(len(strips))
+            self._plain.appendleft([t.plain for t in texts])
+            added[0:0] = strips
+            done += 1
+        self._strips[0:0] = added
+        return len(added)
 
     @property
     def line_count(self) -> int:
@@ -179,7 +197,7 @@ class CaptionLog(ScrollView, can_focus=True):
     @property
     def entry_count(self) -> int:
         """Final captions currently held (at most ``max_entries``)."""
-        return len(self._texts)
+        return len(self._items)
 
     @property
     def pending(self) -> int:
@@ -187,8 +205,8 @@ class CaptionLog(ScrollView, can_focus=True):
         return self._pending
 
     def plain_lines(self) -> list[str]:
-        """The held lines as plain text (finals then partial), unwrapped."""
-        out = [t.plain for lines in self._texts for t in lines]
+        """The wrapped captions' lines as plain text (finals then partial), unwrapped."""
+        out = [line for lines in self._plain for line in lines]
         if self._partial is not None:
             out.append(self._partial.plain)
         return out
@@ -204,23 +222,17 @@ class CaptionLog(ScrollView, can_focus=True):
         return strips
 
     def _render_all(self) -> None:
-        """Wrap the newest captions that fill the view twice over; leave the rest to
+        """Wrap the newest captions that fill the view; leave the rest to
         :meth:`catch_up`."""
         self._strips = []
         self._counts = deque()
-        self._pending = len(self._texts)
+        self._plain = deque()
+        self._pending = len(self._items)
         self._partial_strips = []
         if self._width:
             if self._partial is not None:
                 self._partial_strips = self._wrap([self._partial])
-            lines = 0
-            fill = 2 * max(self.size.height, 24)
-            while self._pending and lines < fill:
-                self._pending -= 1
-                strips = self._wrap(self._texts[self._pending])
-                self._counts.appendleft(len(strips))
-                self._strips[0:0] = strips
-                lines += len(strips)
+            self._wrap_older(len(self._items), lines=self.size.height + 1)
         self._changed()
 
     def _changed(self) -> None:
