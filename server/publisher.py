@@ -131,6 +131,7 @@ class _Client:
             self.notice = _DroppedNotice(self.seq, wall)
             self.seq += 1
             self.queue.append(self.notice)
+            self.wake.set()
         self.notice.counts[kind] = self.notice.counts.get(kind, 0) + 1
 
 
@@ -487,7 +488,11 @@ class Publisher:
             await asyncio.sleep(period)
             now = loop.time()
             for client in list(self._clients):
-                if client.ws.transport.get_write_buffer_size() <= limit:
+                try:
+                    buffered = client.ws.transport.get_write_buffer_size()
+                except Exception:  # noqa: BLE001 - a broken transport is closing anyway
+                    continue
+                if buffered <= limit:
                     client.stalled_since = None
                 elif client.stalled_since is None:
                     client.stalled_since = now

@@ -154,8 +154,8 @@ async def test_server_memory_stays_bounded_under_a_flood(tools) -> None:
 async def test_slow_reader_loses_oldest_droppables_and_is_told(tools) -> None:
     """A client that pauses reading while 30 finals and 600 partials of 1 KB arrive: it
     gets every final in order, and `dropped` notices whose counts equal its seq gaps."""
-    async with tools.running_publisher(queue_size=64, recent_captions=8, write_buffer_limit=4096, socket_send_buffer=8192,
-                                       stall_timeout_s=5.0) as (pub, bus):
+    async with tools.running_publisher(queue_size=64, recent_captions=8, write_buffer_limit=4096,
+                                       socket_send_buffer=8192, stall_timeout_s=5.0) as (pub, bus):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
