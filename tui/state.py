@@ -302,7 +302,7 @@ class DashboardState:
         first = self.frames_end - len(self.frames) * self.frame
         for i, labels in enumerate(self.frames):
             centre = first + (i + 0.5) * self.frame
-            col = int((centre - t_start) / dt)
+            col = math.floor((centre - t_start) / dt)
             if not 0 <= col < columns:
                 continue
             counts[col] += 1

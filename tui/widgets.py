@@ -514,8 +514,10 @@ def level_meter(rms_db: float | None, peak_db: float | None, width: int) -> Text
     """A ``width``-cell bar of the RMS level from :data:`LEVEL_FLOOR_DB` to 0 dBFS, with
     a ``│`` at the peak; green, yellow above -12 dBFS, red above -3 dBFS."""
     bar = Text()
-    if rms_db is None:
+    if rms_db is None or not math.isfinite(rms_db):
         return Text("·" * width, style="dim")
+    if peak_db is not None and not math.isfinite(peak_db):
+        peak_db = None
 
     def cells(db: float) -> int:
         return round(width * min(1.0, max(0.0, (db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB)))
