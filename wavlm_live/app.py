@@ -136,8 +136,12 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
     Raises:
         CliError: bad options, models or enrolment files.
     """
+    import gc  # noqa: PLC0415
+
     config = engine_config(args, demo, realtime)
     models = load_models(args, demo)
+    gc.collect()
+    gc.freeze()  # the model objects never die: keep them out of the collector's scans (shorter pauses)
     try:
         engine = Engine(
             config,
@@ -299,7 +303,10 @@ def server_config(args: argparse.Namespace) -> Any:
             host=args.host,
             port=args.port,
             token=args.token,
-            allowed_origins=tuple(args.allow_origin) if args.allow_origin else None,
+            # No browser page may read the stream unless its origin is allowed explicitly:
+            # a token-less local server would otherwise be readable by any open web page.
+            # Clients that send no Origin (the dashboard, listen, scripts) are unaffected.
+            allowed_origins=tuple(args.allow_origin) if args.allow_origin else (),
             max_clients=args.max_clients,
         )
     except (TypeError, ValueError) as exc:
@@ -387,8 +394,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             pipeline.start()
         while not stop.is_set():
             if args.exit_at_end and engine.finished.is_set():
-                time.sleep(0.5)  # let the clients' writers send the end event
-                break
+                break  # stopping the server first sends what was published
             stop.wait(0.1)
     finally:
         server.stop()

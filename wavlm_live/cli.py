@@ -99,7 +99,7 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     g.add_argument("--port", type=_port, default=8765, help="websocket port, 0 = any free port (default: %(default)s)")
     g.add_argument("--token", default=None, help=f"require this bearer token from clients (or set {TOKEN_ENV})")
-    g.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN", help="allowed browser Origin (repeatable; default: any)")
+    g.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN", help="allow browser pages from this Origin (repeatable); by default no browser page may connect")
     g.add_argument("--max-clients", type=int, default=32, help="concurrent clients (default: %(default)s)")
     g.add_argument("--jsonl", default=None, metavar="PATH", help="also append every event to this JSON Lines file")
 
@@ -207,6 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wavlm-live: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        logging.getLogger("wavlm_live").debug("unexpected error", exc_info=True)
+        hint = "" if args.verbose >= 2 else " (run with -vv for the traceback)"
+        print(f"wavlm-live: unexpected error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

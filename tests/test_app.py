@@ -1,0 +1,48 @@
+"""Command-line assembly: options to configs, defaults that matter for safety."""
+
+import pytest
+
+from wavlm_live import app
+from wavlm_live.cli import CliError, build_parser, main
+
+
+def parse(*argv):
+    return build_parser().parse_args(list(argv))
+
+
+def test_server_refuses_browser_origins_unless_allowed():
+    assert app.server_config(parse("serve")).allowed_origins == ()
+    cfg = app.server_config(parse("serve", "--allow-origin", "http://localhost:3000"))
+    assert cfg.allowed_origins == ("http://localhost:3000",)
+    assert cfg.host == "127.0.0.1"
+
+
+def test_window_and_hop_options_reach_the_engine_config():
+    cfg = app.engine_config(parse("run", "--window", "3", "--hop", "0.5"), demo=False, realtime=True)
+    assert (cfg.window, cfg.hop) == (3.0, 0.5)
+    cfg = app.engine_config(parse("run", "--window", "1.5"), demo=False, realtime=True)
+    assert cfg.hop == 0.75  # a shorter window brings the hop down with it
+    assert cfg.ring_seconds >= cfg.window + 3 * cfg.hop
+
+
+def test_disabling_every_task_is_a_clear_error():
+    args = parse("run", "--no-captions", "--no-diarization", "--no-embeddings")
+    with pytest.raises(CliError, match="disabled"):
+        app.model_sources(args, demo=False)
+
+
+def test_bad_option_values_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--port", "70000"])
+    assert exc.value.code == 2
+    assert "port" in capsys.readouterr().err
+
+
+def test_unexpected_errors_are_one_line(monkeypatch, capsys):
+    def boom(args):
+        raise RuntimeError("something broke")
+
+    monkeypatch.setattr(app, "dispatch", boom)
+    assert main(["devices"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "something broke" in err and "Traceback" not in err
