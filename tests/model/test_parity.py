@@ -11,6 +11,8 @@ from wavlm_live.model import WavLMForAudioFrameClassification, WavLMForCTC, WavL
 from .conftest import max_diff
 
 TOL = 1e-4
+# transformers itself warns about its mixed bool/float masks
+pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 CLASSES = {"WavLMForCTC": WavLMForCTC, "WavLMForAudioFrameClassification": WavLMForAudioFrameClassification,
            "WavLMForXVector": WavLMForXVector}
 # 400 samples: the one-frame minimum; 272000 samples (17 s, 850 frames): the position
@@ -46,3 +48,63 @@ def test_parity_all_lengths(hf_checkpoint, arch, style, weighted):
     for n in LENGTHS[arch]:
         ref, out = compare(hf, pre.model, torch.randn(1, n))
         assert out.last_hidden_state.shape[1] == (n - 400) // 320 + 1
+
+
+@pytest.mark.parametrize("arch,style,weighted", CASES)
+def test_parity_padded_batch_with_attention_mask(hf_checkpoint, arch, style, weighted):
+    """Batches of different lengths, zero-padded, with a sample-level attention mask: the frame
+    mask, the zeroed padding, the -inf key padding and (x-vector) transformers' pooling rule."""
+    hf, folder = hf_checkpoint(arch, style, weighted)
+    model = load_pretrained(folder).model
+    torch.manual_seed(2)
+    lengths = (24000, 9123, 16000)
+    x = torch.zeros(len(lengths), max(lengths))
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for i, n in enumerate(lengths):
+        x[i, :n] = torch.randn(n)
+        mask[i, :n] = 1
+    compare(hf, model, x, mask)
+    # without hidden states the outputs are the same and no hidden states come back
+    with torch.no_grad():
+        plain = model(x, attention_mask=mask)
+        full = model(x, attention_mask=mask, output_hidden_states=True)
+    assert plain.hidden_states is None
+    assert torch.equal(plain.logits, full.logits)
+
+
+def test_xvector_pooling_lengths_follow_transformers(hf_checkpoint):
+    """With a mask transformers pools frames - sum(kernel - 1) TDNN frames (dilation ignored)."""
+    hf, folder = hf_checkpoint("WavLMForXVector")
+    model = load_pretrained(folder).model
+    frames = torch.tensor([16, 50, 400])
+    assert model.pooling_lengths(frames).tolist() == hf._get_tdnn_output_lengths(frames).tolist() == [8, 42, 392]
+    assert model.min_frames == 16
+    with pytest.raises(ValueError, match="at least 16 frames"):
+        model(torch.randn(1, 5199))
+    with pytest.raises(ValueError, match="valid samples"):
+        model(torch.randn(2, 6000), attention_mask=torch.tensor([[1] * 6000, [1] * 300 + [0] * 5700]))
+
+
+def test_position_buckets_match_transformers(hf_checkpoint):
+    from wavlm_live.model.attention import relative_position_buckets
+
+    hf, folder = hf_checkpoint("WavLMForCTC")
+    att = hf.wavlm.encoder.layers[0].attention
+    table = relative_position_buckets(1001)
+    assert torch.equal(table, att._relative_positions_bucket(torch.arange(1001)[None, :] - torch.arange(1001)[:, None]))
+    # reference spot values: rel = key - query
+    assert [table[500, 500 + r].item() for r in (-1, 0, 1, 80, 100)] == [1, 0, 161, 240, 247]
+    assert table[0, 1000].item() == table[0, 900].item() == 319  # saturated beyond 800 frames
+    ours = load_pretrained(folder).model.wavlm.encoder.layers[0].attention
+    big, small = ours.compute_bias(900), ours.compute_bias(37)  # the cached table is sliced for shorter windows
+    assert torch.equal(small, big[:, :37, :37]) and torch.equal(small, att.compute_bias(37, 37))
+
+
+def test_bad_inputs(hf_checkpoint):
+    model = load_pretrained(hf_checkpoint("WavLMForCTC")[1]).model
+    with pytest.raises(ValueError, match="at least 400"):
+        model(torch.randn(1, 399))
+    with pytest.raises(ValueError, match=r"\[batch, samples\]"):
+        model(torch.randn(16000))
+    with pytest.raises(ValueError, match="attention_mask shape"):
+        model(torch.randn(1, 16000), attention_mask=torch.ones(1, 15000))

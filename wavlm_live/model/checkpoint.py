@@ -148,6 +148,10 @@ def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool |
                                         LocalEntryNotFoundError, OfflineModeIsEnabled, RemoteEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
+    not_cached: list[str] = []
+    offline = ("(HF_HUB_OFFLINE is set, local_files_only is true, or the Hub is unreachable); pass a local "
+               "folder that holds its config.json and weights instead")
+
     def fetch(filename: str) -> Path | None:
         try:
             return Path(hf_hub_download(repo_id, filename, revision=revision,
@@ -156,10 +160,9 @@ def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool |
             return None  # the repository has no such file
         except (LocalEntryNotFoundError, OfflineModeIsEnabled):
             if filename == "config.json":
-                raise ModelLoadError(
-                    f"model {repo_id!r} is not in the local Hugging Face cache and cannot be downloaded "
-                    "(HF_HUB_OFFLINE is set, local_files_only is true, or the Hub is unreachable); pass a local "
-                    "folder that holds its config.json and weights instead") from None
+                raise ModelLoadError(f"model {repo_id!r} is not in the local Hugging Face cache and cannot be "
+                                     f"downloaded {offline}") from None
+            not_cached.append(filename)
             return None  # not cached while offline: treated as absent
         except EntryNotFoundError:
             return None
@@ -181,9 +184,9 @@ def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool |
         raise ModelLoadError(f"model {repo_id!r} on the Hugging Face Hub has no config.json; it is not a "
                              "transformers-format checkpoint")
     folder = config_path.parent
-    for name in WEIGHT_FILES:
-        if fetch(name) is not None:
-            break
+    if all(fetch(name) is None for name in WEIGHT_FILES) and not_cached:
+        raise ModelLoadError(f"the weights of model {repo_id!r} are not in the local Hugging Face cache and "
+                             f"cannot be downloaded {offline}")
     for name in _OPTIONAL_FILES:
         fetch(name)
     config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -314,6 +317,13 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
         raise ModelLoadError(f"model {source!r} is a {task!r} model ({arch}), but a {expected_task!r} model was "
                              "expected; pass a checkpoint for that task")
 
+    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
+    if weights is None:
+        sharded = any((folder / f"{n}.index.json").is_file() for n in WEIGHT_FILES)
+        raise ModelLoadError(f"model {source!r}: {folder} has no model.safetensors or pytorch_model.bin"
+                             + (" (sharded checkpoints are not supported; save it unsharded)" if sharded else
+                                "; download or export the weights into it"))
+
     pre_path = folder / "preprocessor_config.json"
     try:
         preprocessor = PreprocessorConfig.from_json(pre_path) if pre_path.is_file() else PreprocessorConfig()
@@ -334,12 +344,6 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
             raise ModelLoadError(f"model {source!r}: bad tokenizer files ({e})") from None
         decoder = CTCDecoder(vocab, frame_seconds=config.hop / preprocessor.sampling_rate)
 
-    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
-    if weights is None:
-        sharded = (folder / "model.safetensors.index.json").is_file() or (folder / "pytorch_model.bin.index.json").is_file()
-        raise ModelLoadError(f"model {source!r}: {folder} has no model.safetensors or pytorch_model.bin"
-                             + (" (sharded checkpoints are not supported; save it unsharded)" if sharded else
-                                "; download or export the weights into it"))
     state = _read_state_dict(weights, source)
     try:
         with torch.device("meta"):

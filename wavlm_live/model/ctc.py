@@ -289,7 +289,7 @@ class CTCDecoder:
         if isinstance(x, torch.Tensor):
             if x.dim() == 2:
                 return x.argmax(dim=-1).tolist()
-            if x.dim() == 1 and not x.is_floating_point():
+            if x.dim() == 1 and (not x.is_floating_point() or x.numel() == 0):
                 return x.tolist()
             raise ValueError(f"decode expects logits [T, C] or ids [T], got a tensor of shape {tuple(x.shape)} "
                              f"and dtype {x.dtype}")
