@@ -1,0 +1,632 @@
+#!/usr/bin/env python3
+"""Train the small WavLM-architecture demo checkpoints on the synthetic espeak-ng corpus.
+
+Tasks (each a plain `wavlm_live.model` module, saved in the Hugging Face folder format):
+  ctc          WavLMForCTC, LibriSpeech letters ([PAD]=0 is the CTC blank, [UNK], |, A-Z, ').
+               Examples: 1-3 utterances of random identities joined by pauses, with
+               leading/trailing silence; loss: CTC.
+  diarization  WavLMForAudioFrameClassification, 2 labels (speaker activity, sigmoid),
+               weighted layer sum, initialised from the CTC encoder. Examples: random
+               crops of synthetic two-speaker conversations (pauses, turn changes, overlap);
+               loss: permutation-invariant BCE (min over the two label orders, per crop).
+  embeddings   WavLMForXVector (weighted layer sum, small TDNN), initialised from the CTC
+               encoder. Examples: single-speaker crops and the frames of one speaker inside
+               two-speaker crops (masked statistics pooling, as the streaming engine pools a
+               speaker's frames); loss: additive-margin softmax (AM-softmax, Wang et al.
+               2018, as transformers' AMSoftmaxLoss: scale 30, margin 0.2) over the training
+               identities, applied to the embeddings themselves (the `classifier` layer is
+               kept at identity, so its logits equal the embeddings).
+
+All tasks: AdamW, linear warm-up then cosine decay, gradient clipping at 5, noise
+augmentation (white noise at 15-45 dB SNR on half the examples), per-example input
+normalisation (as the checkpoints' preprocessor_config.json says). CPU runs in bf16
+autocast by default; CUDA is used when present. Training is resumable: OUT/state.pt
+holds model, optimiser, step, random states and the best validation score, written at
+every evaluation; rerunning the same command continues from it. OUT/best/ is the best
+checkpoint so far as a Hugging Face folder, OUT/log.jsonl the progress log.
+
+Usage:
+  python scripts/train_demo.py ctc --corpus corpus/demo --out runs/ctc --steps 3000
+  python scripts/train_demo.py diarization --corpus corpus/demo --out runs/diar --init runs/ctc/best
+  python scripts/train_demo.py embeddings --corpus corpus/demo --out runs/xvec --init runs/ctc/best
+  python scripts/train_demo.py export runs/ctc/best wavlm_live/data/demo/captions --fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import corpus as C  # noqa: E402  (scripts/corpus.py)
+
+from wavlm_live import metrics  # noqa: E402
+from wavlm_live.model import (  # noqa: E402
+    CTCVocabulary,
+    PreprocessorConfig,
+    WavLMConfig,
+    WavLMForAudioFrameClassification,
+    WavLMForCTC,
+    WavLMForXVector,
+    load_pretrained,
+    save_pretrained,
+)
+
+SR = C.SAMPLE_RATE
+VOCAB = ("[PAD]", "[UNK]", "|") + tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + ("'",)
+"""LibriSpeech letter vocabulary; id 0 ([PAD]) is the CTC blank."""
+CHAR_TO_ID = {c: i for i, c in enumerate(VOCAB)} | {" ": VOCAB.index("|")}
+
+BACKBONE = dict(
+    hidden_size=256,
+    num_attention_heads=4,
+    intermediate_size=768,
+    conv_dim=(32, 64, 64, 128, 128, 256, 256),
+    conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+    conv_stride=(5, 2, 2, 2, 2, 2, 2),
+    feat_extract_norm="layer",
+    do_stable_layer_norm=True,
+    num_conv_pos_embeddings=64,
+    num_conv_pos_embedding_groups=16,
+)
+"""Backbone of all three demo checkpoints: the standard conv stack (400-sample receptive
+field, 320-sample hop) with narrower channels, a pre-LN transformer with WavLM's gated
+relative position bias. About 0.66 M parameters per transformer layer."""
+LAYERS = {"ctc": 5, "diarization": 4, "embeddings": 3}
+"""Transformer layers per task; diarization and embeddings keep the first layers of the CTC encoder."""
+XVECTOR = dict(tdnn_dim=(192, 192, 192, 192, 512), tdnn_kernel=(5, 3, 3, 1, 1), tdnn_dilation=(1, 2, 3, 1, 1),
+               xvector_output_dim=128)
+PREPROCESSOR = PreprocessorConfig(do_normalize=True, sampling_rate=SR, return_attention_mask=True)
+
+
+def make_config(task: str, layers: int | None = None) -> WavLMConfig:
+    """The demo WavLMConfig of a task ("ctc", "diarization", "embeddings")."""
+    n = layers or LAYERS[task]
+    if task == "ctc":
+        return WavLMConfig(**BACKBONE, num_hidden_layers=n, vocab_size=len(VOCAB), pad_token_id=0,
+                           architectures=("WavLMForCTC",))
+    if task == "diarization":
+        return WavLMConfig(**BACKBONE, num_hidden_layers=n, use_weighted_layer_sum=True,
+                           id2label=("LABEL_0", "LABEL_1"), architectures=("WavLMForAudioFrameClassification",))
+    if task == "embeddings":
+        return WavLMConfig(**BACKBONE, **XVECTOR, num_hidden_layers=n, use_weighted_layer_sum=True,
+                           architectures=("WavLMForXVector",))
+    raise ValueError(f"unknown task {task!r}")
+
+
+MODEL_CLASS = {"ctc": WavLMForCTC, "diarization": WavLMForAudioFrameClassification, "embeddings": WavLMForXVector}
+
+
+def ctc_vocabulary() -> CTCVocabulary:
+    return CTCVocabulary(tokens=VOCAB, pad_token="[PAD]", unk_token="[UNK]", word_delimiter_token="|",
+                         bos_token=None, eos_token=None, do_lower_case=False)
+
+
+def encode_text(text: str) -> list[int]:
+    """Normalised transcript -> label ids (space -> |); unknown characters -> [UNK]."""
+    return [CHAR_TO_ID.get(c, 1) for c in text]
+
+
+def greedy_decode(ids: np.ndarray) -> str:
+    """Per-frame argmax ids [T] -> text: group repeats, drop blanks, | -> space."""
+    out, prev = [], -1
+    for i in ids.tolist():
+        if i != prev and i != 0:
+            out.append(" " if i == 2 else VOCAB[i])
+        prev = i
+    return " ".join("".join(out).split())
+
+
+# ----------------------------------------------------------------------------- batches
+
+def add_noise(rng: np.random.Generator, x: np.ndarray, p: float = 0.5, snr_db=(15.0, 45.0)) -> np.ndarray:
+    """With probability p, add white noise at a random SNR (dB, relative to the signal's mean power)."""
+    if rng.random() >= p:
+        return x
+    power = float(np.mean(x.astype(np.float64) ** 2)) + 1e-12
+    sigma = math.sqrt(power / 10 ** (rng.uniform(*snr_db) / 10))
+    return (x + rng.normal(0.0, sigma, len(x))).astype(np.float32)
+
+
+def pad_batch(xs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise each example (preprocessor), right-pad with zeros; returns x [B, N], mask [B, N] int64."""
+    n = max(len(x) for x in xs)
+    x = torch.zeros(len(xs), n)
+    mask = torch.zeros(len(xs), n, dtype=torch.long)
+    for i, a in enumerate(xs):
+        x[i, :len(a)] = torch.from_numpy(PREPROCESSOR.normalize(a))
+        mask[i, :len(a)] = 1
+    return x, mask
+
+
+def n_frames(n_samples: int) -> int:
+    """WavLM frames for n_samples: floor((n - 400) / 320) + 1, 0 below 400."""
+    return 0 if n_samples < C.FRAME_WINDOW else (n_samples - C.FRAME_WINDOW) // C.FRAME_HOP + 1
+
+
+def silence(rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+    return np.zeros(int(rng.uniform(lo, hi) * SR), np.float32)
+
+
+def ctc_example(rng: np.random.Generator, uset: C.UtteranceSet, target_s: float) -> tuple[np.ndarray, str]:
+    """1-3 random utterances joined by 0.15-0.8 s pauses, 0-0.4 s silence each end, about target_s long."""
+    parts, texts, total = [silence(rng, 0.0, 0.4)], [], 0.0
+    while len(texts) < 3 and (not texts or total < target_s * 0.7):
+        i = int(rng.integers(len(uset)))
+        if texts:
+            parts.append(silence(rng, 0.15, 0.8))
+        a = uset.audio(i)
+        parts.append(a)
+        texts.append(uset.utts[i]["norm"])
+        total += len(a) / SR
+    parts.append(silence(rng, 0.0, 0.4))
+    return add_noise(rng, np.concatenate(parts)), " ".join(texts)
+
+
+def conversation_crop(rng: np.random.Generator, uset: C.UtteranceSet, spk_ids: list[int], crop_s: float,
+                      n_turns: int = 6, p_overlap: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """A crop of crop_s seconds from a synthetic conversation of the given speakers.
+
+    spk_ids: indices into uset.speakers. Returns audio float32 [N] and frame labels
+    [frames_for_samples(N), len(spk_ids)] (0/1, speaker order as spk_ids).
+    """
+    seq = C.conversation_turns(rng, len(spk_ids), max(n_turns, len(spk_ids)))
+    turns = []
+    for s in seq:
+        idx = uset.by_speaker[uset.speakers[spk_ids[s]]]
+        i = idx[int(rng.integers(len(idx)))]
+        turns.append((s, uset.audio(i), ""))
+    mix, segs = C.mix_conversation(turns, rng, len(spk_ids), p_overlap=p_overlap)
+    n = min(len(mix), int(crop_s * SR) // C.FRAME_HOP * C.FRAME_HOP)
+    start = int(rng.integers(0, len(mix) - n + 1)) // C.FRAME_HOP * C.FRAME_HOP
+    x = add_noise(rng, mix[start:start + n])
+    names = [f"spk{k}" for k in range(len(spk_ids))]
+    y = C.frame_labels(segs, names, n_frames(n), offset=start / SR)
+    return x, y
+
+
+def pick_speakers(rng: np.random.Generator, uset: C.UtteranceSet, n: int) -> list[int]:
+    """n speaker indices of uset with pairwise different variants."""
+    while True:
+        ids = [int(i) for i in rng.choice(len(uset.speakers), size=n, replace=False)]
+        if len({C.Speaker.parse(uset.speakers[i]).variant for i in ids}) == n:
+            return ids
+
+
+
+
+# ----------------------------------------------------------------------------- tasks
+
+class Task:
+    """Batches, loss and validation of one task."""
+
+    metric = "loss"
+
+    def __init__(self, args, train: C.UtteranceSet, val: C.UtteranceSet, val_unseen: C.UtteranceSet):
+        self.args, self.train, self.val, self.val_unseen = args, train, val, val_unseen
+
+    def extra_parameters(self) -> list[torch.nn.Parameter]:
+        return []
+
+
+class CTCTask(Task):
+    metric = "cer_unseen"
+
+    def batch(self, rng):
+        target = rng.uniform(2.0, 10.0)
+        n = max(1, int(self.args.batch_seconds / (target + 1.0)))
+        xs, texts = zip(*[ctc_example(rng, self.train, target) for _ in range(n)])
+        x, mask = pad_batch(list(xs))
+        return x, mask, [encode_text(t) for t in texts], sum(len(a) for a in xs) / SR
+
+    def loss(self, model, batch, device):
+        x, mask, labels, _ = batch
+        out = model(x.to(device), mask.to(device))
+        logp = F.log_softmax(out.logits.float(), dim=-1).transpose(0, 1)  # [T, B, V]
+        in_len = model.wavlm.frame_lengths(mask.to(device))
+        tgt = torch.tensor([i for l in labels for i in l], dtype=torch.long)
+        tgt_len = torch.tensor([len(l) for l in labels], dtype=torch.long)
+        return F.ctc_loss(logp, tgt, in_len.cpu(), tgt_len, blank=0, zero_infinity=True)
+
+    @torch.no_grad()
+    def transcribe(self, model, audios: list[np.ndarray], device, autocast) -> list[str]:
+        hyps = []
+        for k in range(0, len(audios), 16):
+            x, mask = pad_batch(audios[k:k + 16])
+            with autocast():
+                out = model(x.to(device), mask.to(device))
+            lens = model.wavlm.frame_lengths(mask.to(device)).tolist()
+            ids = out.logits.float().argmax(-1).cpu().numpy()
+            hyps += [greedy_decode(ids[b, :lens[b]]) for b in range(len(lens))]
+        return hyps
+
+    def evaluate(self, model, device, autocast) -> dict:
+        res = {}
+        for name, uset in (("seen", self.val), ("unseen", self.val_unseen)):
+            idx = range(min(len(uset), self.args.eval_items))
+            refs = [uset.utts[i]["norm"] for i in idx]
+            hyps = self.transcribe(model, [uset.audio(i) for i in idx], device, autocast)
+            res[f"cer_{name}"] = metrics.cer(refs, hyps)
+            res[f"wer_{name}"] = metrics.wer(refs, hyps)
+            res[f"example_{name}"] = f"{refs[0]} -> {hyps[0]}"
+        return res
+
+
+def pit_bce(logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Permutation-invariant BCE for 2 speakers: logits, y [B, T, 2]; valid [B, T] bool.
+
+    Per crop, the smaller of the mean BCE against (y0, y1) and against (y1, y0); mean over crops.
+    """
+    w = valid.float()[..., None]
+    l0 = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum((1, 2))
+    l1 = (F.binary_cross_entropy_with_logits(logits, y.flip(-1), reduction="none") * w).sum((1, 2))
+    return (torch.minimum(l0, l1) / (2 * w.sum((1, 2)).clamp(min=1))).mean()
+
+
+def activity_to_turns(p: np.ndarray, threshold: float = 0.5, min_frames: int = 0) -> list[tuple[float, float, str]]:
+    """Frame activity [T, S] in [0, 1] -> turns (start s, end s, "spk{j}"); frame i spans its hop."""
+    turns = []
+    for j in range(p.shape[1]):
+        a = np.concatenate([[False], p[:, j] > threshold, [False]])
+        d = np.diff(a.astype(np.int8))
+        for s, e in zip(np.nonzero(d == 1)[0], np.nonzero(d == -1)[0]):
+            if e - s >= min_frames:
+                turns.append((s * C.FRAME_HOP / SR, e * C.FRAME_HOP / SR, f"spk{j}"))
+    return turns
+
+
+def labels_to_turns(y: np.ndarray) -> list[tuple[float, float, str]]:
+    return activity_to_turns(y, 0.5)
+
+
+class DiarizationTask(Task):
+    metric = "der"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        rng = np.random.default_rng(12345)
+        self.val_items = []
+        for _ in range(self.args.eval_items // 4):
+            n_spk = 1 if rng.random() < 0.1 else 2
+            self.val_items.append(conversation_crop(rng, self.val_unseen, pick_speakers(rng, self.val_unseen, n_spk),
+                                                    rng.uniform(4.0, 10.0), n_turns=6))
+
+    def batch(self, rng):
+        crop = rng.uniform(3.0, 10.0)
+        n = max(1, int(self.args.batch_seconds / crop))
+        xs, ys = [], []
+        for _ in range(n):
+            n_spk = 1 if rng.random() < 0.1 else 2
+            x, y = conversation_crop(rng, self.train, pick_speakers(rng, self.train, n_spk), crop,
+                                     n_turns=int(rng.integers(3, 8)), p_overlap=rng.uniform(0.1, 0.35))
+            if y.shape[1] == 1:
+                y = np.concatenate([y, np.zeros_like(y)], axis=1)
+            xs.append(x)
+            ys.append(y)
+        x, mask = pad_batch(xs)
+        T = max(len(y) for y in ys)
+        Y = torch.zeros(len(ys), T, 2)
+        for i, y in enumerate(ys):
+            Y[i, :len(y)] = torch.from_numpy(y)
+        return x, mask, Y, sum(len(a) for a in xs) / SR
+
+    def loss(self, model, batch, device):
+        x, mask, Y, _ = batch
+        out = model(x.to(device), mask.to(device))
+        lens = model.wavlm.frame_lengths(mask.to(device))
+        T = out.logits.shape[1]
+        valid = torch.arange(T, device=device)[None] < lens[:, None]
+        return pit_bce(out.logits.float(), Y[:, :T].to(device), valid)
+
+    @torch.no_grad()
+    def evaluate(self, model, device, autocast) -> dict:
+        total = metrics.DiarizationErrors()
+        frame_err = frame_n = 0.0
+        for x, y in self.val_items:
+            xt, mask = pad_batch([x])
+            with autocast():
+                out = model(xt.to(device), mask.to(device))
+            p = torch.sigmoid(out.logits[0].float()).cpu().numpy()
+            total += metrics.diarization_errors(labels_to_turns(y), activity_to_turns(p), collar=0.25,
+                                                uem=(0.0, len(x) / SR))
+            yy = np.concatenate([y, np.zeros((len(y), 2 - y.shape[1]))], axis=1)
+            e = min(np.abs((p > 0.5) - yy).sum(), np.abs((p > 0.5) - yy[:, ::-1]).sum())
+            frame_err, frame_n = frame_err + e, frame_n + yy.sum()
+        return {"der": total.der, "missed": total.missed / max(total.total, 1e-9),
+                "false_alarm": total.false_alarm / max(total.total, 1e-9),
+                "confusion": total.confusion / max(total.total, 1e-9), "frame_error": frame_err / max(frame_n, 1)}
+
+
+class EmbeddingTask(Task):
+    metric = "eer"
+    scale, margin = 30.0, 0.2
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        d = make_config("embeddings").xvector_output_dim
+        self.objective = torch.nn.Parameter(torch.randn(d, len(self.train.speakers)) * 0.01)
+
+    def extra_parameters(self):
+        return [self.objective]
+
+    def batch(self, rng):
+        crop = rng.uniform(1.5, 4.0)
+        n = max(2, int(self.args.batch_seconds / crop))
+        xs, masks, labels = [], [], []
+        for _ in range(n):
+            if rng.random() < 0.5:  # single speaker: 1-2 utterances of one identity
+                spk = int(rng.integers(len(self.train.speakers)))
+                idx = self.train.by_speaker[self.train.speakers[spk]]
+                parts = [self.train.audio(idx[int(rng.integers(len(idx)))]) for _ in range(2)]
+                a = np.concatenate([parts[0], silence(rng, 0.1, 0.5), parts[1]])
+                n_s = min(len(a), int(crop * SR))
+                st = int(rng.integers(0, len(a) - n_s + 1))
+                x = add_noise(rng, a[st:st + n_s])
+                m = np.ones(n_frames(len(x)), bool)
+            else:  # one speaker's own frames inside a two-speaker crop
+                ids = pick_speakers(rng, self.train, 2)
+                for _ in range(20):
+                    x, y = conversation_crop(rng, self.train, ids, max(crop, 2.5), n_turns=4)
+                    m = (y[:, 0] > 0) & (y[:, 1] == 0)
+                    if m.sum() >= 40:
+                        break
+                spk = ids[0]
+            xs.append(x)
+            masks.append(m)
+            labels.append(spk)
+        x, mask = pad_batch(xs)
+        T = max(len(m) for m in masks)
+        M = torch.zeros(len(masks), T)
+        for i, m in enumerate(masks):
+            M[i, :len(m)] = torch.from_numpy(m.astype(np.float32))
+        return x, mask, M, torch.tensor(labels), sum(len(a) for a in xs) / SR
+
+    @staticmethod
+    def masked_embeddings(model, x, mask, M):
+        """x-vectors pooled over the frames selected by M [B, T] (the streaming engine's masked pooling)."""
+        h, _ = model._features(x, mask, False)
+        h = model.projector(h)
+        for layer in model.tdnn:
+            h = layer(h)
+        h = h.float()  # [B, T', C]
+        span = sum((k - 1) * d for k, d in zip(model.config.tdnn_kernel, model.config.tdnn_dilation))
+        c = span // 2
+        m = M[:, c:c + h.shape[1]].to(h.device)
+        if mask is not None:
+            lens = model.wavlm.frame_lengths(mask) - span
+            m = m * (torch.arange(h.shape[1], device=h.device)[None] < lens[:, None])
+        cnt = m.sum(1, keepdim=True).clamp(min=2)
+        mean = torch.einsum("bt,btc->bc", m, h) / cnt
+        var = torch.einsum("bt,btc->bc", m, (h - mean[:, None]) ** 2) / (cnt - 1)
+        pooled = torch.cat([mean, (var + 1e-6).sqrt()], -1)
+        return model.feature_extractor(pooled.to(model.feature_extractor.weight.dtype))
+
+    def loss(self, model, batch, device):
+        x, mask, M, labels, _ = batch
+        e = F.normalize(self.masked_embeddings(model, x.to(device), mask.to(device), M).float(), dim=-1)
+        cos = e @ F.normalize(self.objective, dim=0)
+        onehot = F.one_hot(labels.to(device), cos.shape[1]).bool()
+        logits = self.scale * torch.where(onehot, cos - self.margin, cos)
+        return F.cross_entropy(logits, labels.to(device))
+
+    @torch.no_grad()
+    def evaluate(self, model, device, autocast) -> dict:
+        uset = self.val_unseen
+        idx = [i for spk in uset.speakers for i in uset.by_speaker[spk][:4] if len(uset.by_speaker[spk]) > 1]
+        idx = idx[:self.args.eval_items * 2]
+        embs = []
+        for k in range(0, len(idx), 16):
+            x, mask = pad_batch([uset.audio(i) for i in idx[k:k + 16]])
+            with autocast():
+                out = model(x.to(device), mask.to(device))
+            embs.append(F.normalize(out.embeddings.float(), dim=-1).cpu())
+        E = torch.cat(embs).numpy()
+        spk = np.array([uset.utts[i]["speaker"] for i in idx])
+        iu = np.triu_indices(len(idx), 1)
+        scores = (E @ E.T)[iu]
+        labels = (spk[:, None] == spk[None, :])[iu].astype(int)
+        eer, thr = metrics.equal_error_rate(scores, labels)
+        return {"eer": eer, "eer_threshold": thr, "trials": int(len(labels)), "target_trials": int(labels.sum())}
+
+
+TASKS = {"ctc": CTCTask, "diarization": DiarizationTask, "embeddings": EmbeddingTask}
+
+
+# ----------------------------------------------------------------------------- model init / io
+
+def init_from(model: torch.nn.Module, source: Path, log) -> None:
+    """Copy the backbone (`wavlm.*`) of a checkpoint folder into model, keeping its first layers."""
+    src = load_pretrained(str(source), device="cpu", dtype=torch.float32).model.state_dict()
+    own = model.state_dict()
+    copied = 0
+    for k, v in src.items():
+        if k.startswith("wavlm.") and k in own and own[k].shape == v.shape:
+            own[k] = v.float()
+            copied += 1
+    model.load_state_dict(own)
+    log({"init": str(source), "tensors_copied": copied})
+
+
+def export(src: Path, dst: Path, fp16: bool) -> None:
+    """Rewrite a training checkpoint folder as a shipped one (optionally fp16 weights)."""
+    pre = load_pretrained(str(src), device="cpu", dtype=torch.float32)
+    model = pre.model
+    if fp16:
+        model = model.half()
+    save_pretrained(model, dst, preprocessor=PREPROCESSOR, vocab=ctc_vocabulary() if pre.task == "ctc" else None)
+
+
+def save_best(model, task: str, folder: Path) -> None:
+    save_pretrained(model, folder, preprocessor=PREPROCESSOR, vocab=ctc_vocabulary() if task == "ctc" else None)
+
+
+# ----------------------------------------------------------------------------- loop
+
+def progress(state: dict, args) -> float:
+    """Fraction of the run done: steps over --steps, or training time over --minutes if further along."""
+    p = state["step"] / args.steps
+    if args.minutes:
+        p = max(p, state["train_seconds"] / (60 * args.minutes))
+    return min(1.0, p)
+
+
+def lr_at(state: dict, args) -> float:
+    """Linear warm-up over --warmup steps, then cosine decay to 5% of --lr at the end of the run."""
+    if state["step"] < args.warmup:
+        return args.lr * (state["step"] + 1) / args.warmup
+    t0 = args.warmup / args.steps
+    t = min(1.0, max(0.0, (progress(state, args) - t0) / max(1e-9, 1 - t0)))
+    return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train(args) -> dict:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logf = open(out / "log.jsonl", "a")
+
+    def log(d):
+        d = {"time": round(time.time(), 1), **d}
+        line = json.dumps(d)
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    use_bf16 = args.precision == "bf16"
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    corpus = Path(args.corpus)
+    train_set = C.UtteranceSet(corpus / "train")
+    val, val_unseen = C.UtteranceSet(corpus / "val"), C.UtteranceSet(corpus / "val_unseen")
+    torch.manual_seed(args.seed)
+    task = TASKS[args.task](args, train_set, val, val_unseen)
+    model = MODEL_CLASS[args.task](make_config(args.task, args.layers))
+    if args.task == "embeddings":
+        with torch.no_grad():
+            model.classifier.weight.copy_(torch.eye(model.classifier.weight.shape[0]))
+            model.classifier.bias.zero_()
+    model.to(device)
+    params = list(model.parameters()) + task.extra_parameters()
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    rng = np.random.default_rng(args.seed)
+    state = {"step": 0, "best": None, "train_seconds": 0.0, "audio_seconds": 0.0}
+    state_path = out / "state.pt"
+    if state_path.exists():
+        ck = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        for p, v in zip(task.extra_parameters(), ck.get("extra", [])):
+            p.data.copy_(v)
+        opt.load_state_dict(ck["opt"])
+        rng.bit_generator.state = ck["rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+        log({"resumed": str(state_path), "step": state["step"]})
+    elif args.init:
+        init_from(model, Path(args.init), log)
+    n_params = sum(p.numel() for p in model.parameters())
+    log({"task": args.task, "params": n_params, "device": str(device), "bf16": use_bf16, "threads": args.threads,
+         "train_utts": len(train_set), "train_hours": round(train_set.seconds / 3600, 2),
+         "identities": len(train_set.speakers), "args": {k: str(v) for k, v in vars(args).items()}})
+
+    def checkpoint():
+        torch.save({"model": model.state_dict(), "extra": [p.data for p in task.extra_parameters()],
+                    "opt": opt.state_dict(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "state": state}, state_path.with_suffix(".tmp"))
+        state_path.with_suffix(".tmp").replace(state_path)
+
+    def evaluate():
+        model.eval()
+        t = time.time()
+        res = task.evaluate(model, device, autocast)
+        model.train()
+        score = res[task.metric]
+        improved = state["best"] is None or score <= state["best"]
+        if improved:
+            state["best"] = score
+            save_best(model, args.task, out / "best")
+        log({"eval": state["step"], **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()},
+             "best": round(state["best"], 4), "improved": improved, "eval_s": round(time.time() - t, 1),
+             "train_min": round(state["train_seconds"] / 60, 1)})
+        checkpoint()
+
+    model.train()
+    losses, audio_acc, t_log = [], 0.0, time.time()
+    while progress(state, args) < 1.0:
+        t0 = time.time()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(state, args)
+        batch = task.batch(rng)
+        with autocast():
+            loss = task.loss(model, batch, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        state["step"] += 1
+        state["train_seconds"] += time.time() - t0
+        state["audio_seconds"] += batch[-1]
+        audio_acc += batch[-1]
+        losses.append(loss.item())
+        if state["step"] % args.log_every == 0:
+            dt = time.time() - t_log
+            log({"step": state["step"], "loss": round(float(np.mean(losses)), 4), "lr": round(lr_at(state, args), 6),
+                 "grad_norm": round(float(gn), 2), "audio_s_per_s": round(audio_acc / dt, 1),
+                 "epochs": round(state["audio_seconds"] / train_set.seconds, 2)})
+            losses, audio_acc, t_log = [], 0.0, time.time()
+        if state["step"] % args.eval_every == 0:
+            evaluate()
+    if state["step"] % args.eval_every:
+        evaluate()
+    log({"done": state["step"], "best": state["best"], "train_min": round(state["train_seconds"] / 60, 1)})
+    logf.close()
+    return state
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="task", required=True)
+    for name, lr, warm in (("ctc", 1.5e-3, 300), ("diarization", 5e-4, 150), ("embeddings", 1e-3, 150)):
+        t = sub.add_parser(name)
+        t.add_argument("--corpus", type=Path, default=Path("corpus/demo"))
+        t.add_argument("--out", type=Path, required=True)
+        t.add_argument("--init", type=Path, default=None, help="checkpoint folder whose backbone initialises this model")
+        t.add_argument("--steps", type=int, default=3000, help="length of the LR schedule")
+        t.add_argument("--minutes", type=float, default=0,
+                       help="training-time budget: the run (and its LR schedule) ends after --steps or this many "
+                            "minutes of training, whichever comes first; 0 = steps only")
+        t.add_argument("--lr", type=float, default=lr)
+        t.add_argument("--warmup", type=int, default=warm)
+        t.add_argument("--batch-seconds", type=float, default=32.0, help="audio per batch, seconds")
+        t.add_argument("--layers", type=int, default=None, help=f"transformer layers (default {LAYERS[name]})")
+        t.add_argument("--eval-every", type=int, default=250)
+        t.add_argument("--eval-items", type=int, default=200)
+        t.add_argument("--log-every", type=int, default=25)
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--threads", type=int, default=2)
+        t.add_argument("--device", choices=("auto", "cpu"), default="auto")
+        t.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    e = sub.add_parser("export")
+    e.add_argument("src", type=Path)
+    e.add_argument("dst", type=Path)
+    e.add_argument("--fp16", action="store_true")
+    args = p.parse_args(argv)
+    if args.task == "export":
+        export(args.src, args.dst, args.fp16)
+        return 0
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
