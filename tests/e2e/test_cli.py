@@ -105,3 +105,20 @@ def test_devices_without_portaudio_is_one_line(tmp_path):
     out = run("devices", env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "PortAudio" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_enrolled_speaker_is_named_in_the_results(tiny_checkpoints, tmp_path):
+    out = run("transcribe", CLIPS[0], "-o", tmp_path / "clip", "--formats", "jsonl", "--no-diarization",
+              "--enroll", f"Reader={CLIPS[3]}", "--speaker-threshold", "-1", *model_args(tiny_checkpoints))
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in (tmp_path / "clip.jsonl").read_text().splitlines()]
+    speakers = [e for e in events if e["type"] == "speaker"]
+    assert {e["id"] for e in speakers} == {"S1"} and speakers[-1]["name"] == "Reader"
+    assert speakers[-1]["updates"] > 1 and speakers[-1]["talk_time"] > 5
+    words = [w for e in events if e["type"] == "caption" and e["final"] for w in e["words"]]
+    assert words and all(w["speaker"] == "S1" for w in words)
+
+
+def test_bad_enrolment_is_a_clear_error(tiny_checkpoints, tmp_path):
+    out = run("transcribe", CLIPS[0], "-o", tmp_path / "clip", "--enroll", "NoFile", *model_args(tiny_checkpoints))
+    assert out.returncode == 2 and "NAME=FILE" in out.stderr and "Traceback" not in out.stderr
