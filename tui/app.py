@@ -42,6 +42,9 @@ from .widgets import (
 TOPICS = ("caption", "diarization", "speaker", "level", "stats", "error", "end")
 """Message topics the dashboard subscribes to (embeddings are not requested)."""
 
+REFUSED = ("auth failed", "forbidden", "refused", "bad url")
+"""Link states in which the worker stopped: retrying cannot help."""
+
 YIELD_EVERY = 32
 """The network worker yields to the event loop after this many back-to-back messages,
 so a burst never delays key presses."""
@@ -52,8 +55,9 @@ class Link:
     """Connection state shown in the status bar.
 
     Attributes:
-        state: ``"connecting"``, ``"live"``, ``"reconnecting"``, ``"auth failed"``,
-            ``"forbidden"`` or ``"bad url"``.
+        state: ``"connecting"``, ``"live"``, ``"reconnecting"``, or one of
+            :data:`REFUSED` (``"auth failed"`` for HTTP 401, ``"forbidden"`` for 403,
+            ``"refused"`` for 400, ``"bad url"``), after which no retry is made.
         detail: why (last error), one short phrase.
         attempt: failed attempts since the last live connection.
         retry_at: ``time.monotonic()`` of the next attempt while reconnecting.
@@ -197,7 +201,8 @@ class DashboardApp(App[int]):
                         if burst >= YIELD_EVERY:
                             burst = 0
                             await asyncio.sleep(0)
-                detail = "server closed the connection"
+                reason = f": {ws.close_reason}" if ws.close_reason else ""
+                detail = f"server closed the connection ({ws.close_code}{reason})"
             except InvalidStatus as exc:
                 code = exc.response.status_code
                 if code == 401:
@@ -206,13 +211,14 @@ class DashboardApp(App[int]):
                 if code == 403:
                     self.link = Link("forbidden", "HTTP 403: origin or client refused")
                     return
+                if code == 400:
+                    self.link = Link("refused", "HTTP 400: the server refused the request")
+                    return
                 detail = "HTTP 503: server full" if code == 503 else f"HTTP {code}"
             except InvalidURI as exc:
                 self.link = Link("bad url", str(exc))
                 return
-            except (OSError, TimeoutError, EOFError) as exc:
-                detail = _reason(exc)
-            except Exception as exc:  # noqa: BLE001 - any protocol failure: show it, retry
+            except Exception as exc:  # noqa: BLE001 - network or protocol failure: show it, retry
                 detail = _reason(exc)
             finally:
                 self._ws = None
@@ -332,7 +338,7 @@ class DashboardApp(App[int]):
 
     def action_quit(self) -> None:
         """Quit; exit code 1 when the server refused us, else 0."""
-        self.exit(1 if self.link.state in ("auth failed", "forbidden", "bad url") else 0)
+        self.exit(1 if self.link.state in REFUSED else 0)
 
     def action_pause(self) -> None:
         """Pause or resume scrolling of captions and timeline (data keeps arriving)."""
@@ -396,7 +402,19 @@ class DashboardApp(App[int]):
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    """A short phrase for why a connection failed or ended."""
+    from websockets.exceptions import ConnectionClosed
+
+    if isinstance(exc, ConnectionRefusedError):
+        text = "connection refused"
+    elif isinstance(exc, TimeoutError):
+        text = "timed out"
+    elif isinstance(exc, ConnectionClosed):
+        text = f"connection lost ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
     return text if len(text) <= 60 else text[:59] + "…"
 
 

@@ -15,21 +15,22 @@ HELP = """\
   [b]space[/b]   pause / resume scrolling (data keeps arriving)
   [b]c[/b]       clear captions and the activity timeline
   [b]s[/b]       save the transcript (speakers and times) to a text file
-  [b]r[/b]       rename the selected speaker (↑/↓ select in the Speakers table)
+  [b]r[/b]       rename the selected speaker (↑/↓ select it in Speakers)
   [b]t[/b]       show / hide caption timestamps (stream time)
-  [b]?[/b]       this help  ·  [b]tab[/b] move focus  ·  [b]esc[/b] close
+  [b]?[/b]       this help   [b]tab[/b] move focus   [b]esc[/b] close
 
-[b]Captions[/b]  final text in each speaker's colour; the dimmed line after it is the
-  partial text, which the next final segment replaces.
-[b]Speaker activity[/b]  settled diarization of the last {window:g} s: █ active in most
-  of the cell, ▄ in part of it; the overlap row marks overlapping speech; ▶ marks the
-  current speaker.
-[b]Speakers[/b]  talk time and share, turns, last seen (stream time), and Sim: cosine
-  similarity of the latest x-vector to the speaker's centroid.
-[b]Status[/b]  connection, input level (dBFS), RTF (< 1 keeps up), lag (s of audio not
-  yet analysed), skipped windows, input overflows, dropped messages, model ids.
-  [black on yellow] DEMO MODELS [/] means the server runs the small demo checkpoints
-  (random or synthetic-speech weights): captions and speakers are not meaningful.
+[b]Captions[/b]: final text in each speaker's colour; the dimmed line
+  after it is the partial text, replaced by the next final segment.
+[b]Speaker activity[/b]: settled diarization of the last {window:g} s;
+  █ active in most of the cell, ▄ in part of it; the overlap row marks
+  overlapping speech; ▶ marks the current speakers.
+[b]Speakers[/b]: talk time and share, turns, last seen (stream time) and
+  Sim, the cosine similarity of the latest x-vector to the centroid.
+[b]Status[/b]: connection, input level (dBFS), RTF (< 1 keeps up), lag
+  (s of audio not analysed yet), skipped windows, input overflows,
+  dropped messages, model ids.
+  [black on yellow] DEMO MODELS [/] the server runs the small demo checkpoints
+  (random or synthetic-speech weights): the output is not meaningful.
 
 Server: {url}"""
 

@@ -132,6 +132,8 @@ class DashboardState:
         self.bad_messages = 0
         self.stream_time = 0.0
         self.version = 0
+        self._resync = False
+        self._snapshot: list[Event] = []
 
     def _frames_max(self) -> int:
         return max(1, math.ceil(self.config.window_s / self.frame))
@@ -149,6 +151,8 @@ class DashboardState:
             return
         kind = msg.get("type")
         if kind == "hello":
+            self._resync = self.hello is not None  # a reconnect: check the snapshot
+            self._snapshot = []
             self.hello = msg
         elif kind == "dropped":
             # The server counts what it dropped for us (its seq gaps are not a count:
@@ -164,10 +168,45 @@ class DashboardState:
             if kind == "stats":
                 clients = msg.get("clients")
                 self.clients = clients if isinstance(clients, int) else None
+            if self._resync:
+                self._check_snapshot(event, msg.get("snapshot") is True)
             self._apply(event)
         else:
             return
         self.version += 1
+
+    def _check_snapshot(self, event: Event, snapshot: bool) -> None:
+        """After a reconnect, tell from the server's snapshot whether it streams what we
+        saw before (the same stream: repeats are skipped) or a new stream (a restarted
+        server): then forget the old stream and keep the snapshot received so far.
+
+        A new stream shows as a known speaker with another ``first_seen`` or less talk
+        time, a kept final caption whose segment number now has other text or times, or
+        another end time. (Level and stats times going back also tell, later.)"""
+        if not snapshot:
+            self._resync = False
+            self._snapshot = []
+            return
+        if self._differs(event):
+            replay = self._snapshot
+            self.reset_stream()
+            for old in replay:
+                self._apply(old)
+        self._snapshot.append(event)
+
+    def _differs(self, event: Event) -> bool:
+        if isinstance(event, SpeakerEvent):
+            known = self.speakers.get(event.id)
+            return known is not None and (
+                not math.isclose(known.first_seen, event.first_seen, abs_tol=1e-3)
+                or event.talk_time < known.talk_time - 1e-3
+            )
+        if isinstance(event, CaptionEvent) and event.final and event.segment <= self.last_segment:
+            kept = next((e for e in reversed(self.finals) if e.segment == event.segment), None)
+            return kept is not None and (kept.start, kept.text) != (event.start, event.text)
+        if isinstance(event, EndEvent):
+            return self.ended is not None and not math.isclose(self.ended.t, event.t, abs_tol=1e-3)
+        return False
 
     def _apply(self, event: Any) -> None:
         if isinstance(event, CaptionEvent):

@@ -18,7 +18,15 @@ from wavlm_live.engine.bus import EventBus
 from wavlm_live.events import CaptionEvent, Event, SpeakerEvent, event_from_dict
 from wavlm_live.server import Publisher, ServerConfig
 
-RECORDING = Path(__file__).resolve().parent / "data" / "conversation.jsonl"
+DATA = Path(__file__).resolve().parent / "data"
+RECORDING = DATA / "conversation.jsonl"
+"""A two-speaker conversation with overlap, made by ``make_recording.py`` (readable text)."""
+ENGINE_RECORDING = DATA / "demo-engine.jsonl"
+"""What the real pipeline published for the bundled demo conversation with the bundled
+random-weight demo checkpoints (``wavlm-live transcribe
+wavlm_live/data/demo/conversation.flac --demo --formats jsonl``): meaningless text, but
+the engine's own event stream (10 Hz levels, 1 s hop, words of several speakers in one
+segment, ``[UNK]`` tokens)."""
 
 HELLO: dict[str, Any] = {
     "version": "0.1.0",
@@ -163,6 +171,12 @@ class LiveServer:
 def recording() -> list[Event]:
     """The recorded conversation (``data/conversation.jsonl``), in publish order."""
     return load_recording()
+
+
+@pytest.fixture
+def engine_recording() -> list[Event]:
+    """The real engine's recording (``data/demo-engine.jsonl``), in publish order."""
+    return load_recording(ENGINE_RECORDING)
 
 
 @pytest.fixture

@@ -100,6 +100,34 @@ async def test_captions_speakers_and_activity_appear(make_server, recording, hel
         assert "DEMO" not in top(app)
 
 
+async def test_real_engine_recording_is_shown(make_server, engine_recording, hello):
+    """The stream the real pipeline published (demo checkpoints, so the words are noise):
+    every final caption appears, split by speaker within a segment, and every speaker."""
+    demo_hello = dict(hello, demo=True, hop=1.0, models={t: f"demo/{t}" for t in hello["models"]})
+    server = make_server(hello=demo_hello)
+    app = DashboardApp(server.url, config=FAST)
+    want = []
+    for e in finals(engine_recording):  # one line per run of words by the same speaker
+        runs: list[tuple[str | None, list[str]]] = []
+        for w in e.words:
+            if runs and runs[-1][0] == w.speaker:
+                runs[-1][1].append(w.text)
+            else:
+                runs.append((w.speaker, [w.text]))
+        want += [f"{speaker or '?'}: {' '.join(words)}" for speaker, words in runs]
+    speakers = list(last_speakers(engine_recording))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "live" in top(app), "the live state")
+        server.feed(engine_recording, rate=1000.0)
+        await until(pilot, lambda: app.state.ended is not None, "the end of the stream")
+        await until(pilot, lambda: final_lines(app) == want, "every final caption, by speaker")
+        assert [app.speakers_table.selected_speaker] == speakers[:1]
+        assert app.speakers_table.row_count == len(speakers) >= 2
+        rows = app.timeline.render().plain.splitlines()
+        assert [r.replace("▶", "").split()[0] for r in rows[: len(speakers)]] == speakers
+        assert "DEMO MODELS" in top(app)
+
+
 async def test_partial_text_is_replaced_by_final(make_server, recording):
     server = make_server()
     app = DashboardApp(server.url, config=FAST)

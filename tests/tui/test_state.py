@@ -221,3 +221,52 @@ def test_speaker_colours_and_level_meter():
     assert level_meter(0.0, 0.0, 4).plain == "████"
     assert level_meter(-120.0, -120.0, 4).plain == "····"
     assert level_meter(None, None, 3).plain == "···"
+
+
+HELLO = {"type": "hello", "v": 1, "seq": 0, "wall": 0.0, "demo": False, "models": {}}
+
+
+def snap(msg: dict) -> dict:
+    return {**msg, "snapshot": True}
+
+
+def test_reconnect_to_the_same_stream_skips_the_repeated_snapshot():
+    state = DashboardState()
+    state.ingest(HELLO)
+    state.ingest(speaker("S1", talk=1.0))
+    state.ingest(caption(0, "A B", True))
+    state.ingest(caption(1, "C D", True, start=3.0))
+    state.ingest(HELLO)  # reconnected: the server sends its snapshot
+    state.ingest(snap(speaker("S1", talk=2.0)))
+    state.ingest(snap(caption(0, "A B", True)))
+    state.ingest(snap(caption(1, "C D", True, start=3.0)))
+    state.ingest(snap(caption(2, "E", False, start=6.0)))
+    state.ingest(caption(2, "E F", True, start=6.0))
+    assert [e.text for e in state.finals] == ["A B", "C D", "E F"]
+    assert state.speakers["S1"].talk_time == 2.0
+
+
+def test_reconnect_to_a_new_stream_replaces_the_old_one():
+    state = DashboardState()
+    state.ingest(HELLO)
+    state.ingest(speaker("S1", talk=9.0))
+    state.ingest(speaker("S2", talk=4.0))
+    for i in range(4):
+        state.ingest(caption(i, f"OLD{i}", True, start=2.0 * i))
+    state.ingest(HELLO)  # a restarted server: same ids and segment numbers, other content
+    state.ingest(snap(speaker("S1", talk=1.0)))  # less talk time than before: a new stream
+    state.ingest(snap(caption(0, "NEW0", True)))
+    state.ingest(snap(caption(1, "NEW1", False, start=2.0)))
+    assert [e.text for e in state.finals] == ["NEW0"]
+    assert list(state.speakers) == ["S1"] and state.speakers["S1"].talk_time == 1.0
+    assert state.partial.text == "NEW1"
+
+    state2 = DashboardState()
+    state2.ingest(HELLO)
+    state2.ingest(speaker("S1", talk=1.0))
+    state2.ingest(caption(0, "OLD0", True))
+    state2.ingest(HELLO)
+    state2.ingest(snap(speaker("S1", talk=1.5)))  # could be the same stream...
+    state2.ingest(snap(caption(0, "NEW0", True)))  # ...but segment 0 has other text
+    assert [e.text for e in state2.finals] == ["NEW0"]
+    assert state2.speakers["S1"].talk_time == 1.5  # the snapshot so far is kept
