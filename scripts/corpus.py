@@ -98,6 +98,7 @@ normalize_text = normalize_transcript
 
 
 _ALLOWED_RAW = re.compile(r"^[A-Za-z ,;:!?'\-.]+$")
+_ABBREVIATION_END = re.compile(r"(\b[A-Z][a-z]{0,2}|etc)\.$")
 
 
 def sentence_is_usable(text: str, min_words: int = 4, max_words: int = 20) -> bool:
@@ -112,10 +113,10 @@ def sentence_is_usable(text: str, min_words: int = 4, max_words: int = 20) -> bo
     words = text.replace("-", " ").split()
     if not min_words <= len(words) <= max_words:
         return False
+    if "." in text.rstrip().rstrip(".!?") or _ABBREVIATION_END.search(text):
+        return False  # inner periods mark abbreviations ("Mr. Smith", "U.S."), read as words
     for w in words:
         core = w.strip(",;:!?'.")
-        if "." in core:
-            return False
         if len(core) >= 2 and core.isupper():
             return False
     return True
