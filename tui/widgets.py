@@ -463,7 +463,7 @@ class SpeakersTable(Widget, can_focus=True):
 
     def _row(self, texts: tuple[str, ...]) -> list[str]:
         out = []
-        for text, width, right in zip(texts, self.WIDTHS, self.RIGHT):
+        for text, width, right in zip(texts, self.WIDTHS, self.RIGHT, strict=True):
             if len(text) > width:
                 text = text[: width - 1] + "…"
             out.append(text.rjust(width) if right else text.ljust(width))

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wavlm_live.server import Publisher, ServerConfig
 
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.events import CaptionEvent, Event, SpeakerEvent, event_from_dict
-from wavlm_live.server import Publisher, ServerConfig
 
 DATA = Path(__file__).resolve().parent / "data"
 RECORDING = DATA / "conversation.jsonl"

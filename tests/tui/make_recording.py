@@ -48,7 +48,7 @@ def script() -> list[tuple[str, float, list[Word]]]:
     speakers = ["S1", "S2", "S1", "S2", "S1"]
     out = []
     t = 0.6
-    for i, (speaker, text) in enumerate(zip(speakers, utterances())):
+    for i, (speaker, text) in enumerate(zip(speakers, utterances(), strict=True)):
         if i == 3:
             t -= 1.4  # S2 starts 0.8 s before S1 stops (gap 0.6 s otherwise)
         words = []

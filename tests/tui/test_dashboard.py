@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 import pytest
 from textual.events import Key
+from wavlm_live.tui import DashboardApp, DashboardConfig
+from wavlm_live.tui.screens import HelpScreen, RenameScreen
 from websockets.asyncio.client import connect
 
 from wavlm_live.events import CaptionEvent, EndEvent, SpeakerEvent, StatsEvent
-from wavlm_live.tui import DashboardApp, DashboardConfig
-from wavlm_live.tui.screens import HelpScreen, RenameScreen
 
 FAST = DashboardConfig(refresh_s=0.1, backoff_initial_s=0.2, backoff_max_s=0.4)
 
@@ -264,7 +264,7 @@ async def test_keys_timestamps_pause_clear_help_and_save(make_server, recording,
         await until(pilot, lambda: path.exists(), "the transcript file")
         text = path.read_text().splitlines()
         assert text[0].startswith("# wavlm-live transcript from ws://127.0.0.1:")
-        body = [l for l in text if not l.startswith("#")]
+        body = [line for line in text if not line.startswith("#")]
         assert body[0] == f"[0:00:00.60 - 0:00:08.02] S1: {all_finals[0].text}"
         assert body[1] == f"[0:00:08.62 - 0:00:11.28] S2: {all_finals[1].text}"
         assert len(body) == len(all_finals)

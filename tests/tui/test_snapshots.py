@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 
-from wavlm_live.events import StatsEvent
 from wavlm_live.tui import DashboardApp, DashboardConfig
+
+from wavlm_live.events import StatsEvent
 
 
 async def until(pilot, condition, what: str, timeout: float = 10.0) -> None:
@@ -35,7 +36,7 @@ def fed(server, app: DashboardApp, events):
         for stop in hops:
             server.feed(events[start : stop + 1]).join()
             last = events[stop]
-            await until(pilot, lambda: app.state.ended is not None if last.TYPE == "end"
+            await until(pilot, lambda last=last: app.state.ended is not None if last.TYPE == "end"
                         else app.state.stats == last, f"event {stop}")
             start = stop + 1
         assert app.state.dropped == 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from wavlm_live.events import CaptionEvent, DiarizationEvent, LevelEvent, SpeakerEvent, StatsEvent, Word
 from wavlm_live.tui.state import DashboardConfig, DashboardState, clock, short_clock, speaker_runs
 from wavlm_live.tui.widgets import PALETTE, _duration, level_meter, speaker_colour
+
+from wavlm_live.events import CaptionEvent, DiarizationEvent, LevelEvent, SpeakerEvent, StatsEvent, Word
 
 
 def caption(segment: int, text: str, final: bool, start: float = 0.0, speaker: str | None = "S1") -> dict:
