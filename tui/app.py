@@ -5,7 +5,7 @@ an optional ``Authorization: Bearer`` token, subscribes, and feeds every decoded
 into :class:`~wavlm_live.tui.state.DashboardState` (plain state updates, no per-message
 redraw). A timer redraws the widgets from the state every ``config.refresh_s`` seconds.
 Losing the server never ends the app: the status bar shows the state and the worker
-reconnects with exponential backoff; HTTP 401 (bad token) and 403 (origin) stop retrying.
+reconnects with exponential backoff; HTTP 401 (bad token), 403 (origin) and 400 stop it.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .widgets import (
     EngineInfo,
     SpeakersTable,
     caption_texts,
+    fmt_number,
     level_meter,
     partial_text,
 )
@@ -80,10 +81,11 @@ class DashboardApp(App[int]):
         config: sizes, refresh period and reconnect backoff (:class:`DashboardConfig`).
 
     Raises:
-        ValueError: ``url`` is not a ``ws://`` or ``wss://`` URL with a host.
+        ValueError: ``url`` is not a ``ws://`` or ``wss://`` URL with a host, or
+            ``token`` is empty or holds a line break.
 
     The app's return value (``App.return_value``) is 0 after a normal quit and 1 when it
-    quit while the server refused it (auth failed / forbidden).
+    quit while the server refused it (a :data:`REFUSED` link state).
     """
 
     CSS_PATH = "dashboard.tcss"
@@ -111,7 +113,7 @@ class DashboardApp(App[int]):
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ValueError(f"url must be a ws:// or wss:// URL with a host, got {url!r}")
-        if token is not None and (not isinstance(token, str) or not token or "\n" in token):
+        if token is not None and (not isinstance(token, str) or not token or "\n" in token or "\r" in token):
             raise ValueError("token must be a non-empty single-line string")
         super().__init__()
         self.url = url
@@ -296,7 +298,7 @@ class DashboardApp(App[int]):
         out.append("  input ")
         level = state.level
         out.append_text(level_meter(level.rms_db if level else None, level.peak_db if level else None, 12))
-        out.append(f" {level.rms_db:5.1f} dBFS" if level else "   — dBFS", style="" if level else "dim")
+        out.append(f" {fmt_number(level.rms_db, '5.1f')} dBFS" if level else "   — dBFS", style="" if level else "dim")
         if self.paused:
             out.append("  ")
             out.append(" PAUSED ", style="bold black on cyan")
@@ -309,13 +311,9 @@ class DashboardApp(App[int]):
         if stats is None:
             out.append("RTF —  lag —", style="dim")
         else:
-            rtf, lag = stats.rtf, stats.lag
             out.append("RTF ")
-            if rtf is None:
-                out.append("—", style="dim")
-            else:
-                out.append(f"{rtf:.2f}", style="bold red" if rtf >= 1 else "bold")
-            out.append("  lag " + ("—" if lag is None else f"{lag:.2f}s"))
+            out.append(fmt_number(stats.rtf, ".2f"), style="bold red" if stats.rtf >= 1 else "bold")
+            out.append(f"  lag {fmt_number(stats.lag, '.2f')}s")
             out.append(f"  skipped {stats.windows_skipped}", style="yellow" if stats.windows_skipped else "")
             out.append(f"  overflows {stats.input_overflows}", style="yellow" if stats.input_overflows else "")
         if state.dropped:
@@ -430,7 +428,7 @@ def run_dashboard(url: str, token: str | None = None, *, transcript_path: str | 
 
     Returns:
         Process exit code: 0 after a normal quit, 1 when the server refused the
-        dashboard (auth failed / forbidden) or the app failed, 2 for a bad ``url``.
+        dashboard (HTTP 401, 403 or 400) or the app failed, 2 for a bad ``url`` or token.
     """
     import sys
 

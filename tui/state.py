@@ -46,8 +46,8 @@ class DashboardConfig:
 
     Attributes:
         history: final caption segments shown in the captions pane (older ones scroll
-            out); bounds the cost of redrawing it (re-wrapping all lines takes about
-            0.1 ms per segment).
+            out); bounds the cost of redrawing it (formatting and wrapping take about
+            0.2 ms per segment).
         transcript: final caption segments kept for the saved transcript; older ones are
             dropped. Both bounds hold under any event rate.
         window_s: seconds of settled diarization shown by the activity timeline.
@@ -67,13 +67,19 @@ class DashboardConfig:
     open_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
+        """Raises ``TypeError`` for a value of the wrong type, ``ValueError`` for one out
+        of range; both name the field."""
         for name in ("history", "transcript"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         for name in ("window_s", "refresh_s", "backoff_initial_s", "backoff_max_s", "open_timeout_s"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+            if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError(

@@ -61,7 +61,7 @@ def speaker_colour(speaker: str | None) -> str:
 
 
 def caption_texts(state: DashboardState, event: CaptionEvent, timestamps: bool) -> list[Text]:
-    """Lines for one final caption: one per speaker run, ``[M:SS.s] Name  words`` in the
+    """Lines for one final caption: one per speaker run, ``[M:SS.s] Name: WORDS`` in the
     speaker's colour."""
     lines = []
     for speaker, start, _end, words in speaker_runs(event):
@@ -269,7 +269,7 @@ class ActivityTimeline(Widget):
 
     A cell is ``█`` when the speaker was active in at least half of its frames, ``▄``
     when in fewer; the ``overlap`` row marks cells with overlapping speech. The current
-    speakers' labels are shown reversed with a ``▶``. At most ``max_rows`` speakers are
+    speakers' labels are shown reversed with a ``▶``. At most ``MAX_ROWS`` speakers are
     drawn (the most recently seen ones, in id order).
     """
 
@@ -277,7 +277,8 @@ class ActivityTimeline(Widget):
     ActivityTimeline { height: auto; }
     """
 
-    max_rows = 6
+    MAX_ROWS = 6
+    """Most speaker rows drawn."""
 
     def __init__(self, state: DashboardState, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -303,9 +304,9 @@ class ActivityTimeline(Widget):
             for s in labels:
                 if s not in state.speakers and s not in speakers:
                     speakers.append(s)
-        if len(speakers) > self.max_rows:
+        if len(speakers) > self.MAX_ROWS:
             last = {s: (e.last_seen if (e := state.speakers.get(s)) else 0.0) for s in speakers}
-            keep = set(sorted(speakers, key=lambda s: last[s])[-self.max_rows :])
+            keep = set(sorted(speakers, key=lambda s: last[s])[-self.MAX_ROWS :])
             speakers = [s for s in speakers if s in keep]
         return speakers
 
@@ -579,7 +580,7 @@ class EngineInfo(Bar):
         out.append(f"  received      {short_clock(state.stream_time)}\n")
         out.append(f"  settled       {short_clock(state.frames_end)}\n")
         if hello:
-            out.append(f"  window / hop  {_num(hello.get('window'))} s / {_num(hello.get('hop'))} s\n")
+            out.append(f"  window / hop  {fmt_number(hello.get('window'))} s / {fmt_number(hello.get('hop'))} s\n")
             out.append(f"  sample rate   {hello.get('sample_rate', '?')} Hz, server {hello.get('version', '?')}\n")
         stats = state.stats
         out.append("Engine\n", style="bold")
@@ -587,7 +588,7 @@ class EngineInfo(Bar):
             out.append("  no stats yet\n", style="dim")
         else:
             out.append(f"  windows       {stats.windows_analysed} analysed, {stats.windows_skipped} skipped\n")
-            out.append(f"  RTF / lag     {_num(stats.rtf, '.2f')} / {_num(stats.lag, '.2f')} s\n")
+            out.append(f"  RTF / lag     {fmt_number(stats.rtf, '.2f')} / {fmt_number(stats.lag, '.2f')} s\n")
             out.append(f"  input         {stats.input_overflows} overflows, {stats.samples_sanitised} "
                        f"samples sanitised, {stats.ring_overwrites} ring overwrites\n")
         out.append("Link\n", style="bold")
@@ -599,7 +600,7 @@ class EngineInfo(Bar):
         self.show(out)
 
 
-def _num(value: object, spec: str = "g") -> str:
+def fmt_number(value: object, spec: str = "g") -> str:
     """Format a number from the server, ``—`` for anything else (NaN included)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
         return format(value, spec)

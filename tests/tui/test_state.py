@@ -29,11 +29,18 @@ def speaker(sid: str, name: str | None = None, talk: float = 1.0) -> dict:
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"history": 0}, {"transcript": -1}, {"history": True}, {"window_s": 0.0}, {"refresh_s": math.nan},
-    {"backoff_initial_s": 2.0, "backoff_max_s": 1.0}, {"open_timeout_s": "5"},
+    {"history": 0}, {"transcript": -1}, {"window_s": 0.0}, {"refresh_s": math.nan},
+    {"backoff_initial_s": 2.0, "backoff_max_s": 1.0},
 ])
-def test_config_rejects_bad_values(kwargs):
-    with pytest.raises(ValueError):
+def test_config_rejects_values_out_of_range(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs)).split("_s")[0]):
+        DashboardConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"history": True}, {"transcript": 2.0}, {"open_timeout_s": "5"},
+                                    {"window_s": True}])
+def test_config_rejects_wrong_types(kwargs):
+    with pytest.raises(TypeError, match=next(iter(kwargs))):
         DashboardConfig(**kwargs)
 
 
@@ -270,3 +277,14 @@ def test_reconnect_to_a_new_stream_replaces_the_old_one():
     state2.ingest(snap(caption(0, "NEW0", True)))  # ...but segment 0 has other text
     assert [e.text for e in state2.finals] == ["NEW0"]
     assert state2.speakers["S1"].talk_time == 1.5  # the snapshot so far is kept
+
+
+def test_the_dashboard_imports_neither_torch_nor_the_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys, wavlm_live.tui; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' "
+            "or m.startswith(('wavlm_live.engine', 'wavlm_live.model', 'wavlm_live.server'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
