@@ -46,3 +46,10 @@ def test_unexpected_errors_are_one_line(monkeypatch, capsys):
     assert main(["devices"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "something broke" in err and "Traceback" not in err
+
+
+def test_demo_checkpoints_are_flagged_however_they_are_named(tmp_path):
+    args = parse("run", "--ctc-model", str(app.demo_dir() / "captions"), "--no-diarization", "--no-embeddings")
+    models = app.load_models(args, demo=False)
+    assert models.demo and models.ids == {"captions": "demo/captions"}
+    assert not app.is_demo_checkpoint(tmp_path)

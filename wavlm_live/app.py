@@ -103,9 +103,19 @@ def load_models(args: argparse.Namespace, demo: bool) -> Models:
             setattr(models, task, runner(pretrained))
         except (ModelLoadError, ValueError, RuntimeError) as exc:
             raise CliError(f"{task} model: {exc}") from None
-        models.ids[task] = source if not demo else f"demo/{DEMO_TASK_FOLDERS[task]}"
+        bundled = is_demo_checkpoint(pretrained.path)
+        models.demo |= bundled
+        models.ids[task] = f"demo/{pretrained.path.name}" if bundled else source
         getattr(models, task).name = models.ids[task]
     return models
+
+
+def is_demo_checkpoint(path: Path) -> bool:
+    """True when ``path`` is one of the bundled demo checkpoints (however it was named)."""
+    try:
+        return Path(path).resolve().parent == demo_dir().resolve()
+    except OSError:
+        return False
 
 
 def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> EngineConfig:
@@ -140,6 +150,8 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
 
     config = engine_config(args, demo, realtime)
     models = load_models(args, demo)
+    if models.demo and getattr(args, "speaker_threshold", None) is None:
+        config = replace(config, speaker_threshold=DEMO_SPEAKER_THRESHOLD)
     gc.collect()
     gc.freeze()  # the model objects never die: keep them out of the collector's scans (shorter pauses)
     try:
@@ -149,7 +161,7 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
             captions=models.captions,
             diarization=models.diarization,
             embeddings=models.embeddings,
-            demo=demo,
+            demo=models.demo,
             source_stats=source_stats,
         )
     except ValueError as exc:

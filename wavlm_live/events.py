@@ -255,17 +255,15 @@ def event_from_dict(data: dict[str, Any]) -> Event:
             if f.default is dataclasses.MISSING:
                 raise ValueError(f"{kind} event lacks field {f.name!r}")
             continue
-        value = data[f.name]
-        if f.name == "words":
-            value = tuple(Word(**w) for w in value)
-        elif f.name == "turns":
-            value = tuple(Turn(**t) for t in value)
-        elif f.name == "labels":
-            value = tuple(tuple(x) for x in value)
-        elif f.name == "embedding" and value is not None:
-            value = tuple(float(x) for x in value)
-        kwargs[f.name] = value
+        kwargs[f.name] = data[f.name]
     try:
+        if cls is CaptionEvent:
+            kwargs["words"] = tuple(Word(**w) for w in kwargs.get("words", ()))
+        elif cls is DiarizationEvent:
+            kwargs["turns"] = tuple(Turn(**t) for t in kwargs.get("turns", ()))
+            kwargs["labels"] = tuple(tuple(x) for x in kwargs["labels"])
+        elif cls is SpeakerEvent and kwargs.get("embedding") is not None:
+            kwargs["embedding"] = tuple(float(x) for x in kwargs["embedding"])
         return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - defensive
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"bad {kind} event: {exc}") from None
