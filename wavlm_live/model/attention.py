@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .kernels import linear
+
 
 def relative_position_buckets(length: int, num_buckets: int = 320, max_distance: int = 800,
                               device: torch.device | str | None = None) -> Tensor:
@@ -84,7 +86,7 @@ class WavLMAttention(nn.Module):
         return F.embedding(self._bucket_table(length, weight.device), weight).permute(2, 0, 1).contiguous()
 
     def forward(self, hidden_states: Tensor, position_bias: Tensor | None = None,
-                key_padding: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                key_padding: Tensor | None = None, residual: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Attend over the window.
 
         Args:
@@ -92,8 +94,10 @@ class WavLMAttention(nn.Module):
                 layers, LayerNorm output for stable-LN layers); it also drives the gate.
             position_bias: ``[heads, T, T]`` ungated bias from layer 0, or None in layer 0.
             key_padding: ``[B, T]`` bool, True for padded frames (never attended to), or None.
+            residual: ``[B, T, H]`` added to the output (fused into ``out_proj``), or None.
 
-        Returns: ``([B, T, H] attention output, [heads, T, T] ungated bias for the next layer)``.
+        Returns: ``([B, T, H] attention output (+ residual), [heads, T, T] ungated bias for the
+        next layer)``.
         """
         b, t, _ = hidden_states.shape
         if position_bias is None:
@@ -107,9 +111,8 @@ class WavLMAttention(nn.Module):
         if key_padding is not None:
             mask = mask.masked_fill(key_padding[:, None, None, :], float("-inf"))
 
-        q = self.q_proj(hidden_states).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(hidden_states).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(hidden_states).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+        q, k, v = (linear(hidden_states, proj).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
         out = out.transpose(1, 2).reshape(b, t, self.embed_dim)
-        return self.out_proj(out), position_bias
+        return linear(out, self.out_proj, residual=residual), position_bias

