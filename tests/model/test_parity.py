@@ -108,3 +108,18 @@ def test_bad_inputs(hf_checkpoint):
         model(torch.randn(16000))
     with pytest.raises(ValueError, match="attention_mask shape"):
         model(torch.randn(1, 16000), attention_mask=torch.ones(1, 15000))
+
+
+def test_autograd_path_matches_inference_path(hf_checkpoint):
+    """With autograd on, plain F.linear replaces the fused oneDNN kernels: same outputs."""
+    hf, folder = hf_checkpoint("WavLMForAudioFrameClassification", "base", True)
+    model = load_pretrained(folder).model
+    x = torch.randn(2, 12000)
+    with torch.no_grad():
+        fast = model(x, output_hidden_states=True)
+    with torch.enable_grad():
+        slow = model(x, output_hidden_states=True)
+    assert slow.logits.requires_grad
+    for a, b in zip(fast.hidden_states + (fast.logits,), slow.hidden_states + (slow.logits,)):
+        assert max_diff(a, b.detach()) <= TOL
+    compare(hf, model, x)
