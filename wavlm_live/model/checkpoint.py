@@ -145,8 +145,8 @@ def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool |
     folder. Honours ``HF_HUB_OFFLINE`` through huggingface_hub."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, HFValidationError,
-                                        LocalEntryNotFoundError, OfflineModeIsEnabled, RemoteEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     not_cached: list[str] = []
     offline = ("(HF_HUB_OFFLINE is set, local_files_only is true, or the Hub is unreachable); pass a local "
@@ -156,16 +156,14 @@ def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool |
         try:
             return Path(hf_hub_download(repo_id, filename, revision=revision,
                                         local_files_only=bool(local_files_only)))
-        except RemoteEntryNotFoundError:
-            return None  # the repository has no such file
-        except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled):  # before EntryNotFoundError, its base class
             if filename == "config.json":
                 raise ModelLoadError(f"model {repo_id!r} is not in the local Hugging Face cache and cannot be "
                                      f"downloaded {offline}") from None
             not_cached.append(filename)
             return None  # not cached while offline: treated as absent
         except EntryNotFoundError:
-            return None
+            return None  # the repository has no such file
         except (RepositoryNotFoundError, GatedRepoError):
             raise ModelLoadError(f"model {repo_id!r} was not found on the Hugging Face Hub (or is private or "
                                  "gated); check the name or pass a local folder") from None
@@ -189,7 +187,10 @@ def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool |
                              f"cannot be downloaded {offline}")
     for name in _OPTIONAL_FILES:
         fetch(name)
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except ValueError:
+        config = None  # reported by load_pretrained when it parses config.json
     if isinstance(config, dict) and "WavLMForCTC" in (config.get("architectures") or []):
         for name in _VOCAB_FILES:
             fetch(name)
