@@ -44,7 +44,8 @@ _VOCAB_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json"
 _IGNORED = re.compile(r"^(wavlm\.)?(masked_spec_embed|quantizer\..+|project_q\..+|project_hid\..+"
                       r"|objective\.weight)$")
 _POS_CONV = "wavlm.encoder.pos_conv_embed.conv."
-_WEIGHT_NORM_NAMES = (("weight_g", "weight_v"), ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+_WEIGHT_NORM_NAMES = (("weight_g", "weight_v"),  # (g, v) key names: old Hub files, transformers 5
+                      ("parametrizations.weight.original0", "parametrizations.weight.original1"))
 
 
 class ModelLoadError(ValueError):
