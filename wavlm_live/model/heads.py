@@ -36,8 +36,8 @@ class _TaskModel(nn.Module):
         out = self.wavlm(input_values, attention_mask, output_hidden_states or self.weighted_sum)
         if not self.weighted_sum:
             return out.last_hidden_state, out
-        weights = torch.softmax(self.layer_weights.float(), dim=-1).to(out.last_hidden_state.dtype)
-        features = sum(w * h for w, h in zip(weights, out.hidden_states))
+        weights = torch.softmax(self.layer_weights.float(), dim=-1)  # summed in float32 under bf16/fp16
+        features = sum(w * h.float() for w, h in zip(weights, out.hidden_states)).to(out.last_hidden_state.dtype)
         if not output_hidden_states:
             out.hidden_states = None
         return features, out
