@@ -1,0 +1,39 @@
+"""CUDA checks (run on a lent GPU machine: ``pytest -m gpu tests/model``): the same tiny
+checkpoints on the GPU in float32 and bfloat16 against transformers on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wavlm_live.model import load_pretrained
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (gpu marker)")]
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float().cpu() - b.float().cpu()).norm() / a.float().cpu().norm()).item()
+
+
+@pytest.mark.parametrize("arch,style,weighted", [("WavLMForCTC", "base", False),
+                                                 ("WavLMForAudioFrameClassification", "large", True),
+                                                 ("WavLMForXVector", "base", True)])
+def test_cuda_matches_transformers_cpu(hf_checkpoint, arch, style, weighted):
+    hf, folder = hf_checkpoint(arch, style, weighted)
+    torch.manual_seed(0)
+    x = torch.randn(2, 272000)  # 17 s: buckets saturate
+    mask = torch.ones(2, 272000, dtype=torch.long)
+    mask[1, 200000:] = 0
+    with torch.no_grad():
+        ref = hf(x, attention_mask=mask, output_hidden_states=True)
+    for dtype, tol in ((torch.float32, 1e-3), (torch.bfloat16, 3e-2)):  # fp32 tolerance: TF32 convolutions
+        pre = load_pretrained(folder, device="cuda", dtype=dtype)
+        assert pre.device.type == "cuda" and next(pre.model.parameters()).is_cuda
+        with torch.no_grad():
+            out = pre.model(x.cuda().to(dtype), attention_mask=mask.cuda(), output_hidden_states=True)
+        for a, b in zip(ref.hidden_states, out.hidden_states):
+            assert rel(a, b) < tol
+        assert rel(ref.logits, out.logits) < tol
+        if out.embeddings is not None:
+            assert rel(ref.embeddings, out.embeddings) < tol
