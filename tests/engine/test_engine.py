@@ -189,3 +189,14 @@ def test_non_finite_input_is_sanitised_and_counted(runners):
     stats = [e for e in events if isinstance(e, StatsEvent)]
     assert stats[-1].samples_sanitised == 11
     assert all(np.isfinite(e.rms_db) for e in events if isinstance(e, LevelEvent))
+
+
+def test_embeddings_only_with_short_first_windows(runners):
+    # hop 0.25 s: the first growing windows are shorter than the x-vector model accepts
+    audio, _ = sf.read(SHORT, dtype="float32")
+    engine, events = run_offline(runners, audio, ("captions", "embeddings"), window=2.0, hop=0.25)
+    assert not [e for e in events if e.TYPE == "error"]
+    speakers = [e for e in events if isinstance(e, SpeakerEvent)]
+    assert speakers and speakers[-1].updates > 0
+    finals = [e for e in events if isinstance(e, CaptionEvent) and e.final]
+    assert all(w.speaker is not None for e in finals for w in e.words if w.start >= 1.0)

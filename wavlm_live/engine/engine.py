@@ -167,6 +167,9 @@ class Engine:
                 pause_frames=pause,
                 speaker_of=speaker_of if (diarization or embeddings) else None,
             )
+        self._min_embedding_frames = max(
+            round(config.min_embedding_seconds / FRAME_SECONDS), int(getattr(embeddings, "min_frames", 0))
+        )
         self.windows_analysed = 0
         self.windows_skipped = 0
         self.samples_sanitised = 0
@@ -379,7 +382,7 @@ class Engine:
             if result.event is not None:
                 publish(result.event)
             changed = result.changed
-        elif self.embeddings_model is not None:
+        elif self.embeddings_model is not None and window.frame_end - window.frame_start >= self._min_embedding_frames:
             vector = self.embeddings_model.embed(audio)[0]
             speaker = self.tracker.assign(vector)
             self._current_speaker = speaker.id
@@ -396,8 +399,9 @@ class Engine:
         """x-vectors of each local speaker over the frames where it alone is active."""
         active = self.diarizer.binarize(probs)  # type: ignore[union-attr]
         alone = active & (active.sum(axis=1, keepdims=True) == 1)
-        min_frames = round(self.config.min_embedding_seconds / FRAME_SECONDS)
-        locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= min_frames]
+        if alone.shape[0] < self._min_embedding_frames:
+            return {}
+        locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= self._min_embedding_frames]
         if not locals_:
             return {}
         vectors = self.embeddings_model.embed(audio, alone[:, locals_].T)  # type: ignore[union-attr]
