@@ -245,10 +245,22 @@ class Engine:
 
     # -- engine thread ------------------------------------------------------------------
 
+    def warmup(self) -> None:
+        """Run every enabled model once on a window of silence, so that one-time costs
+        (kernel selection, allocator growth) are not paid by the first live windows."""
+        silence = np.zeros(self.plan.window_samples, dtype=np.float32)
+        if self.captions_model is not None:
+            self.captions_model.logits(silence)
+        if self.diarization_model is not None:
+            self.diarization_model.activity(silence)
+        if self.embeddings_model is not None:
+            self.embeddings_model.embed(silence)
+
     def start(self) -> None:
-        """Start the engine thread (live mode)."""
+        """Warm the models up (:meth:`warmup`) and start the engine thread (live mode)."""
         if self._thread is not None:
             raise RuntimeError("engine already started")
+        self.warmup()
         self._thread = threading.Thread(target=self._run_thread, name="wavlm-live-engine", daemon=True)
         self._thread.start()
 
