@@ -668,8 +668,9 @@ def demo_conversation(corpus: Path, out: Path, duration: float = 45.0, n_speaker
     """Write the bundled demo conversation: `out` (.flac or .wav) + same stem .txt and .rttm.
 
     Speakers are held-out test-variant identities with different variants and voices;
-    sentences are test sentences (never heard in training). Also writes
-    STEM.speakers.txt mapping the RTTM labels to identities. Returns its segments.
+    sentences are test sentences (never heard in training). Also writes STEM.json:
+    {"speakers": {label: identity}, "turns": [{start, end, speaker, text}, ...]} (seconds,
+    start order). Returns its segments.
     """
     meta, sents = _eval_sentences(corpus)
     pool = _speaker_pool(meta, "unseen")
@@ -682,7 +683,10 @@ def demo_conversation(corpus: Path, out: Path, duration: float = 45.0, n_speaker
     sf.write(out, mix, SAMPLE_RATE, subtype="PCM_16")
     write_rttm(out.with_suffix(".rttm"), out.stem, segs)
     out.with_suffix(".txt").write_text(" ".join(s.text for s in segs) + "\n")
-    out.with_suffix(".speakers.txt").write_text("".join(f"spk{k} {s.name}\n" for k, s in enumerate(spks)))
+    out.with_suffix(".json").write_text(json.dumps({
+        "speakers": {f"spk{k}": s.name for k, s in enumerate(spks)},
+        "turns": [dataclasses.asdict(s) for s in segs],
+    }, indent=1) + "\n")
     return segs
 
 

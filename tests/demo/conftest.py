@@ -59,11 +59,16 @@ def corpus_mod():
 
 
 @pytest.fixture(scope="session")
+def train_mod():
+    return load_script("train_demo")
+
+
+@pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory, corpus_mod):
     """A corpus of 30 sentences: 5 val, 8 test, 2 val and 2 test variants, ~40 s of training audio."""
     root = tmp_path_factory.mktemp("corpus")
     (root / "sentences.txt").write_text(SENTENCES)
-    meta = corpus_mod.build(root / "demo", seed=3, train_hours=40 / 3600, val_utts=6,
+    meta = corpus_mod.build(root / "demo", seed=3, train_hours=40 / 3600, val_utts=12,
                             sentences_file=root / "sentences.txt", n_val_sentences=5, n_test_sentences=8,
                             n_val_variants=2, n_test_variants=2, workers=1, log=lambda *a: None)
     return root / "demo", meta

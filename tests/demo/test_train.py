@@ -1,0 +1,110 @@
+"""scripts/train_demo.py runs a few steps of each task on a tiny corpus and writes loadable checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from wavlm_live.model import (WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector, load_pretrained)
+
+
+def _log(folder):
+    return [json.loads(l) for l in (folder / "log.jsonl").read_text().splitlines()]
+
+
+COMMON = ["--steps", "2", "--eval-every", "2", "--eval-items", "8", "--log-every", "1",
+          "--batch-seconds", "6", "--warmup", "1", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_corpus, train_mod):
+    folder, _ = tiny_corpus
+    out = tmp_path_factory.mktemp("runs")
+    base = ["--corpus", str(folder)] + COMMON
+    train_mod.main(["ctc", "--out", str(out / "ctc")] + base)
+    init = ["--init", str(out / "ctc" / "best")]
+    train_mod.main(["diarization", "--out", str(out / "diar")] + base + init)
+    train_mod.main(["embeddings", "--out", str(out / "xvec")] + base + init)
+    return out
+
+
+def test_vocabulary_and_decoding(train_mod):
+    assert train_mod.VOCAB[:3] == ("[PAD]", "[UNK]", "|") and train_mod.VOCAB[-1] == "'"
+    assert len(train_mod.VOCAB) == 30
+    ids = train_mod.encode_text("IT'S A")
+    assert [train_mod.VOCAB[i] for i in ids] == ["I", "T", "'", "S", "|", "A"]
+    # frames: I I blank T ' S | | A  -> repeats merged, blanks dropped
+    frames = np.array([ids[0], ids[0], 0, ids[1], ids[2], ids[3], ids[4], ids[4], ids[5]])
+    assert train_mod.greedy_decode(frames) == "IT'S A"
+
+
+def test_pit_bce_ignores_speaker_order(train_mod):
+    y = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+    logits = 8 * (2 * y - 1)
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    same = train_mod.pit_bce(logits, y, valid)
+    swapped = train_mod.pit_bce(logits.flip(-1), y, valid)
+    assert float(same) == pytest.approx(float(swapped)) and float(same) < 1e-3
+    # a wrong answer costs more than either order of the right one
+    assert float(train_mod.pit_bce(torch.zeros_like(logits), y, valid)) == pytest.approx(np.log(2), rel=1e-5)
+
+
+def test_ctc_run_writes_a_loadable_checkpoint(runs, train_mod):
+    log = _log(runs / "ctc")
+    assert [r["step"] for r in log if "step" in r and "loss" in r] == [1, 2]
+    ev = [r for r in log if "eval" in r]
+    assert ev and 0 <= ev[-1]["cer_seen"] and "cer_unseen" in ev[-1]
+    pre = load_pretrained(runs / "ctc" / "best", expected_task="ctc")
+    assert isinstance(pre.model, WavLMForCTC)
+    assert pre.vocab.tokens == train_mod.VOCAB and pre.vocab.blank_id == 0
+    assert pre.preprocessor.do_normalize is True
+    x = torch.randn(1, 16000)
+    assert pre.model(pre.preprocessor.normalize(x)).logits.shape == (1, 49, 30)
+
+
+def test_diarization_and_embedding_runs(runs):
+    pre = load_pretrained(runs / "diar" / "best", expected_task="frames")
+    assert isinstance(pre.model, WavLMForAudioFrameClassification) and pre.model.config.num_labels == 2
+    assert pre.model(torch.randn(1, 16000)).logits.shape == (1, 49, 2)
+    log = _log(runs / "diar")
+    assert any("tensors_copied" in r and r["tensors_copied"] > 0 for r in log)  # initialised from CTC
+    assert "der" in [r for r in log if "eval" in r][-1]
+
+    pre = load_pretrained(runs / "xvec" / "best", expected_task="xvector")
+    assert isinstance(pre.model, WavLMForXVector)
+    out = pre.model(torch.randn(2, 16000))
+    assert out.embeddings.shape == (2, 128)
+    assert torch.allclose(out.logits, out.embeddings, atol=1e-5)  # classifier kept at identity
+    assert "eer" in [r for r in _log(runs / "xvec") if "eval" in r][-1]
+
+
+def test_diarization_starts_from_the_ctc_encoder(runs):
+    ctc = load_pretrained(runs / "ctc" / "best").model.state_dict()
+    # the diarization run took 2 small steps from the CTC weights: still close, far from a fresh init
+    diar = load_pretrained(runs / "diar" / "best").model.state_dict()
+    key = "wavlm.encoder.layers.0.attention.q_proj.weight"
+    assert (diar[key] - ctc[key]).abs().max() < 0.05 * ctc[key].abs().max()
+    assert "wavlm.encoder.layers.4.attention.q_proj.weight" not in diar  # 4 of the 5 layers kept
+
+
+def test_resume_continues_from_state(runs, tiny_corpus, train_mod):
+    folder, _ = tiny_corpus
+    args = ["ctc", "--out", str(runs / "ctc"), "--corpus", str(folder)] + COMMON
+    args[args.index("--steps") + 1] = "3"
+    train_mod.main(args)
+    log = _log(runs / "ctc")
+    assert any(r.get("resumed") and r["step"] == 2 for r in log)
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]
+    assert log[-1]["done"] == 3
+
+
+def test_export_fp16_loads_and_matches(runs, train_mod, tmp_path):
+    train_mod.export(runs / "ctc" / "best", tmp_path / "ship", fp16=True)
+    a = load_pretrained(runs / "ctc" / "best").model
+    b = load_pretrained(tmp_path / "ship").model
+    assert (tmp_path / "ship" / "model.safetensors").stat().st_size < 0.55 * (
+        runs / "ctc" / "best" / "model.safetensors").stat().st_size
+    x = torch.randn(1, 16000)
+    la, lb = a(x).logits, b(x).logits
+    assert torch.allclose(la, lb, atol=0.05 * la.abs().max().item())
