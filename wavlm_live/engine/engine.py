@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from wavlm_live import __version__
+from wavlm_live.audio.level import LevelMeter
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.captions import CaptionStitcher
 from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher
@@ -92,15 +93,6 @@ class EngineConfig:
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
 
 
-def _level_db(x: np.ndarray) -> tuple[float, float]:
-    """RMS and peak of ``x`` in dBFS, clamped at -120 dB."""
-    if x.size == 0:
-        return -120.0, -120.0
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-    peak = float(np.max(np.abs(x)))
-    return max(-120.0, 20 * np.log10(max(rms, 1e-6))), max(-120.0, 20 * np.log10(max(peak, 1e-6)))
-
-
 class Engine:
     """Runs the enabled task models over overlapping windows of a live or file stream.
 
@@ -175,10 +167,7 @@ class Engine:
         self.samples_sanitised = 0
         self.compute_seconds = 0.0
         self._rtf = 0.0
-        self._level_samples = max(1, int(round(config.level_interval * SAMPLE_RATE)))
-        self._level_buf: list[np.ndarray] = []
-        self._level_fill = 0
-        self._level_end = 0
+        self._meter = LevelMeter(config.level_interval, SAMPLE_RATE)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._finished = threading.Event()
@@ -186,25 +175,24 @@ class Engine:
 
     # -- description --------------------------------------------------------------------
 
+    def _models(self) -> dict[str, Any]:
+        """Enabled task -> model, in fixed order."""
+        models = {"captions": self.captions_model, "diarization": self.diarization_model, "embeddings": self.embeddings_model}
+        return {task: model for task, model in models.items() if model is not None}
+
     @property
     def tasks(self) -> list[str]:
         """Enabled tasks, in fixed order."""
-        names = [("captions", self.captions_model), ("diarization", self.diarization_model), ("embeddings", self.embeddings_model)]
-        return [n for n, m in names if m is not None]
+        return list(self._models())
 
     def hello(self) -> dict[str, Any]:
         """Stream description for subscribers (the websocket ``hello`` message body)."""
-        models = {
-            task: model.name
-            for task, model in (("captions", self.captions_model), ("diarization", self.diarization_model), ("embeddings", self.embeddings_model))
-            if model is not None
-        }
         return {
             "version": __version__,
             "sample_rate": SAMPLE_RATE,
             "frame": FRAME_SECONDS,
             "tasks": self.tasks,
-            "models": models,
+            "models": {task: model.name for task, model in self._models().items()},
             "window": self.plan.window_seconds,
             "hop": self.plan.hop_seconds,
             "right_context": self.plan.right_frames * FRAME_SECONDS,
@@ -223,21 +211,8 @@ class Engine:
             self.samples_sanitised += int(bad.sum())
             block = np.where(bad, np.float32(0.0), block)
         self.ring.write(block)
-        self._update_level(block)
-
-    def _update_level(self, block: np.ndarray) -> None:
-        pos = 0
-        while pos < block.size:
-            take = min(block.size - pos, self._level_samples - self._level_fill)
-            self._level_buf.append(block[pos : pos + take])
-            self._level_fill += take
-            pos += take
-            if self._level_fill == self._level_samples:
-                chunk = np.concatenate(self._level_buf)
-                self._level_end += chunk.size
-                rms, peak = _level_db(chunk)
-                self._level_buf, self._level_fill = [], 0
-                self.bus.publish(LevelEvent(t=round(self._level_end / SAMPLE_RATE, 4), rms_db=round(rms, 2), peak_db=round(peak, 2)))
+        for end, rms, peak in self._meter.update(block):
+            self.bus.publish(LevelEvent(t=round(end / SAMPLE_RATE, 4), rms_db=round(rms, 2), peak_db=round(peak, 2)))
 
     def close_input(self) -> None:
         """The producer has no more audio: the engine settles everything and ends."""
