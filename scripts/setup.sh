@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libportaudio2 libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
-              espeak-ng sox libsox-fmt-all flac tmux pocketsphinx-testdata)
+              espeak-ng sox libsox-fmt-all flac tmux pocketsphinx-testdata wordnet-base)
 
 if [[ "${WAVLM_LIVE_NO_APT:-0}" != 1 ]] && command -v apt-get >/dev/null; then
   missing=()

@@ -39,11 +39,13 @@ class CaptionStitcher:
     """Turns the CTC logits of consecutive windows into one caption stream.
 
     Each window contributes the argmax ids of its settled frames ``[keep_start, keep_end)``
-    (see :class:`~wavlm_live.engine.windows.WindowPlan`). Settled ids accumulate until a
-    word is closed, i.e. after a word-delimiter token (``|``) or after ``pause_frames``
-    consecutive blank frames; everything up to the latest closing point is decoded and
-    published once as a ``final`` caption segment. The remaining settled ids plus the
-    window's unsettled tail are decoded into the ``partial`` caption.
+    (see :class:`~wavlm_live.engine.windows.WindowPlan`). Settled ids accumulate; a word is
+    closed after a word-delimiter token (``|``) or after ``pause_frames`` consecutive blank
+    frames. Closed words are published once, as ``final`` caption segments that are
+    phrases: a segment ends at a pause, before a change of speaker, or, in long speech
+    without either, once it holds ``max_segment_words`` words or spans
+    ``max_segment_seconds``. Everything not yet final plus the newest window's unsettled
+    tail is the ``partial`` caption, updated every window.
 
     Because cuts fall only after a delimiter or a long blank run, and CTC decoding groups
     repeats and drops blanks (Graves et al. 2006, as in transformers'
@@ -57,9 +59,12 @@ class CaptionStitcher:
         blank_id: id of the CTC blank (the ``[PAD]`` token for wav2vec2-style vocabularies).
         delimiter_id: id of the word delimiter ``|``, or ``None`` if the vocabulary has none.
         pause_frames: blank frames that close a word; ``None`` disables the rule.
-        speaker_of: optional lookup giving each word its speaker.
+        speaker_of: optional lookup giving each word its speaker (segments break where
+            it changes).
         keep_logits: keep a copy of every settled logit row (for tests and tools;
             grows without bound, so off by default).
+        max_segment_words / max_segment_seconds: length at which a segment of speech
+            without pause or speaker change is published anyway.
     """
 
     def __init__(
@@ -71,9 +76,15 @@ class CaptionStitcher:
         pause_frames: int | None = 30,
         speaker_of: SpeakerLookup | None = None,
         keep_logits: bool = False,
+        max_segment_words: int = 15,
+        max_segment_seconds: float = 5.0,
     ) -> None:
         if pause_frames is not None and pause_frames < 1:
             raise ValueError(f"pause_frames must be >= 1 or None, got {pause_frames}")
+        if max_segment_words < 1 or not max_segment_seconds > 0:
+            raise ValueError("max_segment_words and max_segment_seconds must be positive")
+        self.max_segment_words = max_segment_words
+        self.max_segment_seconds = max_segment_seconds
         self.decoder = decoder
         self.blank_id = blank_id
         self.delimiter_id = delimiter_id
@@ -139,7 +150,8 @@ class CaptionStitcher:
         """Publish what the last :meth:`add` settled: zero or more final segments (in
         segment order) and then the new partial, when it changed."""
         events, self._gap_events = self._gap_events, []
-        events += self._commit(self._closing_point())
+        while (cut := self._next_cut()) > 0:
+            events += self._commit(cut)
         partial = self._partial(np.concatenate([self._pending, self._tail]))
         if partial is not None:
             events.append(partial)
@@ -163,25 +175,53 @@ class CaptionStitcher:
 
     # -- internals -------------------------------------------------------------------
 
-    def _closing_point(self) -> int:
-        """Largest p such that ``_pending[:p]`` ends after a closed word (0 if none)."""
+    def _closing_points(self) -> tuple[int, int]:
+        """``(after_delimiter, after_pause)``: the largest p such that ``_pending[:p]``
+        ends right after a word delimiter, and the smallest p such that it ends after a
+        run of ``pause_frames`` blanks that follows a word (0 where there is none)."""
         ids = self._pending
-        best = 0
+        delim = pause = 0
         if self.delimiter_id is not None:
             hits = np.flatnonzero(ids == self.delimiter_id)
             if hits.size:
-                best = int(hits[-1]) + 1
+                delim = int(hits[-1]) + 1
         if self.pause_frames is not None and len(ids) >= self.pause_frames:
             nonblank = np.flatnonzero(ids != self.blank_id)
-            last_nonblank = int(nonblank[-1]) if nonblank.size else -1
-            if len(ids) - 1 - last_nonblank >= self.pause_frames:
-                best = max(best, len(ids))  # trailing pause
-            elif nonblank.size > 1:
-                gaps = np.diff(nonblank) - 1
-                long = np.flatnonzero(gaps >= self.pause_frames)
-                if long.size:
-                    best = max(best, int(nonblank[long[-1]]) + 1 + self.pause_frames)
-        return best
+            long = np.flatnonzero(np.diff(nonblank) - 1 >= self.pause_frames) if nonblank.size > 1 else nonblank[:0]
+            if long.size:
+                pause = int(nonblank[long[0]]) + 1 + self.pause_frames
+            elif nonblank.size and len(ids) - 1 - int(nonblank[-1]) >= self.pause_frames:
+                pause = len(ids)  # trailing pause
+        return delim, pause
+
+    def _next_cut(self) -> int:
+        """Frames of ``_pending`` to publish as the next final segment (0: keep waiting).
+
+        A segment is a phrase: it ends at the first pause, before a change of speaker, or,
+        for long speech without either, at the last closed word once the closed words span
+        ``max_segment_seconds`` or number ``max_segment_words``. Every cut falls after a
+        delimiter or a blank, so decoding the pieces equals decoding the whole."""
+        delim, pause = self._closing_points()
+        p = pause or delim
+        if p == 0:
+            return 0
+        words = self.decoder.decode(self._pending[:p]).words
+        if not words:
+            return p  # only blanks and delimiters: drop them silently
+        if self.speaker_of is not None:
+            speakers = [self.speaker_of(self._pending_start + w.start_frame, self._pending_start + w.end_frame) for w in words]
+            change = next(
+                (i for i in range(1, len(words)) if None not in (speakers[i], speakers[i - 1]) and speakers[i] != speakers[i - 1]),
+                None,
+            )
+            if change is not None:
+                return words[change].start_frame
+        if pause:
+            return p
+        span = (words[-1].end_frame - words[0].start_frame) * FRAME_SECONDS
+        if len(words) >= self.max_segment_words or span >= self.max_segment_seconds:
+            return p
+        return 0
 
     def _words(self, ids: np.ndarray, start_frame: int) -> list[Word]:
         if ids.size == 0:

@@ -1,0 +1,83 @@
+"""Caption stitching on synthetic CTC id streams with the real greedy decoder: phrases end
+at pauses and speaker changes, long speech is cut by length, partials precede finals."""
+
+import numpy as np
+import pytest
+
+from wavlm_live.engine.captions import CaptionStitcher
+from wavlm_live.engine.windows import WindowPlan
+from wavlm_live.model import CTCDecoder, CTCVocabulary
+
+TOKENS = ("[PAD]", "[UNK]", "|", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "'")
+VOCAB = CTCVocabulary(TOKENS, pad_token="[PAD]", unk_token="[UNK]", bos_token=None, eos_token=None)
+
+
+def frames_of(script):
+    """A CTC frame sequence: each letter 2 frames, a blank after it, '|' between words,
+    and '_' in the script meaning 10 blank frames (0.2 s)."""
+    ids = []
+    for ch in script:
+        if ch == "_":
+            ids += [0] * 10
+        elif ch == " ":
+            ids += [2, 2]
+        else:
+            ids += [TOKENS.index(ch)] * 2 + [0]
+    return np.array(ids)
+
+
+def run(ids, speaker_of=None, **kw):
+    plan = WindowPlan(2.0, 0.5)
+    total = (len(ids) - 1) * 320 + 400
+    stitcher = CaptionStitcher(CTCDecoder(VOCAB), 0, 2, speaker_of=speaker_of, **kw)
+    onehot = np.eye(len(TOKENS), dtype=np.float32)[ids]
+    events = []
+    for w in plan.windows_for(total):
+        events.append(stitcher.add(w, onehot[w.frame_start : w.frame_end]))
+        events += stitcher.commit()
+    events += stitcher.finish()
+    return [e for e in events if e is not None]
+
+
+def finals(events):
+    return [e.text for e in events if e.final]
+
+
+def test_phrases_end_at_pauses_not_at_windows():
+    ids = frames_of("GOOD MORNING EVERYONE" + "_" * 4 + "HOW ARE YOU" + "_" * 4 + "FINE")
+    events = run(ids)
+    assert finals(events) == ["GOOD MORNING EVERYONE", "HOW ARE YOU", "FINE"]
+    # the words showed up in partials before they became final
+    first_partial = next(i for i, e in enumerate(events) if not e.final and "MORNING" in e.text)
+    first_final = next(i for i, e in enumerate(events) if e.final)
+    assert first_partial < first_final
+
+
+def test_speaker_change_splits_a_phrase_at_the_word_boundary():
+    ids = frames_of("YES I AGREE NO WAY")
+    change = len(frames_of("YES I AGREE "))
+
+    def speaker_of(start, end):
+        return "S1" if end <= change else "S2"
+
+    events = run(ids, speaker_of=speaker_of)
+    fin = [e for e in events if e.final]
+    assert [e.text for e in fin] == ["YES I AGREE", "NO WAY"]
+    assert [e.speaker for e in fin] == ["S1", "S2"]
+    assert all(w.speaker == e.speaker for e in fin for w in e.words)
+
+
+def test_long_speech_without_pause_is_cut_by_length():
+    words = [f"W{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"] * 2
+    ids = frames_of(" ".join(words))
+    events = run(ids, max_segment_words=10, max_segment_seconds=60)
+    out = finals(events)
+    assert " ".join(out).split() == words
+    assert all(len(t.split()) >= 10 for t in out[:-1]) and len(out) >= 4
+    assert [e.segment for e in events if e.final] == list(range(len(out)))
+
+
+@pytest.mark.parametrize("bad", [dict(max_segment_words=0), dict(max_segment_seconds=0), dict(pause_frames=0)])
+def test_bad_settings_are_rejected(bad):
+    with pytest.raises(ValueError):
+        CaptionStitcher(CTCDecoder(VOCAB), 0, 2, **bad)
