@@ -49,6 +49,16 @@ def _bad(name: str, value: Any, what: str) -> ValueError:
     return ValueError(f"config field {name!r} must be {what}, got {value!r}")
 
 
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value in the UTF-8 file ``path``; raises ``OSError`` if unreadable and
+    ``ValueError`` naming the file if it is not valid JSON."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+
 @dataclass(frozen=True)
 class WavLMConfig:
     """Architecture of a WavLM checkpoint (the fields of its ``config.json`` that matter).
@@ -230,12 +240,7 @@ class WavLMConfig:
     def from_json(cls, path: str | Path) -> "WavLMConfig":
         """Read a ``config.json`` file; raises ``OSError`` if unreadable, ``ValueError`` if not
         valid JSON or a field is bad."""
-        with open(path, encoding="utf-8") as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON: {e}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_json(path))
 
     def to_dict(self) -> dict[str, Any]:
         """A ``config.json`` dict that transformers' ``WavLMConfig`` loads into the same
@@ -292,12 +297,7 @@ class PreprocessorConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> "PreprocessorConfig":
         """Read a ``preprocessor_config.json`` file."""
-        with open(path, encoding="utf-8") as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON: {e}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(read_json(path))
 
     def to_dict(self) -> dict[str, Any]:
         """A ``preprocessor_config.json`` dict that transformers' feature extractor loads."""

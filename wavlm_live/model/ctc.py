@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import read_json
+
 _SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "word_delimiter_token")
 _SPECIAL_DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
                      "word_delimiter_token": "|"}
@@ -32,14 +34,6 @@ def _token_text(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ValueError(f"special token must be a string, got {value!r}")
     return value
-
-
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -104,19 +98,19 @@ class CTCVocabulary:
         or a nested (multi-lingual) vocabulary.
         """
         folder = Path(folder)
-        vocab = _read_json(folder / "vocab.json")
+        vocab = read_json(folder / "vocab.json")
         if not isinstance(vocab, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                                   for v in vocab.values()):
             raise ValueError(f"{folder / 'vocab.json'} must map tokens to non-negative ids "
                              "(nested multi-lingual vocabularies are not supported)")
         cfg_path = folder / "tokenizer_config.json"
-        cfg = _read_json(cfg_path) if cfg_path.is_file() else {}
+        cfg = read_json(cfg_path) if cfg_path.is_file() else {}
         if not isinstance(cfg, dict):
             raise ValueError(f"{cfg_path} must hold a JSON object")
         special = {k: _token_text(cfg[k]) if k in cfg else _SPECIAL_DEFAULTS[k] for k in _SPECIAL_KEYS}
         map_path = folder / "special_tokens_map.json"
         if "added_tokens_decoder" not in cfg and map_path.is_file():
-            smap = _read_json(map_path)
+            smap = read_json(map_path)
             if not isinstance(smap, dict):
                 raise ValueError(f"{map_path} must hold a JSON object")
             special.update({k: _token_text(smap[k]) for k in _SPECIAL_KEYS if k in smap})
@@ -126,7 +120,7 @@ class CTCVocabulary:
         if isinstance(cfg.get("added_tokens_decoder"), dict):
             added = {int(i): _token_text(t) for i, t in cfg["added_tokens_decoder"].items()}
         elif (folder / "added_tokens.json").is_file():
-            extra = _read_json(folder / "added_tokens.json")
+            extra = read_json(folder / "added_tokens.json")
             if not isinstance(extra, dict):
                 raise ValueError(f"{folder / 'added_tokens.json'} must map tokens to ids")
             added = {int(i): t for t, i in extra.items()}
