@@ -120,7 +120,8 @@ def is_demo_checkpoint(path: Path) -> bool:
 
 
 def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> EngineConfig:
-    """Engine settings from the options (defaults where not given)."""
+    """Engine settings from the options (defaults where not given); ``demo``: the bundled
+    demo checkpoints are loaded (their speaker threshold applies unless one is given)."""
     config = EngineConfig(realtime=realtime)
     changes: dict[str, Any] = {}
     if getattr(args, "window", None):
@@ -149,10 +150,8 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
     """
     import gc  # noqa: PLC0415
 
-    config = engine_config(args, demo, realtime)
     models = load_models(args, demo)
-    if models.demo and getattr(args, "speaker_threshold", None) is None:
-        config = replace(config, speaker_threshold=DEMO_SPEAKER_THRESHOLD)
+    config = engine_config(args, models.demo, realtime)
     gc.collect()
     gc.freeze()  # the model objects never die: keep them out of the collector's scans (shorter pauses)
     try:

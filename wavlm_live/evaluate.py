@@ -107,7 +107,7 @@ def evaluate_folder(args: argparse.Namespace) -> int:
     if not (with_text or with_rttm or trials):
         raise CliError(f"{folder} has no clips with references (NAME.txt, NAME.rttm) and no trials.txt")
     models = load_models(args, args.demo)
-    config = engine_config(args, args.demo, realtime=False)
+    config = engine_config(args, models.demo, realtime=False)
     enabled = {t for t in ("captions", "diarization", "embeddings") if getattr(models, t) is not None}
     needed = ({"captions"} if with_text else set()) | ({"diarization"} if with_rttm else set()) | ({"embeddings"} if trials else set())
     missing = needed - enabled
