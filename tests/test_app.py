@@ -25,6 +25,17 @@ def test_window_and_hop_options_reach_the_engine_config():
     assert cfg.ring_seconds >= cfg.window + 3 * cfg.hop
 
 
+def test_max_speakers_option_reaches_the_engine_and_is_validated(capsys):
+    assert app.engine_config(parse("run"), demo=False, realtime=True).max_speakers is None
+    cfg = app.engine_config(parse("eval", "folder", "--max-speakers", "2"), demo=False, realtime=False)
+    assert cfg.max_speakers == 2
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as exc:
+            main(["run", "--max-speakers", bad])
+        assert exc.value.code == 2
+        assert "max-speakers" in capsys.readouterr().err
+
+
 def test_disabling_every_task_is_a_clear_error():
     args = parse("run", "--no-captions", "--no-diarization", "--no-embeddings")
     with pytest.raises(CliError, match="disabled"):

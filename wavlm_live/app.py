@@ -133,6 +133,8 @@ def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> Engin
         changes["speaker_threshold"] = threshold
     elif demo:
         changes["speaker_threshold"] = DEMO_SPEAKER_THRESHOLD
+    if getattr(args, "max_speakers", None):
+        changes["max_speakers"] = args.max_speakers
     if "window" in changes and "hop" not in changes:
         changes["hop"] = min(config.hop, changes["window"] / 2)
     config = replace(config, **changes)

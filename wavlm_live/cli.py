@@ -49,6 +49,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -81,6 +91,8 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     a.add_argument("--hop", type=_positive_float, default=None, metavar="SEC", help="seconds between results (default: 1)")
     a.add_argument("--speaker-threshold", type=float, default=None, metavar="COS",
                    help="cosine similarity for an x-vector to join a known speaker (default: the model's, 0.86 for the public -sv model)")
+    a.add_argument("--max-speakers", type=_positive_int, default=None, metavar="N",
+                   help="never create more than N speakers; a voice that matches nobody joins the closest (default: no limit)")
     a.add_argument("--enroll", action="append", default=[], metavar="NAME=FILE",
                    help="name a speaker from a reference recording (repeatable)")
 

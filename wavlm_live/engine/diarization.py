@@ -13,6 +13,14 @@ optimal assignment (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment`
 * the cosine similarity of their x-vector to tracked speakers' centroids when embeddings
   are enabled (diart's ``OnlineSpeakerClustering``), which also re-identifies speakers
   returning after a silence.
+
+A two-speaker frame model sometimes puts two people in one local slot of a window (one
+after the other). With x-vectors of each slot's *segments* (runs of speech separated by
+pauses, :class:`Segment`), a segment whose x-vector is closer to another tracked speaker's
+centroid than to its slot's speaker is moved to that speaker, and centroids are updated
+per segment, so one window's mix-up neither mislabels the other voice nor blurs the
+centroids (segment-level re-assignment, cf. the clustering step of VBx/pyannote's
+segment embeddings).
 """
 
 from __future__ import annotations
@@ -44,6 +52,11 @@ class DiarizationConfig:
             unmatched one becomes a new global speaker.
         turn_gap_frames: silence (frames) that ends a speaker turn.
         history_frames: settled frame labels kept for speaker look-ups of caption words.
+        segment_margin: how much more similar (cosine) a segment's x-vector must be to
+            another speaker's centroid than to its slot's speaker to be moved there.
+        segment_min_frames: solo frames a run needs to get its own x-vector (0 disables
+            segment re-assignment).
+        segment_gap_frames: pauses shorter than this do not split a run.
     """
 
     threshold: float = 0.5
@@ -53,6 +66,25 @@ class DiarizationConfig:
     min_new_frames: int = 15
     turn_gap_frames: int = 15
     history_frames: int = 3000
+    segment_margin: float = 0.0
+    segment_min_frames: int = 40
+    segment_gap_frames: int = 10
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of one local speaker's solo speech inside a window, with its x-vector.
+
+    Attributes:
+        local: local speaker (slot) index.
+        start, end: window-relative frames ``[start, end)``.
+        embedding: float32 ``[dim]`` x-vector pooled over the run.
+    """
+
+    local: int
+    start: int
+    end: int
+    embedding: np.ndarray
 
 
 @dataclass
@@ -75,6 +107,29 @@ def soft_dice(p: np.ndarray, q: np.ndarray) -> float:
     in [0, 1] (0 when both are silent)."""
     denom = float(p.sum() + q.sum())
     return 0.0 if denom <= 1e-6 else 2.0 * float(np.minimum(p, q).sum()) / denom
+
+
+def solo_runs(active: np.ndarray, min_frames: int, max_gap: int) -> list[tuple[int, int, int]]:
+    """Runs of solo speech per local speaker: ``(local, start, end)`` frame spans
+    (``end`` exclusive) of at least ``min_frames`` frames where that speaker alone is
+    active, joining runs separated by fewer than ``max_gap`` frames.
+
+    Args:
+        active: bool ``[frames, local_speakers]`` activity.
+        min_frames: shortest run kept (frames).
+        max_gap: gaps shorter than this many frames do not split a run.
+    """
+    alone = active & (active.sum(axis=1, keepdims=True) == 1)
+    runs = []
+    for k in range(alone.shape[1]):
+        idx = np.flatnonzero(alone[:, k])
+        if idx.size == 0:
+            continue
+        breaks = np.flatnonzero(np.diff(idx) > max_gap)
+        starts = np.r_[idx[0], idx[breaks + 1]]
+        ends = np.r_[idx[breaks], idx[-1]] + 1
+        runs += [(k, int(a), int(b)) for a, b in zip(starts, ends) if alone[a:b, k].sum() >= min_frames]
+    return sorted(runs, key=lambda r: (r[1], r[0]))
 
 
 class DiarizationStitcher:
@@ -181,17 +236,44 @@ class DiarizationStitcher:
         for k in range(k_local):
             if k in mapping or active[:, k].sum() < cfg.min_new_frames:
                 continue
-            emb = embeddings.get(k)
-            if emb is not None:
-                best, sim = self.tracker.best_match(emb, exclude=used)
-                speaker = best if best is not None and sim >= self.tracker.threshold else self.tracker.new_speaker()
-            else:
-                speaker = self.tracker.new_speaker()
+            speaker = self._match_or_create(embeddings.get(k), used)
+            if speaker is None:
+                continue  # every allowed speaker is taken in this window: leave it unlabelled
             mapping[k] = speaker.id
             used.add(speaker.id)
         return mapping
 
-    def update(self, window: Window, probs: np.ndarray, embeddings: dict[int, np.ndarray] | None = None) -> DiarizationResult:
+    def _match_or_create(self, emb: np.ndarray | None, used: set[str]) -> Speaker | None:
+        """Global speaker for a local one that continues nobody in the previous window:
+        the most similar tracked speaker not ``used`` at or above the threshold, else a new
+        one; when the tracker is full, the most similar unused speaker (without an x-vector:
+        the unused one that talked most), or ``None`` when all are used."""
+        best, sim = (None, float("-inf")) if emb is None else self.tracker.best_match(emb, exclude=used)
+        if best is not None and sim >= self.tracker.threshold:
+            return best
+        if not self.tracker.full:
+            return self.tracker.new_speaker()
+        if best is not None:
+            return best
+        free = [s for s in self.tracker.speakers.values() if s.id not in used]
+        return max(free, key=lambda s: s.talk_frames) if free else None
+
+    def _reassign(self, segment: Segment, slot_speaker: str, mapping: dict[int, str], active: np.ndarray) -> str:
+        """The global speaker a segment of a slot mapped to ``slot_speaker`` belongs to:
+        another tracked speaker whose centroid is more similar (by ``segment_margin``)
+        and who is not active in another slot during the segment, else ``slot_speaker``."""
+        own = self.tracker.speakers[slot_speaker].similarity_to(segment.embedding)
+        if own is None:
+            return slot_speaker
+        s, e = segment.start, segment.end
+        busy = {g for k, g in mapping.items() if k != segment.local and active[s:e, k].mean() > 0.5}
+        best, sim = self.tracker.best_match(segment.embedding, exclude=busy | {slot_speaker})
+        if best is not None and sim > own + self.config.segment_margin:
+            return best.id
+        return slot_speaker
+
+    def update(self, window: Window, probs: np.ndarray, embeddings: dict[int, np.ndarray] | None = None,
+               segments: list[Segment] | None = None) -> DiarizationResult:
         """Map one window's local speakers and settle its kept frames.
 
         Args:
@@ -199,9 +281,12 @@ class DiarizationStitcher:
             probs: float array ``[frames, local_speakers]`` of activity probabilities in
                 [0, 1], ``frames == window.frame_end - window.frame_start``.
             embeddings: optional x-vectors ``{local index: [dim]}`` of the local speakers.
+            segments: optional x-vectors of the local speakers' solo runs; segments may
+                be moved to another speaker (see the module docstring) and then update
+                the centroids instead of the slot x-vectors.
 
         Returns:
-            The settled labels and the local -> global mapping.
+            The settled labels and the local -> global mapping (slot level).
 
         Raises:
             ValueError: probabilities of the wrong shape.
@@ -210,17 +295,39 @@ class DiarizationStitcher:
         if probs.ndim != 2 or probs.shape[0] != n_frames:
             raise ValueError(f"expected activity of shape [{n_frames}, speakers], got {tuple(probs.shape)}")
         embeddings = embeddings or {}
+        segments = segments or []
         active = self.binarize(probs)
         mapping = self._map(window, probs, active, embeddings)
+        # frame-level ownership: start from the slot mapping, then move re-assigned segments
+        owner_p = {gid: probs[:, k] * 1.0 for k, gid in mapping.items()}
+        owner_a = {gid: active[:, k].copy() for k, gid in mapping.items()}
+        updates: list[tuple[str, np.ndarray]] = []
+        seg_slots = set()
+        for seg in segments:
+            if seg.local not in mapping:
+                continue
+            slot_speaker = mapping[seg.local]
+            gid = self._reassign(seg, slot_speaker, mapping, active)
+            if gid != slot_speaker:
+                s, e = seg.start, seg.end
+                if gid not in owner_p:
+                    owner_p[gid], owner_a[gid] = np.zeros(n_frames, probs.dtype), np.zeros(n_frames, bool)
+                owner_p[gid][s:e] = np.maximum(owner_p[gid][s:e], probs[s:e, seg.local])
+                owner_a[gid][s:e] |= active[s:e, seg.local]
+                owner_p[slot_speaker][s:e] = 0.0
+                owner_a[slot_speaker][s:e] = False
+            updates.append((gid, seg.embedding))
+            seg_slots.add(seg.local)
+        updates += [(gid, embeddings[k]) for k, gid in mapping.items() if k in embeddings and k not in seg_slots]
         changed: dict[str, Speaker] = {}
-        for k, gid in mapping.items():
-            emb = embeddings.get(k)
-            if emb is not None:
-                self.tracker.add_embedding(self.tracker.speakers[gid], emb)
-                changed[gid] = self.tracker.speakers[gid]
+        for gid, emb in updates:
+            self.tracker.add_embedding(self.tracker.speakers[gid], emb)
+            changed[gid] = self.tracker.speakers[gid]
         f0 = window.frame_start
-        labels = [tuple(sorted(mapping[k] for k in np.flatnonzero(row) if k in mapping)) for row in active]
-        self._prev = {gid: probs[:, k] * 1.0 for k, gid in mapping.items()}
+        gids = sorted(owner_a)
+        stacked = np.stack([owner_a[g] for g in gids], axis=1) if gids else np.zeros((n_frames, 0), bool)
+        labels = [tuple(g for g, on in zip(gids, row) if on) for row in stacked]
+        self._prev = owner_p
         self._prev_start = f0
         a, b = window.keep_start - f0, window.keep_end - f0
         settled = labels[a:b]

@@ -15,7 +15,7 @@ from wavlm_live import __version__
 from wavlm_live.audio.level import LevelMeter
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.captions import CaptionStitcher
-from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher
+from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher, Segment, solo_runs
 from wavlm_live.engine.ringbuffer import OverwrittenError, RingBuffer
 from wavlm_live.engine.speakers import Speaker, SpeakerTracker
 from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Window, WindowPlan
@@ -74,6 +74,8 @@ class EngineConfig:
         pause_seconds: blank (silence) that closes a caption word; ``None`` disables.
         speaker_threshold: cosine similarity at which an x-vector joins a tracked
             speaker (the microsoft/wavlm-base-plus-sv card suggests 0.86).
+        max_speakers: most global speakers to create (``None``: no limit); see
+            :class:`~wavlm_live.engine.speakers.SpeakerTracker`.
         min_embedding_seconds: active speech a local speaker needs in a window before an
             x-vector is computed for it.
         level_interval: seconds between ``level`` events.
@@ -88,6 +90,7 @@ class EngineConfig:
     max_backlog: int = 1
     pause_seconds: float | None = 0.6
     speaker_threshold: float = 0.86
+    max_speakers: int | None = None
     min_embedding_seconds: float = 1.0
     level_interval: float = 0.1
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
@@ -145,7 +148,7 @@ class Engine:
         self.embeddings_model = embeddings
         self.demo = demo
         self.source_stats = source_stats
-        self.tracker = SpeakerTracker(config.speaker_threshold)
+        self.tracker = SpeakerTracker(config.speaker_threshold, config.max_speakers)
         self.diarizer = DiarizationStitcher(self.tracker, config.diarization) if diarization else None
         self._current_speaker: str | None = None
         speaker_of = self.diarizer.speaker_of if self.diarizer else (lambda s, e: self._current_speaker)
@@ -162,6 +165,8 @@ class Engine:
         self._min_embedding_frames = max(
             round(config.min_embedding_seconds / FRAME_SECONDS), int(getattr(embeddings, "min_frames", 0))
         )
+        # the TDNN needs a few frames more than its span to pool over (>= 2 outputs)
+        self._min_segment_frames = int(getattr(embeddings, "min_frames", 0)) + 2
         self.windows_analysed = 0
         self.windows_skipped = 0
         self.samples_sanitised = 0
@@ -363,9 +368,10 @@ class Engine:
         if self.diarization_model is not None:
             probs = np.asarray(self.diarization_model.activity(audio), dtype=np.float32)
             embeddings: dict[int, np.ndarray] = {}
+            segments: list[Segment] = []
             if self.embeddings_model is not None:
-                embeddings = self._local_embeddings(audio, probs)
-            result = self.diarizer.update(window, probs, embeddings)  # type: ignore[union-attr]
+                embeddings, segments = self._local_embeddings(audio, probs)
+            result = self.diarizer.update(window, probs, embeddings, segments)  # type: ignore[union-attr]
             if result.event is not None:
                 publish(result.event)
             changed = result.changed
@@ -382,17 +388,30 @@ class Engine:
             for event in self.captioner.commit():
                 publish(event)
 
-    def _local_embeddings(self, audio: np.ndarray, probs: np.ndarray) -> dict[int, np.ndarray]:
-        """x-vectors of each local speaker over the frames where it alone is active."""
+    def _local_embeddings(self, audio: np.ndarray, probs: np.ndarray) -> tuple[dict[int, np.ndarray], list[Segment]]:
+        """x-vectors of each local speaker over the frames where it alone is active, and
+        of each of its solo runs (:func:`~wavlm_live.engine.diarization.solo_runs`), from
+        one backbone pass."""
+        cfg = self.diarizer.config  # type: ignore[union-attr]
         active = self.diarizer.binarize(probs)  # type: ignore[union-attr]
         alone = active & (active.sum(axis=1, keepdims=True) == 1)
         if alone.shape[0] < self._min_embedding_frames:
-            return {}
+            return {}, []
         locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= self._min_embedding_frames]
-        if not locals_:
-            return {}
-        vectors = self.embeddings_model.embed(audio, alone[:, locals_].T)  # type: ignore[union-attr]
-        return {k: np.asarray(v, dtype=np.float32) for k, v in zip(locals_, vectors)}
+        runs = []
+        if cfg.segment_min_frames > 0:
+            runs = solo_runs(active, max(cfg.segment_min_frames, self._min_segment_frames), cfg.segment_gap_frames)
+        if not locals_ and not runs:
+            return {}, []
+        masks = [alone[:, k] for k in locals_]
+        for k, start, end in runs:
+            mask = np.zeros(alone.shape[0], bool)
+            mask[start:end] = alone[start:end, k]
+            masks.append(mask)
+        vectors = np.asarray(self.embeddings_model.embed(audio, np.stack(masks)), dtype=np.float32)  # type: ignore[union-attr]
+        embeddings = {k: vectors[i] for i, k in enumerate(locals_)}
+        segments = [Segment(k, start, end, vectors[len(locals_) + i]) for i, (k, start, end) in enumerate(runs)]
+        return embeddings, segments
 
     def _stats(self, analysed_end: int) -> StatsEvent:
         overflows = sanitised = 0

@@ -95,16 +95,33 @@ class SpeakerTracker:
     Thread safety: the engine thread updates it; :meth:`rename` may be called from any
     thread (it takes the tracker's lock, as do the engine-side methods).
 
+    With ``max_speakers`` set, no speaker is created beyond that many: an x-vector that
+    matches nobody joins the most similar speaker instead (diart's ``max_speakers``; the
+    "oracle number of speakers" condition of diarization benchmarks). Enrolled speakers
+    count towards the cap.
+
     Args:
         threshold: minimum cosine similarity to join an existing speaker, in [-1, 1].
+        max_speakers: most speakers to create (``None``: no limit).
+
+    Raises:
+        ValueError: a threshold outside [-1, 1] or ``max_speakers`` < 1.
     """
 
-    def __init__(self, threshold: float = 0.86) -> None:
+    def __init__(self, threshold: float = 0.86, max_speakers: int | None = None) -> None:
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"speaker similarity threshold must be within [-1, 1], got {threshold}")
+        if max_speakers is not None and max_speakers < 1:
+            raise ValueError(f"max_speakers must be at least 1, got {max_speakers}")
         self.threshold = threshold
+        self.max_speakers = max_speakers
         self.speakers: dict[str, Speaker] = {}
         self.lock = threading.RLock()
+
+    @property
+    def full(self) -> bool:
+        """True when ``max_speakers`` speakers exist, so no new one may be created."""
+        return self.max_speakers is not None and len(self.speakers) >= self.max_speakers
 
     def new_speaker(self, embedding: np.ndarray | None = None, name: str | None = None) -> Speaker:
         """Create the next speaker (``S<n>``), optionally seeded with an x-vector."""
@@ -130,11 +147,12 @@ class SpeakerTracker:
         return best, best_sim
 
     def assign(self, embedding: np.ndarray, exclude: set[str] | frozenset[str] = frozenset()) -> Speaker:
-        """Merge ``embedding`` into the best matching speaker at or above the threshold,
-        or create a new speaker with it."""
+        """Merge ``embedding`` into the best matching speaker at or above the threshold
+        (or the best one at all when the tracker is :attr:`full`), or create a new
+        speaker with it."""
         with self.lock:
             best, sim = self.best_match(embedding, exclude)
-            if best is None or sim < self.threshold:
+            if best is None or (sim < self.threshold and not self.full):
                 return self.new_speaker(embedding)
             self.add_embedding(best, embedding)
             return best
@@ -159,7 +177,8 @@ class SpeakerTracker:
         """Create a named speaker from reference x-vectors ``[n, dim]`` (n >= 1).
 
         Raises:
-            ValueError: bad name, a name already taken, or no x-vectors.
+            ValueError: bad name, a name already taken, no x-vectors, or the tracker
+                is :attr:`full`.
         """
         embeddings = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
         if embeddings.shape[0] == 0:
@@ -170,6 +189,8 @@ class SpeakerTracker:
                 raise ValueError("an enrolled speaker needs a name")
             if any(s.name == checked for s in self.speakers.values()):
                 raise ValueError(f"a speaker called {checked!r} is already enrolled")
+            if self.full:
+                raise ValueError(f"max_speakers is {self.max_speakers}: no room to enrol {checked!r}")
             speaker = self.new_speaker(name=checked)
             speaker.enrolled = True
             for e in embeddings:
