@@ -55,6 +55,14 @@ class ClipResult:
         return sum(v * n for v, n in rows) / total
 
 
+def progress(message: str) -> None:
+    """A progress line on stderr: rewritten in place on a terminal, one line each otherwise."""
+    if sys.stderr.isatty():
+        print(f"\r{message}", end="", file=sys.stderr, flush=True)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
 def find_clips(folder: Path) -> dict[str, Path]:
     """Clip name -> audio path for every audio file directly in ``folder``."""
     clips = {}
@@ -111,8 +119,17 @@ def evaluate_folder(args: argparse.Namespace) -> int:
     enabled = {t for t in ("captions", "diarization", "embeddings") if getattr(models, t) is not None}
     needed = ({"captions"} if with_text else set()) | ({"diarization"} if with_rttm else set()) | ({"embeddings"} if trials else set())
     missing = needed - enabled
-    if missing:
+    if missing == needed:
         raise CliError(f"the references need the {', '.join(sorted(missing))} task(s), which are disabled")
+    kinds = {"captions": "transcripts (NAME.txt)", "diarization": "RTTM references", "embeddings": "trials.txt"}
+    for task in sorted(missing):
+        print(f"eval: not scoring the {kinds[task]}: the {task} task is disabled", file=sys.stderr)
+    if "captions" in missing:
+        with_text = []
+    if "diarization" in missing:
+        with_rttm = []
+    if "embeddings" in missing:
+        trials = []
 
     t0 = time.perf_counter()
     refs_text, hyps_text = [], []
@@ -132,7 +149,7 @@ def evaluate_folder(args: argparse.Namespace) -> int:
                 raise CliError(str(exc)) from None
             errors = metrics.diarization_errors(reference, result.turns, collar=args.collar)
             der_total = errors if der_total is None else der_total + errors
-        print(f"\reval: {i} clip(s)", end="", file=sys.stderr, flush=True)
+        progress(f"eval: {i} clip(s)")
     embeddings: dict[str, np.ndarray | None] = {}
     for label, enrol, test in trials:
         for rel in (enrol, test):
@@ -141,8 +158,9 @@ def evaluate_folder(args: argparse.Namespace) -> int:
                 if not path.is_file():
                     raise CliError(f"trials.txt names {rel}, which is not in {folder}")
                 embeddings[rel] = run_clip(models, config, path, {"embeddings"}).embedding()
-                print(f"\reval: {len(embeddings)} verification clip(s)", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+                progress(f"eval: {len(embeddings)} verification clip(s)")
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
 
     report: dict[str, Any] = {"folder": str(folder), "models": models.ids, "window": config.window, "hop": config.hop}
     if refs_text:

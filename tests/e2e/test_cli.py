@@ -89,6 +89,15 @@ def test_eval_prints_every_metric(tiny_checkpoints, tmp_path):
     # random-weight models: captions are gibberish, so the error rates are high but finite
     assert 0.5 < report["cer"] < 10 and 0.5 < report["wer"] < 10
     assert 0 <= report["der"] < 10 and 0 <= report["eer"] <= 1
+    # a disabled task's references are left out (and said so), the rest is still scored
+    out = run("eval", folder, "--json", "--no-captions", "--no-embeddings", *model_args(tiny_checkpoints))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert "cer" not in report and "eer" not in report and report["clips_diarization"] == 3
+    assert "not scoring the transcripts" in out.stderr and "not scoring the trials.txt" in out.stderr
+    assert "eval: 3 clip(s)\n" in out.stderr  # not a terminal: one progress line each
+    out = run("eval", folder, "--no-captions", "--no-diarization", "--no-embeddings", *model_args(tiny_checkpoints))
+    assert out.returncode == 2 and "disable" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_devices_lists_the_virtual_microphone(virtual_mic):
