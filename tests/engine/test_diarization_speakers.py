@@ -274,3 +274,39 @@ def test_segments_split_a_slot_that_holds_two_speakers():
     assert ids[0] != ids[1] and acc > 0.97, acc
     acc_slots, _ = accuracy(stitch(False))
     assert acc_slots < 0.9, acc_slots
+
+
+def test_short_voice_without_xvector_is_not_a_new_speaker_when_xvectors_are_on():
+    """Short remarks (0.6 s: too little solo speech for an x-vector) after a silence join
+    the speaker that talked most when x-vectors are on; with x-vectors off (None) each
+    remark that continues nobody becomes a new speaker, as before."""
+    rng = np.random.default_rng(4)
+    total = 16000 * 30
+    n = frames_for_samples(total)
+    truth = np.zeros((n, 2), bool)
+    truth[0:250, 0] = True          # 0-5 s: a long turn (gets x-vectors)
+    truth[600:630, 1] = True        # 12 s: a 0.6 s remark in the other slot
+    truth[900:930, 1] = True        # 18 s: another
+    planted = rng.normal(size=16)
+
+    def stitch(xvectors_on):
+        tracker = SpeakerTracker(threshold=0.8)
+        stitcher = DiarizationStitcher(tracker, DiarizationConfig(median_frames=1))
+        labels = {}
+        for w in WindowPlan(4.0, 1.0).windows_for(total):
+            probs = truth[w.frame_start : w.frame_end].astype(float)
+            emb = None
+            if xvectors_on:
+                emb = {0: planted + rng.normal(0, 0.05, 16)} if probs[:, 0].sum() >= 50 else {}
+            r = stitcher.update(w, probs, emb)
+            if r.event is not None:
+                start = round(r.event.start / 0.02)
+                for i, lab in enumerate(r.event.labels):
+                    labels[start + i] = lab
+        return tracker, labels
+
+    tracker, labels = stitch(True)
+    assert sorted(tracker.speakers) == ["S1"]
+    assert all(labels[f] == ("S1",) for f in list(range(602, 628)) + list(range(902, 928)))
+    tracker, labels = stitch(False)
+    assert sorted(tracker.speakers) == ["S1", "S2", "S3"]

@@ -198,7 +198,8 @@ class DiarizationStitcher:
             active = median_filter(active, size=(self.config.median_frames, 1), mode="nearest")
         return active
 
-    def _map(self, window: Window, probs: np.ndarray, active: np.ndarray, embeddings: dict[int, np.ndarray]) -> dict[int, str]:
+    def _map(self, window: Window, probs: np.ndarray, active: np.ndarray,
+             embeddings: dict[int, np.ndarray] | None) -> dict[int, str]:
         cfg = self.config
         f0 = window.frame_start
         n, k_local = probs.shape
@@ -211,7 +212,7 @@ class DiarizationStitcher:
         for k in range(k_local):
             if not active[:, k].any():
                 continue
-            emb = embeddings.get(k)
+            emb = embeddings.get(k) if embeddings is not None else None
             for j, gid in enumerate(candidates):
                 total, admissible = 0.0, False
                 if gid in self._prev and hi > lo:
@@ -233,29 +234,37 @@ class DiarizationStitcher:
                 if np.isfinite(score[k, j]):
                     mapping[int(k)] = candidates[j]
         used = set(mapping.values())
+        keep = slice(window.keep_start - f0, window.keep_end - f0)
         for k in range(k_local):
             if k in mapping or active[:, k].sum() < cfg.min_new_frames:
                 continue
-            speaker = self._match_or_create(embeddings.get(k), used)
+            emb = embeddings.get(k) if embeddings is not None else None
+            if emb is None and embeddings is not None and not active[keep, k].any():
+                # x-vectors are on but this voice has too little solo speech yet, and none
+                # of it settles now: decide in a later window, when it has an x-vector
+                continue
+            speaker = self._match_or_create(emb, used, may_create=emb is not None or embeddings is None)
             if speaker is None:
                 continue  # every allowed speaker is taken in this window: leave it unlabelled
             mapping[k] = speaker.id
             used.add(speaker.id)
         return mapping
 
-    def _match_or_create(self, emb: np.ndarray | None, used: set[str]) -> Speaker | None:
+    def _match_or_create(self, emb: np.ndarray | None, used: set[str], may_create: bool = True) -> Speaker | None:
         """Global speaker for a local one that continues nobody in the previous window:
         the most similar tracked speaker not ``used`` at or above the threshold, else a new
-        one; when the tracker is full, the most similar unused speaker (without an x-vector:
-        the unused one that talked most), or ``None`` when all are used."""
+        one (if ``may_create``, i.e. x-vectors are off or this voice has one, or if every
+        tracked speaker is used); else the most similar unused speaker (without an
+        x-vector: the unused one that talked most); ``None`` when the tracker is full and
+        all are used."""
         best, sim = (None, float("-inf")) if emb is None else self.tracker.best_match(emb, exclude=used)
         if best is not None and sim >= self.tracker.threshold:
             return best
-        if not self.tracker.full:
+        free = [s for s in self.tracker.speakers.values() if s.id not in used]
+        if not self.tracker.full and (may_create or not free):
             return self.tracker.new_speaker()
         if best is not None:
             return best
-        free = [s for s in self.tracker.speakers.values() if s.id not in used]
         return max(free, key=lambda s: s.talk_frames) if free else None
 
     def _reassign(self, segment: Segment, slot_speaker: str, mapping: dict[int, str], active: np.ndarray) -> str:
@@ -280,7 +289,11 @@ class DiarizationStitcher:
             window: the analysed window.
             probs: float array ``[frames, local_speakers]`` of activity probabilities in
                 [0, 1], ``frames == window.frame_end - window.frame_start``.
-            embeddings: optional x-vectors ``{local index: [dim]}`` of the local speakers.
+            embeddings: x-vectors ``{local index: [dim]}`` of the local speakers, or
+                ``None`` when x-vectors are off. When they are on, a new voice with too
+                little solo speech for an x-vector is not made a new speaker until one of
+                its frames must settle, and then joins the unused speaker that talked
+                most if there is one.
             segments: optional x-vectors of the local speakers' solo runs; segments may
                 be moved to another speaker (see the module docstring) and then update
                 the centroids instead of the slot x-vectors.
@@ -294,10 +307,10 @@ class DiarizationStitcher:
         n_frames = window.frame_end - window.frame_start
         if probs.ndim != 2 or probs.shape[0] != n_frames:
             raise ValueError(f"expected activity of shape [{n_frames}, speakers], got {tuple(probs.shape)}")
-        embeddings = embeddings or {}
         segments = segments or []
         active = self.binarize(probs)
         mapping = self._map(window, probs, active, embeddings)
+        embeddings = embeddings or {}
         # frame-level ownership: start from the slot mapping, then move re-assigned segments
         owner_p = {gid: probs[:, k] * 1.0 for k, gid in mapping.items()}
         owner_a = {gid: active[:, k].copy() for k, gid in mapping.items()}

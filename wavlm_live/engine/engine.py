@@ -367,7 +367,7 @@ class Engine:
         changed: list[Speaker] = []
         if self.diarization_model is not None:
             probs = np.asarray(self.diarization_model.activity(audio), dtype=np.float32)
-            embeddings: dict[int, np.ndarray] = {}
+            embeddings: dict[int, np.ndarray] | None = None  # None: x-vectors are off
             segments: list[Segment] = []
             if self.embeddings_model is not None:
                 embeddings, segments = self._local_embeddings(audio, probs)
