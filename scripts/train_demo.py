@@ -9,8 +9,10 @@ Tasks (each a plain `wavlm_live.model` module, saved in the Hugging Face folder 
                weighted layer sum, initialised from the CTC encoder. Examples: random
                crops of synthetic two-speaker conversations (pauses, turn changes, overlap);
                loss: permutation-invariant BCE (min over the two label orders, per crop).
-  embeddings   WavLMForXVector (weighted layer sum, small TDNN), initialised from the CTC
-               encoder. Examples: single-speaker crops and the frames of one speaker inside
+  embeddings   WavLMForXVector (weighted layer sum, small TDNN), initialised from the
+               trained diarization encoder (which has learnt to tell voices apart; from
+               the CTC encoder, trained to ignore the speaker, EER stalled at ~25%, and
+               from scratch the embeddings collapsed). Examples: single-speaker crops and the frames of one speaker inside
                two-speaker crops (masked statistics pooling, as the streaming engine pools a
                speaker's frames), two crops per identity; loss: angular prototypical
                (Chung et al. 2020) over the identities of the batch, on the embeddings
@@ -29,7 +31,7 @@ checkpoint so far as a Hugging Face folder, OUT/log.jsonl the progress log.
 Usage:
   python scripts/train_demo.py ctc --corpus corpus/demo --out runs/ctc --steps 3000
   python scripts/train_demo.py diarization --corpus corpus/demo --out runs/diar --init runs/ctc/best
-  python scripts/train_demo.py embeddings --corpus corpus/demo --out runs/xvec --init runs/ctc/best
+  python scripts/train_demo.py embeddings --corpus corpus/demo --out runs/xvec --init runs/diar/best
   python scripts/train_demo.py export runs/ctc/best wavlm_live/data/demo/captions --fp16
 """
 
