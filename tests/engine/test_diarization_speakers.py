@@ -128,9 +128,9 @@ def test_max_speakers_with_embeddings_below_threshold():
     base = rng.normal(size=(2, 16))
     planted = base + 0.0  # noisy per window below: similarity to a centroid ~0.6 < 0.8
 
-    def emb_run(max_speakers):
+    def emb_run(max_speakers, new_speaker_frames=0):
         tracker = SpeakerTracker(threshold=0.8, max_speakers=max_speakers)
-        stitcher = DiarizationStitcher(tracker, DiarizationConfig(median_frames=1))
+        stitcher = DiarizationStitcher(tracker, DiarizationConfig(median_frames=1, new_speaker_frames=new_speaker_frames))
         labels = {}
         for w in WindowPlan(4.0, 1.0).windows_for(total):
             probs = truth[w.frame_start : w.frame_end].astype(float)
@@ -144,6 +144,11 @@ def test_max_speakers_with_embeddings_below_threshold():
 
     tracker, _ = emb_run(None)
     assert len(tracker.speakers) > 2
+    # with the default new_speaker_frames (2 s of solo speech in one window) a returning
+    # voice, which first shows up in a window's newest second, is too short to found a
+    # speaker on its noisy x-vector: it joins the closest unused speaker instead
+    tracker, _ = emb_run(None, DiarizationConfig().new_speaker_frames)
+    assert sorted(tracker.speakers) == ["S1", "S2"]
     tracker, labels = emb_run(2)
     assert sorted(tracker.speakers) == ["S1", "S2"]
     a, b = labels[100][0], labels[400][0]

@@ -54,6 +54,10 @@ class DiarizationConfig:
         history_frames: settled frame labels kept for speaker look-ups of caption words.
         segment_margin: how much more similar (cosine) a segment's x-vector must be to
             another speaker's centroid than to its slot's speaker to be moved there.
+        new_speaker_frames: with x-vectors on, solo frames a local speaker needs in a
+            window before an x-vector that matches nobody makes it a new speaker (a
+            shorter one joins the most similar unused speaker: x-vectors of a second or
+            so are too noisy to found a speaker on).
         segment_min_frames: solo frames a run needs to get its own x-vector (0 disables
             segment re-assignment).
         segment_gap_frames: pauses shorter than this do not split a run.
@@ -67,6 +71,7 @@ class DiarizationConfig:
     turn_gap_frames: int = 15
     history_frames: int = 3000
     segment_margin: float = 0.0
+    new_speaker_frames: int = 100
     segment_min_frames: int = 40
     segment_gap_frames: int = 10
 
@@ -243,7 +248,9 @@ class DiarizationStitcher:
                 # x-vectors are on but this voice has too little solo speech yet, and none
                 # of it settles now: decide in a later window, when it has an x-vector
                 continue
-            speaker = self._match_or_create(emb, used, may_create=emb is not None or embeddings is None)
+            solo = int((active[:, k] & (active.sum(axis=1) == 1)).sum())
+            may_create = embeddings is None or (emb is not None and solo >= cfg.new_speaker_frames)
+            speaker = self._match_or_create(emb, used, may_create=may_create)
             if speaker is None:
                 continue  # every allowed speaker is taken in this window: leave it unlabelled
             mapping[k] = speaker.id
