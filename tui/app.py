@@ -325,7 +325,7 @@ class DashboardApp(App[int]):
             models = hello.get("models") or {}
             out.append("  │ ", style="dim")
             if hello.get("demo"):
-                out.append("demo checkpoints (random/synthetic weights, not real speech models): ", style="yellow")
+                out.append("demo checkpoints (synthetic-speech models, not for human voices): ", style="yellow")
             out.append(", ".join(f"{task} {model}" for task, model in models.items()) or "no models", style="dim")
         return out
 
@@ -371,7 +371,7 @@ class DashboardApp(App[int]):
         if hello is not None:
             header.append("# models: " + ", ".join(f"{k} {v}" for k, v in (hello.get("models") or {}).items()))
             if hello.get("demo"):
-                header.append("# DEMO MODELS: random/synthetic weights; the text is not real speech recognition")
+                header.append("# DEMO MODELS: trained on synthetic espeak-ng speech only; not recognition of human speech")
         text = "\n".join(header + lines) + "\n"
         try:
             await asyncio.to_thread(path.write_text, text, encoding="utf-8")

@@ -30,7 +30,8 @@ HELP = """\
   (s of audio not analysed yet), skipped windows, input overflows,
   dropped messages, model ids.
   [black on yellow] DEMO MODELS [/] the server runs the small demo checkpoints
-  (random or synthetic-speech weights): the output is not meaningful.
+  (trained on synthetic espeak-ng speech only): on human voices the
+  output is not meaningful.
 
 Server: {url}"""
 

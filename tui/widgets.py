@@ -574,8 +574,8 @@ class EngineInfo(Bar):
         if not models:
             out.append("  waiting for the server's hello\n", style="dim")
         if hello.get("demo"):
-            out.append("  DEMO checkpoints: random or synthetic-speech weights;\n"
-                       "  captions and speakers are not meaningful.\n", style="bold yellow")
+            out.append("  DEMO checkpoints: trained on synthetic espeak-ng speech\n"
+                       "  only; on human voices the output is not meaningful.\n", style="bold yellow")
         out.append("Stream\n", style="bold")
         out.append(f"  received      {short_clock(state.stream_time)}\n")
         out.append(f"  settled       {short_clock(state.frames_end)}\n")

@@ -231,7 +231,7 @@ async def test_demo_models_are_flagged(make_server, hello):
     app = DashboardApp(server.url, config=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: "DEMO MODELS" in top(app), "the DEMO MODELS badge")
-        assert "demo checkpoints (random/synthetic weights" in app.stats_bar.plain
+        assert "demo checkpoints (synthetic-speech models" in app.stats_bar.plain
 
 
 async def test_keys_timestamps_pause_clear_help_and_save(make_server, recording, tmp_path):
