@@ -24,6 +24,14 @@ def conversation(n_frames, rng):
     return truth
 
 
+def record(labels, result):
+    """Store a stitcher result's settled labels in ``labels`` {absolute frame: speaker ids}."""
+    if result.event is not None:
+        start = round(result.event.start / 0.02)
+        for i, lab in enumerate(result.event.labels):
+            labels[start + i] = lab
+
+
 def run(truth, plan, total_samples, flip, embeddings=None, noise=0.1, rng=None, max_speakers=None):
     tracker = SpeakerTracker(threshold=0.8, max_speakers=max_speakers)
     stitcher = DiarizationStitcher(tracker, DiarizationConfig(median_frames=1))
@@ -38,11 +46,7 @@ def run(truth, plan, total_samples, flip, embeddings=None, noise=0.1, rng=None, 
             order = [1, 0] if flip(w.index) else [0, 1]
             emb = {k: embeddings[order[k]] + rng.normal(0, 0.05, embeddings.shape[1]) for k in range(2)
                    if probs[:, k].max() >= 0.5 and (probs[:, k] >= 0.5).sum() >= 15}
-        result = stitcher.update(w, probs, emb)
-        if result.event is not None:
-            start = round(result.event.start / 0.02)
-            for i, lab in enumerate(result.event.labels):
-                labels[start + i] = lab
+        record(labels, stitcher.update(w, probs, emb))
     return tracker, stitcher, labels
 
 
@@ -135,11 +139,7 @@ def test_max_speakers_with_embeddings_below_threshold():
         for w in WindowPlan(4.0, 1.0).windows_for(total):
             probs = truth[w.frame_start : w.frame_end].astype(float)
             emb = {k: planted[k] + rng.normal(0, 0.8, 16) for k in range(2) if (probs[:, k] >= 0.5).sum() >= 15}
-            r = stitcher.update(w, probs, emb)
-            if r.event is not None:
-                start = round(r.event.start / 0.02)
-                for i, lab in enumerate(r.event.labels):
-                    labels[start + i] = lab
+            record(labels, stitcher.update(w, probs, emb))
         return tracker, labels
 
     tracker, _ = emb_run(None)
@@ -257,11 +257,7 @@ def test_segments_split_a_slot_that_holds_two_speakers():
                 who = int(np.argmax(y[s:e].sum(axis=0)))  # the voice actually speaking
                 segs.append(Segment(k, s, e, planted[who] + rng.normal(0, 0.1, 16)))
             emb = {k: planted[k] + rng.normal(0, 0.1, 16) for k in range(2) if active[:, k].sum() >= 20 and w.index % 10 < 4}
-            r = stitcher.update(w, probs, emb, segs if with_segments else None)
-            if r.event is not None:
-                start = round(r.event.start / 0.02)
-                for i, lab in enumerate(r.event.labels):
-                    labels[start + i] = lab
+            record(labels, stitcher.update(w, probs, emb, segs if with_segments else None))
         return labels
 
     def accuracy(labels):
@@ -303,11 +299,7 @@ def test_short_voice_without_xvector_is_not_a_new_speaker_when_xvectors_are_on()
             emb = None
             if xvectors_on:
                 emb = {0: planted + rng.normal(0, 0.05, 16)} if probs[:, 0].sum() >= 50 else {}
-            r = stitcher.update(w, probs, emb)
-            if r.event is not None:
-                start = round(r.event.start / 0.02)
-                for i, lab in enumerate(r.event.labels):
-                    labels[start + i] = lab
+            record(labels, stitcher.update(w, probs, emb))
         return tracker, labels
 
     tracker, labels = stitch(True)
