@@ -28,10 +28,9 @@ DEMO_TASK_FOLDERS = {"captions": "captions", "diarization": "diarization", "embe
 """Sub-folders of the bundled demo checkpoints in ``wavlm_live/data/demo``."""
 
 DEMO_SPEAKER_THRESHOLD = 0.86
-"""Cosine-similarity threshold for the bundled demo x-vector model: its equal-error point
-on 1000 verification trials of held-out voices through the streaming pipeline was 0.839
-(0.883 on another 600)
-(see wavlm_live/data/demo/embeddings/README.md)."""
+"""Cosine-similarity threshold for the bundled demo x-vector model, between its equal-error
+points on two sets of verification trials of held-out voices through the streaming
+pipeline: 0.839 (1000 trials) and 0.883 (600); see wavlm_live/data/demo/embeddings/README.md."""
 
 
 def demo_dir() -> Path:

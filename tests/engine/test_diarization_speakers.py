@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher, Segment, solo_runs
+from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher, Segment, solo_activity, solo_runs
 from wavlm_live.engine.speakers import SpeakerTracker, check_name
 from wavlm_live.engine.windows import WindowPlan, frames_for_samples
 
@@ -220,9 +220,9 @@ def test_solo_runs_split_at_pauses_and_skip_overlap():
     active[33:60, 0] = True   # 3-frame pause: same run
     active[75:95, 0] = True   # 15-frame pause: new run
     active[50:70, 1] = True   # overlaps run 1's end: those frames are not solo
-    runs = solo_runs(active, min_frames=10, max_gap=5)
+    runs = solo_runs(solo_activity(active), min_frames=10, max_gap=5)
     assert runs == [(0, 0, 50), (1, 60, 70), (0, 75, 95)]
-    assert solo_runs(active, min_frames=25, max_gap=5) == [(0, 0, 50)]
+    assert solo_runs(solo_activity(active), min_frames=25, max_gap=5) == [(0, 0, 50)]
 
 
 def test_segments_split_a_slot_that_holds_two_speakers():
@@ -253,7 +253,7 @@ def test_segments_split_a_slot_that_holds_two_speakers():
                 probs = np.stack([y.any(axis=1), np.zeros(len(y), bool)], axis=1).astype(float)
             active = probs >= 0.5
             segs = []
-            for k, s, e in solo_runs(active, 20, 5):
+            for k, s, e in solo_runs(solo_activity(active), 20, 5):
                 who = int(np.argmax(y[s:e].sum(axis=0)))  # the voice actually speaking
                 segs.append(Segment(k, s, e, planted[who] + rng.normal(0, 0.1, 16)))
             emb = {k: planted[k] + rng.normal(0, 0.1, 16) for k in range(2) if active[:, k].sum() >= 20 and w.index % 10 < 4}

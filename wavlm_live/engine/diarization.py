@@ -114,17 +114,22 @@ def soft_dice(p: np.ndarray, q: np.ndarray) -> float:
     return 0.0 if denom <= 1e-6 else 2.0 * float(np.minimum(p, q).sum()) / denom
 
 
-def solo_runs(active: np.ndarray, min_frames: int, max_gap: int) -> list[tuple[int, int, int]]:
+def solo_activity(active: np.ndarray) -> np.ndarray:
+    """Bool ``[frames, local_speakers]``: where each local speaker alone is active
+    (``active`` of the same shape)."""
+    return active & (active.sum(axis=1, keepdims=True) == 1)
+
+
+def solo_runs(alone: np.ndarray, min_frames: int, max_gap: int) -> list[tuple[int, int, int]]:
     """Runs of solo speech per local speaker: ``(local, start, end)`` frame spans
-    (``end`` exclusive) of at least ``min_frames`` frames where that speaker alone is
-    active, joining runs separated by fewer than ``max_gap`` frames.
+    (``end`` exclusive) holding at least ``min_frames`` solo frames, joining runs
+    separated by fewer than ``max_gap`` frames.
 
     Args:
-        active: bool ``[frames, local_speakers]`` activity.
+        alone: bool ``[frames, local_speakers]`` solo activity (:func:`solo_activity`).
         min_frames: shortest run kept (frames).
         max_gap: gaps shorter than this many frames do not split a run.
     """
-    alone = active & (active.sum(axis=1, keepdims=True) == 1)
     runs = []
     for k in range(alone.shape[1]):
         idx = np.flatnonzero(alone[:, k])
@@ -240,6 +245,7 @@ class DiarizationStitcher:
                     mapping[int(k)] = candidates[j]
         used = set(mapping.values())
         keep = slice(window.keep_start - f0, window.keep_end - f0)
+        alone = solo_activity(active)
         for k in range(k_local):
             if k in mapping or active[:, k].sum() < cfg.min_new_frames:
                 continue
@@ -248,8 +254,7 @@ class DiarizationStitcher:
                 # x-vectors are on but this voice has too little solo speech yet, and none
                 # of it settles now: decide in a later window, when it has an x-vector
                 continue
-            solo = int((active[:, k] & (active.sum(axis=1) == 1)).sum())
-            may_create = embeddings is None or (emb is not None and solo >= cfg.new_speaker_frames)
+            may_create = embeddings is None or (emb is not None and alone[:, k].sum() >= cfg.new_speaker_frames)
             speaker = self._match_or_create(emb, used, may_create=may_create)
             if speaker is None:
                 continue  # every allowed speaker is taken in this window: leave it unlabelled

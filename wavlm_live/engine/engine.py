@@ -15,7 +15,7 @@ from wavlm_live import __version__
 from wavlm_live.audio.level import LevelMeter
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.captions import CaptionStitcher
-from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher, Segment, solo_runs
+from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher, Segment, solo_activity, solo_runs
 from wavlm_live.engine.ringbuffer import OverwrittenError, RingBuffer
 from wavlm_live.engine.speakers import Speaker, SpeakerTracker
 from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Window, WindowPlan
@@ -394,13 +394,13 @@ class Engine:
         one backbone pass."""
         cfg = self.diarizer.config  # type: ignore[union-attr]
         active = self.diarizer.binarize(probs)  # type: ignore[union-attr]
-        alone = active & (active.sum(axis=1, keepdims=True) == 1)
+        alone = solo_activity(active)
         if alone.shape[0] < self._min_embedding_frames:
             return {}, []
         locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= self._min_embedding_frames]
         runs = []
         if cfg.segment_min_frames > 0:
-            runs = solo_runs(active, max(cfg.segment_min_frames, self._min_segment_frames), cfg.segment_gap_frames)
+            runs = solo_runs(alone, max(cfg.segment_min_frames, self._min_segment_frames), cfg.segment_gap_frames)
         if not locals_ and not runs:
             return {}, []
         masks = [alone[:, k] for k in locals_]
