@@ -211,6 +211,8 @@ class DiarizationStitcher:
     def _map(self, window: Window, probs: np.ndarray, active: np.ndarray,
              embeddings: dict[int, np.ndarray] | None) -> dict[int, str]:
         cfg = self.config
+        xvectors_on = embeddings is not None
+        embeddings = embeddings or {}
         f0 = window.frame_start
         n, k_local = probs.shape
         prev_ids = list(self._prev)
@@ -222,7 +224,7 @@ class DiarizationStitcher:
         for k in range(k_local):
             if not active[:, k].any():
                 continue
-            emb = embeddings.get(k) if embeddings is not None else None
+            emb = embeddings.get(k)
             for j, gid in enumerate(candidates):
                 total, admissible = 0.0, False
                 if gid in self._prev and hi > lo:
@@ -249,12 +251,12 @@ class DiarizationStitcher:
         for k in range(k_local):
             if k in mapping or active[:, k].sum() < cfg.min_new_frames:
                 continue
-            emb = embeddings.get(k) if embeddings is not None else None
-            if emb is None and embeddings is not None and not active[keep, k].any():
+            emb = embeddings.get(k)
+            if emb is None and xvectors_on and not active[keep, k].any():
                 # x-vectors are on but this voice has too little solo speech yet, and none
                 # of it settles now: decide in a later window, when it has an x-vector
                 continue
-            may_create = embeddings is None or (emb is not None and alone[:, k].sum() >= cfg.new_speaker_frames)
+            may_create = not xvectors_on or (emb is not None and alone[:, k].sum() >= cfg.new_speaker_frames)
             speaker = self._match_or_create(emb, used, may_create=may_create)
             if speaker is None:
                 continue  # every allowed speaker is taken in this window: leave it unlabelled
