@@ -464,16 +464,32 @@ TASKS = {"ctc": CTCTask, "diarization": DiarizationTask, "embeddings": Embedding
 # ----------------------------------------------------------------------------- model init / io
 
 def init_from(model: torch.nn.Module, source: Path, log) -> None:
-    """Copy the backbone (`wavlm.*`) of a checkpoint folder into model, keeping its first layers."""
-    src = load_pretrained(str(source), device="cpu", dtype=torch.float32).model.state_dict()
+    """Initialise model from a checkpoint folder: its backbone (`wavlm.*`), and its head too when
+    both are the same architecture (e.g. a CTC model continued on a new corpus).
+
+    Tensors are copied by name where the shapes match, so a shallower target keeps the source's
+    first layers. A deeper pre-LN target (``do_stable_layer_norm``) gets its extra layers as
+    identity blocks: their attention `out_proj` and feed-forward `output_dense` start at zero, so
+    each residual branch adds nothing and the grown model computes exactly what the source did
+    (the "function-preserving" growth of Net2Net, Chen et al. 2016) before training goes on.
+    """
+    src_model = load_pretrained(str(source), device="cpu", dtype=torch.float32).model
+    src = src_model.state_dict()
+    same_arch = type(src_model) is type(model)
     own = model.state_dict()
     copied = 0
     for k, v in src.items():
-        if k.startswith("wavlm.") and k in own and own[k].shape == v.shape:
+        if (k.startswith("wavlm.") or same_arch) and k in own and own[k].shape == v.shape:
             own[k] = v.float()
             copied += 1
+    grown = list(range(src_model.config.num_hidden_layers, model.config.num_hidden_layers))
+    if grown and model.config.do_stable_layer_norm:
+        for i in grown:
+            for name in ("attention.out_proj", "feed_forward.output_dense"):
+                for part in ("weight", "bias"):
+                    own[f"wavlm.encoder.layers.{i}.{name}.{part}"].zero_()
     model.load_state_dict(own)
-    log({"init": str(source), "tensors_copied": copied})
+    log({"init": str(source), "tensors_copied": copied, "head_copied": same_arch, "identity_layers": grown})
 
 
 def export(src: Path, dst: Path, fp16: bool) -> None:

@@ -108,3 +108,20 @@ def test_export_fp16_loads_and_matches(runs, train_mod, tmp_path):
     x = torch.randn(1, 16000)
     la, lb = a(x).logits, b(x).logits
     assert torch.allclose(la, lb, atol=0.05 * la.abs().max().item())
+
+
+def test_init_from_same_architecture_copies_the_head_and_grows_identity_layers(runs, train_mod):
+    src = load_pretrained(runs / "ctc" / "best").model.eval()
+    n = src.config.num_hidden_layers
+    grown = WavLMForCTC(train_mod.make_config("ctc", n + 2)).eval()
+    logged = []
+    train_mod.init_from(grown, runs / "ctc" / "best", logged.append)
+    assert logged[-1]["head_copied"] and logged[-1]["identity_layers"] == [n, n + 1]
+    assert torch.equal(grown.lm_head.weight, src.lm_head.weight)
+    x = torch.randn(2, 24000)
+    with torch.no_grad():  # the extra pre-LN layers start as identity blocks: same logits as the source
+        torch.testing.assert_close(grown(x).logits, src(x).logits, rtol=0, atol=1e-5)
+    # a fresh model of the grown depth computes something else: the test above is not vacuous
+    fresh = WavLMForCTC(train_mod.make_config("ctc", n + 2)).eval()
+    with torch.no_grad():
+        assert (fresh(x).logits - src(x).logits).abs().max() > 1e-2
