@@ -411,11 +411,7 @@ class EmbeddingTask(Task):
     @staticmethod
     def masked_embeddings(model, x, mask, M):
         """x-vectors pooled over the frames selected by M [B, T] (the streaming engine's masked pooling)."""
-        h, _ = model._features(x, mask, False)
-        h = model.projector(h)
-        for layer in model.tdnn:
-            h = layer(h)
-        h = h.float()  # [B, T', C]
+        h, _ = model.frame_features(x, mask)  # [B, T', C] float32
         span = sum((k - 1) * d for k, d in zip(model.config.tdnn_kernel, model.config.tdnn_dilation))
         c = span // 2
         m = M[:, c:c + h.shape[1]].to(h.device)
@@ -425,8 +421,7 @@ class EmbeddingTask(Task):
         cnt = m.sum(1, keepdim=True).clamp(min=2)
         mean = torch.einsum("bt,btc->bc", m, h) / cnt
         var = torch.einsum("bt,btc->bc", m, (h - mean[:, None]) ** 2) / (cnt - 1)
-        pooled = torch.cat([mean, (var + 1e-6).sqrt()], -1)
-        return model.feature_extractor(pooled.to(model.feature_extractor.weight.dtype))
+        return model.embed_statistics(mean, (var + 1e-6).sqrt())
 
     def loss(self, model, batch, device):
         x, mask, M, n_spk, _ = batch

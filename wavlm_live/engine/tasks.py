@@ -112,11 +112,7 @@ class XVectorRunner(_Runner):
         x = self._input(audio)
         if masks is None:
             return model(x).embeddings.float().cpu().numpy()
-        h, _ = model._features(x, None, False)
-        h = model.projector(h)
-        for layer in model.tdnn:
-            h = layer(h)
-        h = h[0].float()  # [T', C]
+        h = model.frame_features(x)[0][0]  # [T', C] float32
         n_frames = h.shape[0] + self._span
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 2 or masks.shape[1] != n_frames:
@@ -129,5 +125,4 @@ class XVectorRunner(_Runner):
         mean = (m @ h) / counts  # [n, C]
         centred = h.unsqueeze(0) - mean.unsqueeze(1)  # [n, T', C]
         std = ((m.unsqueeze(-1) * centred.square()).sum(dim=1) / (counts - 1)).sqrt()
-        pooled = torch.cat([mean, std], dim=-1).to(model.feature_extractor.weight.dtype)
-        return model.feature_extractor(pooled).float().cpu().numpy()
+        return model.embed_statistics(mean, std).float().cpu().numpy()

@@ -131,17 +131,34 @@ class WavLMForXVector(_TaskModel):
         output there). ``[B]`` int64 -> ``[B]`` int64."""
         return frame_lengths - sum(k - 1 for k in self.config.tdnn_kernel)
 
+    def frame_features(self, input_values: Tensor, attention_mask: Tensor | None = None,
+                       output_hidden_states: bool = False) -> tuple[Tensor, WavLMOutput]:
+        """The per-frame features that statistics pooling averages: backbone (or weighted layer
+        sum), ``projector``, TDNN layers. Returns float32 ``[B, T - span, tdnn_dim[-1]]``
+        (``span = sum((kernel - 1) * dilation)``; TDNN frame ``t`` sees backbone frames
+        ``[t, t + span]``) and the backbone output. Callers that pool over their own frame
+        masks (the streaming engine's per-speaker x-vectors) use this and
+        :meth:`embed_statistics`."""
+        h, out = self._features(input_values, attention_mask, output_hidden_states)
+        h = self.projector(h)
+        for layer in self.tdnn:
+            h = layer(h)
+        return h.float(), out
+
+    def embed_statistics(self, mean: Tensor, std: Tensor) -> Tensor:
+        """x-vectors from pooled statistics: ``feature_extractor([mean, std])``.
+        mean, std: float32 ``[B, tdnn_dim[-1]]`` -> embeddings ``[B, xvector_output_dim]``
+        in the model's dtype."""
+        pooled = torch.cat([mean, std], dim=-1).to(self.feature_extractor.weight.dtype)
+        return self.feature_extractor(pooled)
+
     def forward(self, input_values: Tensor, attention_mask: Tensor | None = None,
                 output_hidden_states: bool = False) -> WavLMOutput:
         n_frames = self.config.frames_for_samples(input_values.shape[-1]) if input_values.dim() == 2 else 0
         if input_values.dim() == 2 and n_frames < self.min_frames:
             raise ValueError(f"input_values has {input_values.shape[-1]} samples ({n_frames} frames); the x-vector "
                              f"head needs at least {self.min_frames} frames")
-        h, out = self._features(input_values, attention_mask, output_hidden_states)
-        h = self.projector(h)
-        for layer in self.tdnn:
-            h = layer(h)
-        h = h.float()
+        h, out = self.frame_features(input_values, attention_mask, output_hidden_states)
         if attention_mask is None:
             mean, std = h.mean(dim=1), h.std(dim=1)
         else:
@@ -153,7 +170,6 @@ class WavLMForXVector(_TaskModel):
             stats = [(h[i, :n].mean(dim=0), h[i, :n].std(dim=0)) for i, n in enumerate(lengths)]
             mean = torch.stack([m for m, _ in stats])
             std = torch.stack([s for _, s in stats])
-        pooled = torch.cat([mean, std], dim=-1).to(self.feature_extractor.weight.dtype)
-        out.embeddings = self.feature_extractor(pooled)
+        out.embeddings = self.embed_statistics(mean, std)
         out.logits = self.classifier(out.embeddings)
         return out
