@@ -9,6 +9,13 @@ this project's CPUs it is 10-30% faster than ``F.linear`` (MKL) for WavLM's shap
 the separate GELU / add pass. Everywhere else (CUDA, float16, training, or a PyTorch build
 without the op) it is plain ``F.linear`` plus the activation / add, with the same results up
 to float rounding.
+
+bfloat16 weights are also pre-packed once into oneDNN's blocked layout
+(``torch.ops.mkldnn._reorder_linear_weight``, as inductor's weight-prepack pass does for
+low-precision linears), which saves the per-call weight reorder: 5-11% on WavLM-base
+sized matmuls on this project's CPU. The packed copy is cached per weight tensor and
+rebuilt when the weight changes (its version counter moves), so loading new weights or
+training in between is safe. float32 keeps the plain weight (packing gains ~2% there).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -39,6 +47,41 @@ def _onednn_ok(dtype: torch.dtype) -> bool:
         return False
 
 
+PACK_BF16_WEIGHTS = True
+"""Pre-pack bfloat16 weights for oneDNN (see the module docstring); a switch for benchmarks."""
+
+_packed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weight -> (version, data_ptr, packed weight)
+
+
+@functools.lru_cache(maxsize=None)
+def _packing_ok() -> bool:
+    """Whether this build packs bfloat16 linear weights and the packed matmul matches."""
+    try:
+        with torch.inference_mode():
+            x = torch.randn(3, 16, dtype=torch.bfloat16)
+            w = torch.randn(8, 16, dtype=torch.bfloat16)
+            b = torch.randn(8, dtype=torch.bfloat16)
+            op = torch.ops.mkldnn._linear_pointwise
+            packed = torch.ops.mkldnn._reorder_linear_weight(w, 64)
+            return bool(torch.equal(op(x, packed, b, "none", [], ""), op(x, w, b, "none", [], "")))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def _weight_for(weight: Tensor, rows: int) -> Tensor:
+    """The weight to hand to oneDNN: a cached pre-packed copy for bfloat16, else ``weight``."""
+    if weight.dtype != torch.bfloat16 or not PACK_BF16_WEIGHTS or not _packing_ok():
+        return weight
+    key = (weight._version, weight.data_ptr())
+    hit = _packed.get(weight)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.inference_mode():
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
+    _packed[weight] = (key, packed)
+    return packed
+
+
 def _use_onednn(x: Tensor, weight: Tensor) -> bool:
     return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dim() >= 2
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
@@ -56,11 +99,12 @@ def linear(x: Tensor, layer: nn.Linear, activation: str | None = None, residual:
     if _use_onednn(x, layer.weight):
         op = torch.ops.mkldnn._linear_pointwise
         x = x.contiguous()
+        weight = _weight_for(layer.weight, x.numel() // x.shape[-1])
         if residual is not None:
-            return op.binary(x, residual.contiguous(), layer.weight, layer.bias, "add")
+            return op.binary(x, residual.contiguous(), weight, layer.bias, "add")
         if activation == "gelu":
-            return op(x, layer.weight, layer.bias, "gelu", [], "none")
-        return op(x, layer.weight, layer.bias, "none", [], "")
+            return op(x, weight, layer.bias, "gelu", [], "none")
+        return op(x, weight, layer.bias, "none", [], "")
     y = F.linear(x, layer.weight, layer.bias)
     if activation == "gelu":
         return F.gelu(y)

@@ -1,0 +1,77 @@
+"""The CPU fast paths: pre-packed bfloat16 oneDNN linears and float32-score attention."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wavlm_live.model import attention, kernels
+
+
+def _rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).pow(2).mean().sqrt() / b.float().pow(2).mean().sqrt()).item()
+
+
+@pytest.fixture(autouse=True)
+def _switches():
+    yield
+    kernels.PACK_BF16_WEIGHTS = True
+    attention.EXPLICIT_BF16_ATTENTION = True
+
+
+def test_packing_is_available_on_this_cpu():
+    # the CI machine's PyTorch build has the op: the packed path below is really exercised
+    assert kernels._packing_ok()
+
+
+@pytest.mark.parametrize("activation,residual", [(None, False), ("gelu", False), (None, True)])
+def test_packed_bf16_linear_matches_the_unpacked_op(activation, residual):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 96).bfloat16()
+    x = torch.randn(2, 37, 64, dtype=torch.bfloat16)
+    res = torch.randn(2, 37, 96, dtype=torch.bfloat16) if residual else None
+    with torch.inference_mode():
+        kernels.PACK_BF16_WEIGHTS = False
+        plain = kernels.linear(x, layer, activation, res)
+        kernels.PACK_BF16_WEIGHTS = True
+        packed = kernels.linear(x, layer, activation, res)
+        assert layer.weight in kernels._packed  # the packed copy was made and cached
+        assert torch.equal(packed, plain)
+        reference = F.linear(x.float(), layer.weight.float(), layer.bias.float())
+        reference = F.gelu(reference) if activation else reference
+        reference = reference + res.float() if residual else reference
+        assert _rel_rms(packed, reference) < 0.01
+
+
+def test_packed_weight_follows_weight_updates():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(32, 16).bfloat16()
+    x = torch.randn(5, 32, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        before = kernels.linear(x, layer)
+    with torch.no_grad():  # new weights loaded in place (load_state_dict does this)
+        layer.weight.copy_(torch.randn(16, 32))
+    with torch.inference_mode():
+        after = kernels.linear(x, layer)
+        expected = F.linear(x, layer.weight, layer.bias)
+    assert not torch.allclose(after, before)
+    assert _rel_rms(after, expected) < 0.01
+
+
+def test_fp32_score_attention_is_closer_to_float32_than_the_bf16_kernel():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 120, 32) for _ in range(3))
+    mask = 3 * torch.randn(2, 4, 120, 120)
+    mask[1, :, :, 100:] = float("-inf")  # padded keys of the second utterance
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    qb, kb, vb, mb = (t.bfloat16() for t in (q, k, v, mask))
+    with torch.inference_mode():  # the layer hands it the bias in float32, the kernel gets bfloat16
+        ours = attention._attention_fp32_scores(qb, kb, vb, mask)
+        kernel = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mb)
+    assert ours.dtype == torch.bfloat16 and ours.shape == reference.shape
+    assert _rel_rms(ours, reference) < 0.6 * _rel_rms(kernel, reference)
+    assert _rel_rms(ours, reference) < 0.01
+    # padded keys get no weight: changing their values changes nothing
+    vb2 = vb.clone()
+    vb2[1, :, 100:] = 100.0
+    with torch.inference_mode():
+        assert torch.equal(attention._attention_fp32_scores(qb, kb, vb2, mask), ours)
