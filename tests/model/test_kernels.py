@@ -75,3 +75,18 @@ def test_fp32_score_attention_is_closer_to_float32_than_the_bf16_kernel():
     vb2[1, :, 100:] = 100.0
     with torch.inference_mode():
         assert torch.equal(attention._attention_fp32_scores(qb, kb, vb2, mask), ours)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.01)])
+@pytest.mark.parametrize("stride,padding,groups", [(2, 0, 1), (1, 4, 4)])
+def test_fused_conv_gelu_matches_conv_then_gelu(dtype, tol, stride, padding, groups):
+    assert kernels._conv_gelu_ok(dtype)  # the fused oneDNN path is the one under test
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(16, 24, kernel_size=3, stride=stride, padding=padding, groups=groups).to(dtype)
+    x = torch.randn(2, 16, 101, dtype=dtype)
+    with torch.inference_mode():
+        fused = kernels.conv1d_gelu(x, conv)
+    reference = F.gelu(F.conv1d(x.float(), conv.weight.float(), conv.bias.float(), stride=stride,
+                                padding=padding, groups=groups))
+    assert fused.dtype == dtype and fused.shape == reference.shape
+    assert _rel_rms(fused, reference) < tol

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .attention import WavLMAttention
 from .config import WavLMConfig
-from .kernels import linear
+from .kernels import conv1d_gelu, linear
 
 
 def activation(name: str):
@@ -70,8 +70,11 @@ class ConvLayer(nn.Module):
         elif norm == "layer":
             self.layer_norm = nn.LayerNorm(c_out, elementwise_affine=True)
         self.act = activation(config.feat_extract_activation)
+        self.fused_gelu = norm is None and config.feat_extract_activation == "gelu"
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fused_gelu:
+            return conv1d_gelu(x, self.conv)
         x = self.conv(x)
         if self.norm == "group":
             x = self.layer_norm(x)
@@ -180,12 +183,14 @@ class PositionalConvEmbedding(nn.Module):
                               groups=config.num_conv_pos_embedding_groups)
         self.remove = 1 if k % 2 == 0 else 0
         self.act = activation(config.feat_extract_activation)
+        self.fused_gelu = config.feat_extract_activation == "gelu"
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x.transpose(1, 2))
-        if self.remove:
+        x = x.transpose(1, 2)
+        x = conv1d_gelu(x, self.conv) if self.fused_gelu else self.act(self.conv(x))
+        if self.remove:  # the activation is elementwise: dropping the frame after it is the same
             x = x[:, :, : -self.remove]
-        return self.act(x).transpose(1, 2)
+        return x.transpose(1, 2)
 
 
 class FeedForward(nn.Module):
