@@ -412,7 +412,7 @@ class EmbeddingTask(Task):
     def masked_embeddings(model, x, mask, M):
         """x-vectors pooled over the frames selected by M [B, T] (the streaming engine's masked pooling)."""
         h, _ = model.frame_features(x, mask)  # [B, T', C] float32
-        span = sum((k - 1) * d for k, d in zip(model.config.tdnn_kernel, model.config.tdnn_dilation))
+        span = model.frame_span
         c = span // 2
         m = M[:, c:c + h.shape[1]].to(h.device)
         if mask is not None:

@@ -87,10 +87,9 @@ class XVectorRunner(_Runner):
         super().__init__(pretrained)
         model: Any = self.model
         self.min_frames = int(model.min_frames)
-        c = model.config
         # TDNN output frame t sees backbone frames [t, t + span]; its mask is the centre's.
-        self._span = sum((k - 1) * d for k, d in zip(c.tdnn_kernel, c.tdnn_dilation))
-        self.dim = int(c.xvector_output_dim)
+        self._span = int(model.frame_span)
+        self.dim = int(model.config.xvector_output_dim)
 
     @torch.inference_mode()
     def embed(self, audio: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:

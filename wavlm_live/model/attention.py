@@ -139,11 +139,8 @@ class WavLMAttention(nn.Module):
         gate_a, gate_b = torch.sigmoid(proj).transpose(1, 2).unbind(-1)  # [B, heads, T] each
         gate = gate_a * (gate_b * self.gru_rel_pos_const[..., 0] - 1.0) + 2.0
         explicit = _explicit_softmax(hidden_states)
-        if explicit:  # the bias in float32 too
-            gate, position_bias_ = gate.float(), position_bias.float()
-        else:
-            position_bias_ = position_bias
-        mask = gate.unsqueeze(-1) * position_bias_  # [B, heads, T, T]
+        bias = position_bias.float() if explicit else position_bias  # float32 bias: the product promotes
+        mask = gate.unsqueeze(-1) * bias  # [B, heads, T, T]
         if key_padding is not None:
             mask = mask.masked_fill(key_padding[:, None, None, :], float("-inf"))
 

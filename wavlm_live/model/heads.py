@@ -116,12 +116,19 @@ class WavLMForXVector(_TaskModel):
         self.classifier = nn.Linear(config.xvector_output_dim, config.xvector_output_dim)
 
     @property
+    def frame_span(self) -> int:
+        """Backbone frames one TDNN output frame sees beyond its first: ``sum((kernel - 1) *
+        dilation)`` (14 with the default TDNN). TDNN frame ``t`` covers backbone frames
+        ``[t, t + frame_span]``."""
+        c = self.config
+        return sum((k - 1) * d for k, d in zip(c.tdnn_kernel, c.tdnn_dilation))
+
+    @property
     def min_frames(self) -> int:
         """Fewest backbone frames accepted: ``2 + sum((kernel - 1) * dilation)`` (16 with the
         default TDNN, 5200 samples), so that at least two TDNN frames are pooled; with one,
         the unbiased std (and so the embedding) is NaN, which transformers returns silently."""
-        c = self.config
-        return 2 + sum((k - 1) * d for k, d in zip(c.tdnn_kernel, c.tdnn_dilation))
+        return 2 + self.frame_span
 
     def pooling_lengths(self, frame_lengths: Tensor) -> Tensor:
         """TDNN frames pooled per utterance when an attention mask is given: transformers'
@@ -134,11 +141,10 @@ class WavLMForXVector(_TaskModel):
     def frame_features(self, input_values: Tensor, attention_mask: Tensor | None = None,
                        output_hidden_states: bool = False) -> tuple[Tensor, WavLMOutput]:
         """The per-frame features that statistics pooling averages: backbone (or weighted layer
-        sum), ``projector``, TDNN layers. Returns float32 ``[B, T - span, tdnn_dim[-1]]``
-        (``span = sum((kernel - 1) * dilation)``; TDNN frame ``t`` sees backbone frames
-        ``[t, t + span]``) and the backbone output. Callers that pool over their own frame
-        masks (the streaming engine's per-speaker x-vectors) use this and
-        :meth:`embed_statistics`."""
+        sum), ``projector``, TDNN layers. Returns float32 ``[B, T - frame_span, tdnn_dim[-1]]``
+        (TDNN frame ``t`` sees backbone frames ``[t, t + frame_span]``) and the backbone output.
+        Callers that pool over their own frame masks (the streaming engine's per-speaker
+        x-vectors) use this and :meth:`embed_statistics`."""
         h, out = self._features(input_values, attention_mask, output_hidden_states)
         h = self.projector(h)
         for layer in self.tdnn:

@@ -23,9 +23,9 @@ from __future__ import annotations
 import functools
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,7 +50,7 @@ def _onednn_ok(dtype: torch.dtype) -> bool:
 PACK_BF16_WEIGHTS = True
 """Pre-pack bfloat16 weights for oneDNN (see the module docstring); a switch for benchmarks."""
 
-_packed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weight -> (version, data_ptr, packed weight)
+_packed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weight -> ((version, data_ptr), packed weight)
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,10 +82,15 @@ def _weight_for(weight: Tensor, rows: int) -> Tensor:
     return packed
 
 
+def _cpu_inference(x: Tensor, weight: Tensor) -> bool:
+    """Whether ``x`` and ``weight`` are CPU tensors of one dtype and no gradient is needed:
+    the case the oneDNN post-op kernels below serve."""
+    return (x.device.type == "cpu" and x.dtype == weight.dtype
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+
+
 def _use_onednn(x: Tensor, weight: Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dim() >= 2
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and _onednn_ok(x.dtype))
+    return _cpu_inference(x, weight) and x.dim() >= 2 and _onednn_ok(x.dtype)
 
 
 def linear(x: Tensor, layer: nn.Linear, activation: str | None = None, residual: Tensor | None = None) -> Tensor:
@@ -136,10 +141,8 @@ def conv1d_gelu(x: Tensor, conv: nn.Conv1d) -> Tensor:
     pointwise on CPU): it saves a full pass over the output, 15-50% of the layer's time
     at WavLM's feature-encoder shapes on this project's CPU. Elsewhere plain ``F.conv1d``
     then ``F.gelu``. Shape: ``[B, C_in, N] -> [B, C_out, T]``."""
-    w = conv.weight
-    if (x.device.type == "cpu" and x.dtype == w.dtype and x.dim() == 3 and isinstance(conv.padding, tuple)
-            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)) and _conv_gelu_ok(x.dtype)):
+    if _cpu_inference(x, conv.weight) and x.dim() == 3 and isinstance(conv.padding, tuple) and _conv_gelu_ok(x.dtype):
         return torch.ops.mkldnn._convolution_pointwise(
-            x.contiguous(), w, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
-            "gelu", [], "none")
+            x.contiguous(), conv.weight, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation),
+            conv.groups, "gelu", [], "none")
     return F.gelu(conv(x))
