@@ -33,6 +33,12 @@ Usage:
   python scripts/train_demo.py diarization --corpus corpus/demo --out runs/diar --init runs/ctc/best
   python scripts/train_demo.py embeddings --corpus corpus/demo --out runs/xvec --init runs/diar/best
   python scripts/train_demo.py export runs/ctc/best wavlm_live/data/demo/captions --fp16
+  python scripts/train_demo.py lm --corpus corpus/demo18 --out wavlm_live/data/demo/captions/language_model
+
+`lm` writes the captions' word language model: an interpolated Kneser-Ney ARPA model of the
+training split's transcripts (held-out sentences never enter it) as OUT/lm.arpa.gz, and
+OUT/attrs.json with the beam-search settings (chosen on the validation utterances; see
+docs/demo-models.md).
 """
 
 from __future__ import annotations
@@ -502,6 +508,20 @@ def export(src: Path, dst: Path, fp16: bool) -> None:
         cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
+def build_language_model(corpus: Path, out: Path, order: int, settings: dict) -> None:
+    """Write OUT/lm.arpa.gz (interpolated Kneser-Ney over the training transcripts) and
+    OUT/attrs.json (beam-search settings, as ``wavlm_live.model.lm.BeamSettings``)."""
+    from wavlm_live.model.lm import ATTRS_FILE, BeamSettings, build_arpa
+
+    BeamSettings(**settings)  # validate before writing anything
+    with open(corpus / "train" / "utts.jsonl", encoding="utf-8") as f:
+        sentences = [json.loads(line)["norm"] for line in f]
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = build_arpa(sentences, out / "lm.arpa.gz", order=order)
+    (out / ATTRS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    print(json.dumps({"lm": str(out), "sentences": len(sentences), "ngrams": sizes, **settings}), flush=True)
+
+
 def save_best(model, task: str, folder: Path) -> None:
     save_pretrained(model, folder, preprocessor=PREPROCESSOR, vocab=ctc_vocabulary() if task == "ctc" else None)
 
@@ -658,7 +678,19 @@ def main(argv=None) -> int:
     e.add_argument("src", type=Path)
     e.add_argument("dst", type=Path)
     e.add_argument("--fp16", action="store_true")
+    m = sub.add_parser("lm")
+    m.add_argument("--corpus", type=Path, default=Path("corpus/demo"))
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--order", type=int, default=2)
+    m.add_argument("--alpha", type=float, default=0.8, help="LM weight (natural-log word probabilities)")
+    m.add_argument("--beta", type=float, default=3.0, help="bonus per word")
+    m.add_argument("--beam-width", type=int, default=24)
     args = p.parse_args(argv)
+    if args.task == "lm":
+        build_language_model(args.corpus, args.out, args.order,
+                             {"alpha": args.alpha, "beta": args.beta, "unk_score_offset": -10.0,
+                              "unk_char_offset": -1.0, "beam_width": args.beam_width})
+        return 0
     if args.task == "export":
         export(args.src, args.dst, args.fp16)
         return 0

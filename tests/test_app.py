@@ -64,3 +64,34 @@ def test_demo_checkpoints_are_flagged_however_they_are_named(tmp_path):
     models = app.load_models(args, demo=False)
     assert models.demo and models.ids == {"captions": "demo/captions"}
     assert not app.is_demo_checkpoint(tmp_path)
+
+
+def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkpoints, tmp_path):
+    import shutil
+
+    from wavlm_live.model.lm import BeamSettings, CTCBeamDecoder, build_arpa
+
+    ckpt = shutil.copytree(tiny_checkpoints["captions"], tmp_path / "ctc")
+    base = ("run", "--ctc-model", str(ckpt), "--no-diarization", "--no-embeddings")
+    assert app.load_models(parse(*base), demo=False).captions.final_decoder is None  # no language_model/
+    (ckpt / "language_model").mkdir()
+    build_arpa(["a cat sat"], ckpt / "language_model" / "lm.arpa.gz", order=2)
+    (ckpt / "language_model" / "attrs.json").write_text('{"alpha": 0.7, "beam_width": 8}')
+    decoder = app.load_models(parse(*base), demo=False).captions.final_decoder
+    assert isinstance(decoder, CTCBeamDecoder) and decoder.settings.alpha == 0.7 and decoder.settings.beam_width == 8
+    assert decoder.lm.vocabulary == {"a", "cat", "sat"}
+    assert app.load_models(parse(*base, "--no-lm"), demo=False).captions.final_decoder is None
+    other = tmp_path / "other.arpa"
+    build_arpa(["the dog ran"], other, order=1)
+    decoder = app.load_models(parse(*base, "--lm", str(other)), demo=False).captions.final_decoder
+    assert decoder.lm.vocabulary == {"the", "dog", "ran"} and decoder.settings == BeamSettings()  # defaults
+    with pytest.raises(CliError, match="--no-lm"):
+        app.load_models(parse(*base, "--lm", str(tmp_path / "missing.arpa")), demo=False)
+    with pytest.raises(CliError, match="contradict"):
+        app.load_models(parse(*base, "--lm", str(other), "--no-lm"), demo=False)
+
+
+def test_demo_captions_decode_with_their_language_model():
+    args = parse("demo", "--no-diarization", "--no-embeddings")
+    decoder = app.load_models(args, demo=True).captions.final_decoder
+    assert decoder is not None and decoder.lm.order >= 2 and len(decoder.lm.vocabulary) > 10000

@@ -104,11 +104,42 @@ def load_models(args: argparse.Namespace, demo: bool) -> Models:
             setattr(models, task, runner(pretrained))
         except (ModelLoadError, ValueError, RuntimeError) as exc:
             raise CliError(f"{task} model: {exc}") from None
+        if task == "captions":
+            attach_language_model(models.captions, args)
         bundled = is_demo_checkpoint(pretrained.path)
         models.demo |= bundled
         models.ids[task] = f"demo/{pretrained.path.name}" if bundled else source
         getattr(models, task).name = models.ids[task]
     return models
+
+
+def attach_language_model(runner: Any, args: argparse.Namespace) -> None:
+    """Give a :class:`~wavlm_live.engine.tasks.CTCRunner` a beam-search ``final_decoder``
+    with the language model of ``--lm``, else of the checkpoint's ``language_model/``
+    folder when it has one; nothing with ``--no-lm`` or without a model.
+
+    Raises:
+        CliError: the language model cannot be read (names the path and the reason), or
+            ``--lm`` is combined with ``--no-lm``.
+    """
+    from wavlm_live.model.lm import CTCBeamDecoder, load_language_model  # noqa: PLC0415
+
+    chosen = getattr(args, "lm", None)
+    if getattr(args, "no_lm", False):
+        if chosen:
+            raise CliError("--lm and --no-lm contradict each other; pass one")
+        return
+    pretrained = runner.pretrained
+    path = Path(chosen).expanduser() if chosen else pretrained.path / "language_model"
+    if not chosen and not path.is_dir():
+        return
+    try:
+        lm, settings = load_language_model(path)
+        runner.final_decoder = CTCBeamDecoder(pretrained.vocab, lm, settings,
+                                              frame_seconds=pretrained.decoder.frame_seconds)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"captions language model: {exc}; pass --no-lm to decode greedily") from None
+    log.info("captions: beam search with the %d-gram language model %s", lm.order, path)
 
 
 def is_demo_checkpoint(path: Path) -> bool:

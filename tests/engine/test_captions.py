@@ -81,3 +81,31 @@ def test_long_speech_without_pause_is_cut_by_length():
 def test_bad_settings_are_rejected(bad):
     with pytest.raises(ValueError):
         CaptionStitcher(CTCDecoder(VOCAB), 0, 2, **bad)
+
+
+def test_final_decoder_rereads_each_final_segment_while_partials_stay_greedy(tmp_path):
+    from wavlm_live.model.lm import BeamSettings, CTCBeamDecoder, NGramLM, build_arpa
+
+    build_arpa(["the cat sat", "a cat ran"], tmp_path / "lm.arpa", order=2)
+    beam = CTCBeamDecoder(VOCAB, NGramLM.from_arpa(tmp_path / "lm.arpa"), BeamSettings(alpha=0.8, beta=1.0))
+    ids = frames_of("THE KAT SAT" + "_" * 4 + "A KAT RAN")
+    probs = np.full((len(ids), len(TOKENS)), 0.002)
+    probs[np.arange(len(ids)), ids] = 0.9
+    k_frames = np.flatnonzero(ids == TOKENS.index("K"))
+    probs[k_frames, TOKENS.index("K")], probs[k_frames, TOKENS.index("C")] = 0.5, 0.4
+    logits = np.log(probs / probs.sum(1, keepdims=True)).astype(np.float32)
+
+    def stream(**kw):
+        stitcher = CaptionStitcher(CTCDecoder(VOCAB), 0, 2, **kw)
+        events = []
+        for w in WindowPlan(2.0, 0.5).windows_for((len(ids) - 1) * 320 + 400):
+            events.append(stitcher.add(w, logits[w.frame_start : w.frame_end]))
+            events += stitcher.commit()
+        return [e for e in events + stitcher.finish() if e is not None]
+
+    assert finals(stream()) == ["THE KAT SAT", "A KAT RAN"]
+    events = stream(final_decoder=beam)
+    assert finals(events) == ["THE CAT SAT", "A CAT RAN"]
+    assert any("KAT" in e.text for e in events if not e.final)  # partials: greedy
+    second = [e for e in events if e.final][1]
+    assert second.words[0].start == pytest.approx(len(frames_of("THE KAT SAT" + "_" * 4)) * 0.02)

@@ -30,6 +30,13 @@ class IdDecoder(Protocol):
     def decode(self, ids: np.ndarray) -> _TranscriptLike: ...
 
 
+class LogitsDecoder(Protocol):
+    """A decoder of a segment's logits ``[frames, vocab]`` into words with frame offsets
+    relative to its first frame (e.g. :class:`wavlm_live.model.lm.CTCBeamDecoder`)."""
+
+    def decode(self, logits: np.ndarray) -> _TranscriptLike: ...
+
+
 SpeakerLookup = Callable[[int, int], "str | None"]
 """``speaker_of(start_frame, end_frame)``: the global speaker active over most of the
 absolute frames ``[start_frame, end_frame)``, or ``None``."""
@@ -54,6 +61,11 @@ class CaptionStitcher:
     ``pause_frames`` blanks inside a word splits it (set ``pause_frames=None`` to disable
     the pause rule).
 
+    With a ``final_decoder`` (a CTC beam search with a language model), the segment
+    boundaries are still found on the greedy ids, but each final segment's words are the
+    final decoder's reading of that segment's settled logits; partials stay greedy, so
+    the beam search runs once per segment, not once per window.
+
     Args:
         decoder: greedy CTC decoder over token ids (see :class:`IdDecoder`).
         blank_id: id of the CTC blank (the ``[PAD]`` token for wav2vec2-style vocabularies).
@@ -65,6 +77,8 @@ class CaptionStitcher:
             grows without bound, so off by default).
         max_segment_words / max_segment_seconds: length at which a segment of speech
             without pause or speaker change is published anyway.
+        final_decoder: optional decoder of each final segment's logits (see
+            :class:`LogitsDecoder`); ``None`` publishes the greedy words.
     """
 
     def __init__(
@@ -78,6 +92,7 @@ class CaptionStitcher:
         keep_logits: bool = False,
         max_segment_words: int = 15,
         max_segment_seconds: float = 5.0,
+        final_decoder: LogitsDecoder | None = None,
     ) -> None:
         if pause_frames is not None and pause_frames < 1:
             raise ValueError(f"pause_frames must be >= 1 or None, got {pause_frames}")
@@ -91,7 +106,9 @@ class CaptionStitcher:
         self.pause_frames = pause_frames
         self.speaker_of = speaker_of
         self.kept_logits: list[np.ndarray] | None = [] if keep_logits else None
+        self.final_decoder = final_decoder
         self._pending = np.zeros(0, dtype=np.int64)  # settled, not yet committed ids
+        self._pending_logits: list[np.ndarray] = []  # their logits, with a final_decoder
         self._pending_start = 0  # absolute frame of _pending[0]
         self._tail = np.zeros(0, dtype=np.int64)  # unsettled ids of the newest window
         self._segment = 0
@@ -141,6 +158,8 @@ class CaptionStitcher:
         if self.kept_logits is not None:
             self.kept_logits.append(np.array(kept, dtype=np.float32))
         self._pending = np.concatenate([self._pending, kept.argmax(axis=-1).astype(np.int64)])
+        if self.final_decoder is not None and len(kept):
+            self._pending_logits.append(np.array(kept, dtype=np.float32))
         self._tail = logits[b:].argmax(axis=-1).astype(np.int64) if not window.final else np.zeros(0, np.int64)
         if self._gap_events:
             return None
@@ -223,11 +242,12 @@ class CaptionStitcher:
             return p
         return 0
 
-    def _words(self, ids: np.ndarray, start_frame: int) -> list[Word]:
+    def _words(self, ids: np.ndarray, start_frame: int, logits: np.ndarray | None = None) -> list[Word]:
         if ids.size == 0:
             return []
+        decoded = self.decoder.decode(ids) if logits is None else self.final_decoder.decode(logits)  # type: ignore[union-attr]
         out = []
-        for w in self.decoder.decode(ids).words:
+        for w in decoded.words:
             s, e = start_frame + w.start_frame, start_frame + w.end_frame
             speaker = self.speaker_of(s, e) if self.speaker_of else None
             out.append(Word(w.word, round(s * FRAME_SECONDS, 4), round(e * FRAME_SECONDS, 4), speaker))
@@ -255,7 +275,12 @@ class CaptionStitcher:
         ids, start = self._pending[:p], self._pending_start
         self._pending = self._pending[p:]
         self._pending_start += p
-        words = self._words(ids, start)
+        logits = None
+        if self.final_decoder is not None:
+            held = np.concatenate(self._pending_logits) if self._pending_logits else np.zeros((0, 0), np.float32)
+            logits, rest = held[:p], held[p:]
+            self._pending_logits = [rest] if len(rest) else []
+        words = self._words(ids, start, logits)
         if not words:
             return []
         event = self._event(True, words, start, start + p)

@@ -31,6 +31,7 @@ class CaptionModel(Protocol):
     blank_id: int
     delimiter_id: int | None
     decoder: Any
+    # optional ``final_decoder``: decodes each final segment's logits (beam search + LM)
 
     def logits(self, audio: np.ndarray) -> np.ndarray:
         """``audio`` float32 ``[samples]`` at 16 kHz -> float32 logits ``[frames, vocab]``."""
@@ -161,6 +162,7 @@ class Engine:
                 captions.delimiter_id,
                 pause_frames=pause,
                 speaker_of=speaker_of if (diarization or embeddings) else None,
+                final_decoder=getattr(captions, "final_decoder", None),
             )
         self._min_embedding_frames = max(
             round(config.min_embedding_seconds / FRAME_SECONDS), int(getattr(embeddings, "min_frames", 0))

@@ -43,6 +43,9 @@ class CTCRunner(_Runner):
         decoder: the checkpoint's greedy CTC decoder (:class:`wavlm_live.model.CTCDecoder`).
         blank_id: CTC blank id (the ``[PAD]`` token).
         delimiter_id: id of the word delimiter ``|`` (``None`` if absent).
+        final_decoder: decoder of final caption segments' logits, e.g. a
+            :class:`wavlm_live.model.lm.CTCBeamDecoder` with the checkpoint's language
+            model; ``None`` (the default) keeps greedy decoding.
     """
 
     task = "ctc"
@@ -56,6 +59,7 @@ class CTCRunner(_Runner):
         self.blank_id = vocab.blank_id
         delimiter = vocab.word_delimiter_token
         self.delimiter_id = vocab.tokens.index(delimiter) if delimiter in vocab.tokens else None
+        self.final_decoder: Any = None
 
     @torch.inference_mode()
     def logits(self, audio: np.ndarray) -> np.ndarray:
