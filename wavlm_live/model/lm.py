@@ -290,7 +290,9 @@ class CTCBeamDecoder:
     def _word_score(self, words: tuple, word: str) -> float:
         if self.lm is None:
             return 0.0
-        history = (BOS, *(w[0] for w in words))
+        n = self.lm.order - 1
+        history = (BOS, *(w[0] for w in words[len(words) - n:])) if n else ()
+        history = history[len(history) - n:] if n else ()
         return self.settings.alpha * self.lm.score(history, word) * LN10 + self.settings.beta
 
     def decode(self, logits) -> Transcript:
