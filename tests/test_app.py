@@ -80,6 +80,7 @@ def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkp
     decoder = app.load_models(parse(*base), demo=False).captions.final_decoder
     assert isinstance(decoder, CTCBeamDecoder) and decoder.settings.alpha == 0.7 and decoder.settings.beam_width == 8
     assert decoder.lm.vocabulary == {"a", "cat", "sat"}
+    assert decoder.describe() == "beam search (width 8, 2-gram LM of 3 words, alpha 0.7, beta 1.5)"
     assert app.load_models(parse(*base, "--no-lm"), demo=False).captions.final_decoder is None
     other = tmp_path / "other.arpa"
     build_arpa(["the dog ran"], other, order=1)

@@ -287,6 +287,11 @@ class CTCBeamDecoder:
         self._text = [t if t not in special else "" for t in vocab.tokens]
         self._text[self.delim] = ""
 
+    def describe(self) -> str:
+        """One line naming the search and its LM, e.g. for reports."""
+        lm = f"{self.lm.order}-gram LM of {len(self.lm.vocabulary)} words" if self.lm is not None else "no LM"
+        return f"beam search (width {self.settings.beam_width}, {lm}, alpha {self.settings.alpha}, beta {self.settings.beta})"
+
     def _word_score(self, words: tuple, word: str) -> float:
         if self.lm is None:
             return 0.0
