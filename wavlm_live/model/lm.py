@@ -296,8 +296,7 @@ class CTCBeamDecoder:
         if self.lm is None:
             return 0.0
         n = self.lm.order - 1
-        history = (BOS, *(w[0] for w in words[len(words) - n:])) if n else ()
-        history = history[len(history) - n:] if n else ()
+        history = (BOS, *(w[0] for w in words))[-n:] if n else ()
         return self.settings.alpha * self.lm.score(history, word) * LN10 + self.settings.beta
 
     def decode(self, logits) -> Transcript:
