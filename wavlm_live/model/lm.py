@@ -42,7 +42,8 @@ class NGramLM:
     lower-case ARPA and the reverse.
 
     Args:
-        ngrams: ``{(w1, ..., wn): (log10 prob, log10 backoff)}`` for every listed n-gram.
+        ngrams: ``{(w1, ..., wn): (log10 prob, log10 backoff)}`` for every listed n-gram,
+            words case-folded (as :meth:`from_arpa` stores them).
 
     Raises ``ValueError`` when there are no unigrams.
     """
