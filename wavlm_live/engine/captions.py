@@ -108,7 +108,7 @@ class CaptionStitcher:
         self.kept_logits: list[np.ndarray] | None = [] if keep_logits else None
         self.final_decoder = final_decoder
         self._pending = np.zeros(0, dtype=np.int64)  # settled, not yet committed ids
-        self._pending_logits: list[np.ndarray] = []  # their logits, with a final_decoder
+        self._pending_logits: np.ndarray | None = None  # their logits [frames, vocab], with a final_decoder
         self._pending_start = 0  # absolute frame of _pending[0]
         self._tail = np.zeros(0, dtype=np.int64)  # unsettled ids of the newest window
         self._segment = 0
@@ -158,8 +158,9 @@ class CaptionStitcher:
         if self.kept_logits is not None:
             self.kept_logits.append(np.array(kept, dtype=np.float32))
         self._pending = np.concatenate([self._pending, kept.argmax(axis=-1).astype(np.int64)])
-        if self.final_decoder is not None and len(kept):
-            self._pending_logits.append(np.array(kept, dtype=np.float32))
+        if self.final_decoder is not None:
+            kept32 = np.array(kept, dtype=np.float32)  # a copy: the caller's array may be reused
+            self._pending_logits = kept32 if self._pending_logits is None else np.concatenate([self._pending_logits, kept32])
         self._tail = logits[b:].argmax(axis=-1).astype(np.int64) if not window.final else np.zeros(0, np.int64)
         if self._gap_events:
             return None
@@ -276,10 +277,8 @@ class CaptionStitcher:
         self._pending = self._pending[p:]
         self._pending_start += p
         logits = None
-        if self.final_decoder is not None:
-            held = np.concatenate(self._pending_logits) if self._pending_logits else np.zeros((0, 0), np.float32)
-            logits, rest = held[:p], held[p:]
-            self._pending_logits = [rest] if len(rest) else []
+        if self._pending_logits is not None:
+            logits, self._pending_logits = self._pending_logits[:p], self._pending_logits[p:]
         words = self._words(ids, start, logits)
         if not words:
             return []
