@@ -84,9 +84,9 @@ class NGramLM:
                     backoff = float(parts[order + 1]) if len(parts) == order + 2 else 0.0
                     words = tuple(w.casefold() if w not in (BOS, EOS, UNK) else w for w in parts[1:order + 1])
                     ngrams[words] = (float(parts[0]), backoff)
+        except FileNotFoundError:
+            raise
         except (OSError, EOFError, UnicodeDecodeError) as e:
-            if isinstance(e, FileNotFoundError):
-                raise
             raise ValueError(f"cannot read ARPA file {path}: {e}") from e
         return cls(ngrams)
 
@@ -154,23 +154,19 @@ def build_arpa(sentences: Iterable[str], path: str | Path, order: int = 3, disco
         followers[k[:-1]] += 1
     vocab_size = sum(1 for k in counts if len(k) == 1) + 1  # words and </s>, + <unk>
 
+    by_order: defaultdict[int, list[tuple[str, ...]]] = defaultdict(list)
+    for k in counts:
+        by_order[len(k)].append(k)
     prob: dict[tuple[str, ...], float] = {}
     uniform = 1.0 / vocab_size
-    for n in range(1, order + 1):
-        for k, c in counts.items():
-            if len(k) != n:
-                continue
+    for n in range(1, order + 1):  # lower orders first: each interpolates with the one below
+        for k in by_order[n]:
             h = k[:-1]
             gamma = discount * followers[h] / total[h]
             lower = prob[k[1:]] if n > 1 else uniform
-            prob[k] = max(c - discount, 0) / total[h] + gamma * lower
-    gamma0 = discount * followers[()] / total[()]
-    prob[(UNK,)] = gamma0 * uniform
-    prob[(BOS,)] = 0.0
-
-    by_order: defaultdict[int, list[tuple[str, ...]]] = defaultdict(list)
-    for k in prob:
-        by_order[len(k)].append(k)
+            prob[k] = max(counts[k] - discount, 0) / total[h] + gamma * lower
+    prob[(UNK,)] = discount * followers[()] / total[()] * uniform
+    by_order[1] += [(UNK,), (BOS,)]  # <s>: listed (log10 prob -99) for its backoff weight
     path = Path(path)
     sizes = {n: len(by_order[n]) for n in range(1, order + 1)}
     if path.suffix == ".gz":  # mtime 0: the same sentences give the same bytes
