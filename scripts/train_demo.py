@@ -44,6 +44,7 @@ docs/demo-models.md).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -508,18 +509,18 @@ def export(src: Path, dst: Path, fp16: bool) -> None:
         cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-def build_language_model(corpus: Path, out: Path, order: int, settings: dict) -> None:
+def build_language_model(corpus: Path, out: Path, order: int, settings) -> None:
     """Write OUT/lm.arpa.gz (interpolated Kneser-Ney over the training transcripts) and
-    OUT/attrs.json (beam-search settings, as ``wavlm_live.model.lm.BeamSettings``)."""
-    from wavlm_live.model.lm import ATTRS_FILE, BeamSettings, build_arpa
+    OUT/attrs.json (``settings``, a ``wavlm_live.model.lm.BeamSettings``)."""
+    from wavlm_live.model.lm import ATTRS_FILE, build_arpa
 
-    BeamSettings(**settings)  # validate before writing anything
     with open(corpus / "train" / "utts.jsonl", encoding="utf-8") as f:
         sentences = [json.loads(line)["norm"] for line in f]
     out.mkdir(parents=True, exist_ok=True)
     sizes = build_arpa(sentences, out / "lm.arpa.gz", order=order)
-    (out / ATTRS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-    print(json.dumps({"lm": str(out), "sentences": len(sentences), "ngrams": sizes, **settings}), flush=True)
+    attrs = dataclasses.asdict(settings)
+    (out / ATTRS_FILE).write_text(json.dumps(attrs, indent=2) + "\n")
+    print(json.dumps({"lm": str(out), "sentences": len(sentences), "ngrams": sizes, **attrs}), flush=True)
 
 
 def save_best(model, task: str, folder: Path) -> None:
@@ -687,9 +688,9 @@ def main(argv=None) -> int:
     m.add_argument("--beam-width", type=int, default=24)
     args = p.parse_args(argv)
     if args.task == "lm":
-        build_language_model(args.corpus, args.out, args.order,
-                             {"alpha": args.alpha, "beta": args.beta, "unk_score_offset": -10.0,
-                              "unk_char_offset": -1.0, "beam_width": args.beam_width})
+        from wavlm_live.model.lm import BeamSettings
+        settings = BeamSettings(alpha=args.alpha, beta=args.beta, beam_width=args.beam_width)
+        build_language_model(args.corpus, args.out, args.order, settings)
         return 0
     if args.task == "export":
         export(args.src, args.dst, args.fp16)

@@ -125,3 +125,18 @@ def test_init_from_same_architecture_copies_the_head_and_grows_identity_layers(r
     fresh = WavLMForCTC(train_mod.make_config("ctc", n + 2)).eval()
     with torch.no_grad():
         assert (fresh(x).logits - src(x).logits).abs().max() > 1e-2
+
+
+def test_lm_writes_a_language_model_of_the_training_transcripts(tiny_corpus, train_mod, tmp_path):
+    from wavlm_live.model.lm import load_language_model
+
+    folder, _ = tiny_corpus
+    train_mod.main(["lm", "--corpus", str(folder), "--out", str(tmp_path / "lm"), "--alpha", "0.7", "--beam-width", "12"])
+    lm, settings = load_language_model(tmp_path / "lm")
+    train_words = {w.casefold() for line in (folder / "train" / "utts.jsonl").read_text().splitlines()
+                   for w in json.loads(line)["norm"].split()}
+    held_out = {w.casefold() for line in (folder / "val" / "utts.jsonl").read_text().splitlines()
+                for w in json.loads(line)["norm"].split()}
+    assert lm.order == 2 and lm.vocabulary == train_words
+    assert held_out - train_words  # the held-out sentences have words the LM never saw
+    assert (settings.alpha, settings.beta, settings.beam_width) == (0.7, 3.0, 12)
