@@ -425,10 +425,7 @@ class EmbeddingTask(Task):
         if mask is not None:
             lens = model.wavlm.frame_lengths(mask) - span
             m = m * (torch.arange(h.shape[1], device=h.device)[None] < lens[:, None])
-        cnt = m.sum(1, keepdim=True).clamp(min=2)
-        mean = torch.einsum("bt,btc->bc", m, h) / cnt
-        var = torch.einsum("bt,btc->bc", m, (h - mean[:, None]) ** 2) / (cnt - 1)
-        return model.embed_statistics(mean, (var + 1e-6).sqrt())
+        return model.masked_embeddings(h, m, eps=1e-6)
 
     def loss(self, model, batch, device):
         x, mask, M, n_spk, _ = batch

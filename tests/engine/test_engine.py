@@ -200,3 +200,39 @@ def test_embeddings_only_with_short_first_windows(runners):
     assert speakers and speakers[-1].updates > 0
     finals = [e for e in events if isinstance(e, CaptionEvent) and e.final]
     assert all(w.speaker is not None for e in finals for w in e.words if w.start >= 1.0)
+
+
+def test_masked_xvectors_pool_the_selected_frames(runners, monkeypatch):
+    """Per-speaker x-vectors: the mean and unbiased std of the TDNN frames whose centre
+    backbone frame the mask selects (checked with numpy), all frames = the plain x-vector,
+    and masks the pooling cannot use are refused."""
+    import torch
+
+    runner = runners["embeddings"]
+    model = runner.model
+    audio, _ = sf.read(CLIP, dtype="float32")
+    audio = audio[: 3 * 16000]
+    n = frames_for_samples(len(audio))
+    masks = np.zeros((3, n), bool)
+    masks[0] = True
+    masks[1, : n // 2] = True
+    masks[2, n // 3 :: 2] = True
+    np.testing.assert_allclose(runner.embed(audio, masks[:1]), runner.embed(audio), atol=1e-5)
+    with torch.inference_mode():
+        h = model.frame_features(runner._input(audio))[0][0].numpy()  # [T', C]
+    span = model.frame_span
+    expected = []
+    for m in masks:
+        sel = h[m[span // 2 : span // 2 + len(h)]]
+        expected.append(np.concatenate([sel.mean(0), sel.std(0, ddof=1)]))
+    # the pooled statistics themselves, before the embedding layer
+    monkeypatch.setattr(model, "embed_statistics", lambda mean, std: torch.cat([mean, std], dim=-1))
+    got = runner.embed(audio, masks)
+    expected = np.stack(expected)
+    scale = np.abs(expected).max()  # the tiny random model's features are ~1e-6
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
+    assert np.abs(got[1] - got[2]).max() > 1e-2 * scale
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        runner.embed(audio, np.eye(1, n, n // 2, dtype=bool))
+    with pytest.raises(ValueError, match="shape"):
+        runner.embed(audio, masks[:, :-1])

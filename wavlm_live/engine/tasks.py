@@ -115,17 +115,13 @@ class XVectorRunner(_Runner):
         x = self._input(audio)
         if masks is None:
             return model(x).embeddings.float().cpu().numpy()
-        h = model.frame_features(x)[0][0]  # [T', C] float32
-        n_frames = h.shape[0] + self._span
+        h = model.frame_features(x)[0]  # [1, T', C] float32
+        n_frames = h.shape[1] + self._span
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 2 or masks.shape[1] != n_frames:
             raise ValueError(f"expected masks of shape [n, {n_frames}], got {masks.shape}")
         centre = self._span // 2
-        m = torch.from_numpy(masks[:, centre : centre + h.shape[0]].astype(np.float32)).to(h.device)  # [n, T']
-        counts = m.sum(dim=1, keepdim=True)
-        if bool((counts < 2).any()):
+        m = torch.from_numpy(masks[:, centre : centre + h.shape[1]].astype(np.float32)).to(h.device)  # [n, T']
+        if bool((m.sum(dim=1) < 2).any()):
             raise ValueError("every mask must select at least 2 frames after the TDNN")
-        mean = (m @ h) / counts  # [n, C]
-        centred = h.unsqueeze(0) - mean.unsqueeze(1)  # [n, T', C]
-        std = ((m.unsqueeze(-1) * centred.square()).sum(dim=1) / (counts - 1)).sqrt()
-        return model.embed_statistics(mean, std).float().cpu().numpy()
+        return model.masked_embeddings(h, m).float().cpu().numpy()

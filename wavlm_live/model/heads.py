@@ -158,6 +158,28 @@ class WavLMForXVector(_TaskModel):
         pooled = torch.cat([mean, std], dim=-1).to(self.feature_extractor.weight.dtype)
         return self.feature_extractor(pooled)
 
+    def masked_embeddings(self, h: Tensor, weights: Tensor, eps: float = 0.0) -> Tensor:
+        """x-vectors pooled over selected frames: the weighted mean and unbiased std of ``h``
+        under each row of ``weights``, then :meth:`embed_statistics`. The streaming engine's
+        per-speaker x-vectors and the demo embeddings training both pool this way.
+
+        Args:
+            h: float32 ``[N, T', C]`` or ``[1, T', C]`` (shared by every row of ``weights``),
+                from :meth:`frame_features`.
+            weights: float32 ``[N, T']``, 1 for a pooled TDNN frame, 0 otherwise.
+            eps: added to the variance before the square root (training passes 1e-6 so
+                that the gradient stays finite; 0 keeps all-ones weights equal to
+                :meth:`forward`'s pooling).
+
+        Returns:
+            embeddings ``[N, xvector_output_dim]`` in the model's dtype. A row is counted
+            as at least 2 frames; callers that need 2 real frames check ``weights.sum(1)``.
+        """
+        counts = weights.sum(dim=1, keepdim=True).clamp(min=2)
+        mean = torch.einsum("nt,ntc->nc", weights, h.expand(len(weights), -1, -1)) / counts
+        var = torch.einsum("nt,ntc->nc", weights, (h - mean[:, None]).square()) / (counts - 1)
+        return self.embed_statistics(mean, (var + eps).sqrt())
+
     def forward(self, input_values: Tensor, attention_mask: Tensor | None = None,
                 output_hidden_states: bool = False) -> WavLMOutput:
         n_frames = self.config.frames_for_samples(input_values.shape[-1]) if input_values.dim() == 2 else 0
