@@ -54,8 +54,10 @@ class _Printer:
         if kind == "hello":
             tasks = ", ".join(msg.get("tasks", [])) or "no tasks"
             self.line(f"connected to wavlm-live {msg.get('version', '?')} ({tasks})")
+            if isinstance(msg.get("captions_decoder"), str):
+                self.line(f"captions decoded by {msg['captions_decoder']}")
             if msg.get("demo"):
-                self.line("warning: demo models with random weights; their output is meaningless")
+                self.line("warning: demo models, trained on synthetic speech only; on human voices their output is not meaningful")
         elif kind == "caption":
             head = f"[{_clock(msg['start'])}-{_clock(msg['end'])}] {self.label(msg.get('speaker'))}"
             if msg["final"]:

@@ -60,6 +60,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "window": {"type": "number", "exclusiveMinimum": 0},
         "hop": {"type": "number", "exclusiveMinimum": 0},
         "demo": {"type": "boolean"},
+        "captions_decoder": {"type": "string"},
         "topics": {"type": "array", "items": {"enum": list(TOPICS)}},
         "max_message_bytes": {"type": "integer", "minimum": 1},
     }, ["version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo",

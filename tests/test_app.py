@@ -4,6 +4,8 @@ import pytest
 
 from wavlm_live import app
 from wavlm_live.cli import CliError, build_parser, main
+from wavlm_live.engine.bus import EventBus
+from wavlm_live.engine.engine import Engine, EngineConfig
 
 
 def parse(*argv):
@@ -81,7 +83,11 @@ def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkp
     assert isinstance(decoder, CTCBeamDecoder) and decoder.settings.alpha == 0.7 and decoder.settings.beam_width == 8
     assert decoder.lm.vocabulary == {"a", "cat", "sat"}
     assert decoder.describe() == "beam search (width 8, 2-gram LM of 3 words, alpha 0.7, beta 1.5)"
-    assert app.load_models(parse(*base, "--no-lm"), demo=False).captions.final_decoder is None
+    models = app.load_models(parse(*base), demo=False)
+    engine = Engine(EngineConfig(realtime=False), EventBus(), captions=models.captions)
+    assert engine.hello()["captions_decoder"] == decoder.describe()  # told to subscribers
+    greedy = app.load_models(parse(*base, "--no-lm"), demo=False).captions
+    assert greedy.final_decoder is None and greedy.decoding == "greedy"
     other = tmp_path / "other.arpa"
     build_arpa(["the dog ran"], other, order=1)
     decoder = app.load_models(parse(*base, "--lm", str(other)), demo=False).captions.final_decoder

@@ -571,6 +571,8 @@ class EngineInfo(Bar):
         out.append("Models\n", style="bold")
         for task, model in models.items():
             out.append(f"  {str(task).ljust(width)}  {model}\n")
+        if isinstance(hello.get("captions_decoder"), str):
+            out.append(f"  captions decoded by {hello['captions_decoder']}\n", style="dim")
         if not models:
             out.append("  waiting for the server's hello\n", style="dim")
         if hello.get("demo"):

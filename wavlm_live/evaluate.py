@@ -165,8 +165,7 @@ def evaluate_folder(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"folder": str(folder), "models": models.ids, "window": config.window, "hop": config.hop}
     if refs_text:
         report["clips_captions"] = len(refs_text)
-        beam = getattr(models.captions, "final_decoder", None)
-        report["captions_decoder"] = beam.describe() if beam is not None else "greedy"
+        report["captions_decoder"] = models.captions.decoding
         report["cer"] = round(metrics.cer(refs_text, hyps_text), 4)
         report["wer"] = round(metrics.wer(refs_text, hyps_text), 4)
     if der_total is not None:

@@ -33,6 +33,7 @@ HELLO = {
     "window": 4.0,
     "hop": 1.0,
     "demo": True,
+    "captions_decoder": "beam search (width 4, 2-gram LM of 9 words, alpha 0.5, beta 1.5)",
 }
 
 VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in PROTOCOL_SCHEMAS.items()}

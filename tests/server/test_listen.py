@@ -66,7 +66,8 @@ async def test_listen_prints_captions_with_speaker_labels(tools) -> None:
         assert await asyncio.wait_for(task, 10) == 0
     assert out.lines == [
         "connected to wavlm-live 0.1.0 (captions, diarization, embeddings)",
-        "warning: demo models with random weights; their output is meaningless",
+        "captions decoded by beam search (width 4, 2-gram LM of 9 words, alpha 0.5, beta 1.5)",
+        "warning: demo models, trained on synthetic speech only; on human voices their output is not meaningful",
         "S1 joined at 0.50 s",
         "[0.00-0.90] S1: SEGMENT 0",
         'S1 is now "Alice"',

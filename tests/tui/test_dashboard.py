@@ -234,6 +234,16 @@ async def test_demo_models_are_flagged(make_server, hello):
         assert "demo checkpoints (synthetic-speech models" in app.stats_bar.plain
 
 
+async def test_engine_pane_says_how_captions_are_decoded(make_server, hello):
+    decoder = "beam search (width 24, 2-gram LM of 25660 words, alpha 0.8, beta 3.0)"
+    server = make_server(hello=dict(hello, captions_decoder=decoder))
+    app = DashboardApp(server.url, config=FAST)
+    async with app.run_test(size=(200, 48)) as pilot:
+        await until(pilot, lambda: app.state.hello is not None and "Models" in app.engine_info.plain, "the engine pane")
+        assert app.engine_info.display
+        assert f"captions decoded by {decoder}" in app.engine_info.plain
+
+
 async def test_keys_timestamps_pause_clear_help_and_save(make_server, recording, tmp_path):
     server = make_server()
     path = tmp_path / "transcript.txt"

@@ -204,6 +204,8 @@ class Engine:
             "hop": self.plan.hop_seconds,
             "right_context": self.plan.right_frames * FRAME_SECONDS,
             "demo": self.demo,
+            **({"captions_decoder": getattr(self.captions_model, "decoding", "greedy")}
+               if self.captions_model is not None else {}),
         }
 
     # -- producer side ------------------------------------------------------------------

@@ -61,6 +61,15 @@ class CTCRunner(_Runner):
         self.delimiter_id = vocab.tokens.index(delimiter) if delimiter in vocab.tokens else None
         self.final_decoder: Any = None
 
+    @property
+    def decoding(self) -> str:
+        """How final captions are decoded, in one line: ``"greedy"``, or the final
+        decoder's ``describe()`` (the beam search with its LM)."""
+        if self.final_decoder is None:
+            return "greedy"
+        describe = getattr(self.final_decoder, "describe", None)
+        return describe() if callable(describe) else type(self.final_decoder).__name__
+
     @torch.inference_mode()
     def logits(self, audio: np.ndarray) -> np.ndarray:
         """``audio`` float32 ``[samples]`` at 16 kHz -> float32 logits ``[frames, vocab]``."""
