@@ -36,7 +36,7 @@ def test_arpa_scores_follow_backoff(tmp_path):
     lm = NGramLM.from_arpa(path)
     assert lm.order == 2 and lm.vocabulary == {"the", "cat"}
     assert lm.score(("<s>",), "THE") == pytest.approx(-0.1)  # listed bigram, case-folded
-    assert lm.score(("the",), "cat") == pytest.approx(-0.3)
+    assert lm.score(("the",), "cat") == lm.score(("THE",), "Cat") == pytest.approx(-0.3)  # history case-folded too
     assert lm.score(("<s>",), "cat") == pytest.approx(-0.5 + -0.9)  # backoff(<s>) + p(cat)
     assert lm.score(("cat",), "the") == pytest.approx(-0.6)  # context without backoff weight
     assert lm.score(("the",), "dog") == pytest.approx(-2.0)  # unknown word -> <unk>
@@ -141,6 +141,17 @@ def test_running_words_together_does_not_escape_the_language_model(tmp_path):
     x = _logits(frames)
     assert CTCDecoder(VOCAB).decode(x).text == "THECAT"
     assert CTCBeamDecoder(VOCAB, lm, BeamSettings(alpha=0.8, beta=1.0)).decode(x).text == "THE CAT"
+
+
+def test_context_words_are_the_history_of_the_first_word(tmp_path):
+    """A segment that continues an utterance is read with the previous words as LM history."""
+    build_arpa(["the cat sat", "the cat ran", "a bat flew", "bat flew"], tmp_path / "lm.arpa", order=2)
+    decoder = CTCBeamDecoder(VOCAB, NGramLM.from_arpa(tmp_path / "lm.arpa"), BeamSettings(alpha=1.0, beta=0.0))
+    x = _logits(_spell(["CAT"], {0: {"B": 0.5, "C": 0.45}, 1: {"B": 0.5, "C": 0.45}}))
+    assert CTCDecoder(VOCAB).decode(x).text == "BAT"
+    assert decoder.decode(x).text == "BAT"  # after <s>, "bat" starts sentences and "cat" never does
+    assert decoder.decode(x, context=["THE"]).text == "CAT"
+    assert decoder.decode(x, context=["A", "BIG", "THE"]).text == "CAT"  # only the last order-1 words count
 
 
 def test_beam_decoder_rejects_bad_input():

@@ -22,7 +22,7 @@ import io
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -101,6 +101,7 @@ class NGramLM:
         if (word,) not in self._ngrams:
             return self._unk_log10
         history = history[len(history) - self.order + 1:] if self.order > 1 else ()
+        history = tuple(w if w in (BOS, EOS, UNK) else w.casefold() for w in history)
         backoff = 0.0
         for i in range(len(history) + 1):
             ctx = history[i:]
@@ -289,22 +290,27 @@ class CTCBeamDecoder:
         lm = f"{self.lm.order}-gram LM of {len(self.lm.vocabulary)} words" if self.lm is not None else "no LM"
         return f"beam search (width {self.settings.beam_width}, {lm}, alpha {self.settings.alpha}, beta {self.settings.beta})"
 
-    def _word_score(self, words: tuple, word: str) -> float:
+    def _word_score(self, prefix: tuple[str, ...], words: tuple, word: str) -> float:
         if self.lm is None:
             return 0.0
         n = self.lm.order - 1
-        history = (BOS, *(w[0] for w in words))[-n:] if n else ()
+        history = (*prefix, *(w[0] for w in words))[-n:] if n else ()
         return self.settings.alpha * self.lm.score(history, word) * LN10 + self.settings.beta
 
-    def decode(self, logits) -> Transcript:
-        """Decode one utterance.
+    def decode(self, logits, context: Sequence[str] = ()) -> Transcript:
+        """Decode one utterance, or one piece of a longer one.
 
         Args:
             logits: float array-like ``[T, vocab]`` (logits or log-probabilities; a
                 log-softmax is applied).
+            context: the words just before these logits in the same utterance (the LM
+                history of the first word); empty: the logits start an utterance
+                (history ``<s>``).
 
         Raises ``ValueError`` for another shape.
         """
+        n = self.lm.order - 1 if self.lm is not None else 0
+        prefix = tuple(context)[-n:] if context and n else (BOS,)
         x = np.asarray(logits, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(self.vocab):
             raise ValueError(f"expected logits [T, {len(self.vocab)}], got shape {x.shape}")
@@ -354,7 +360,7 @@ class CTCBeamDecoder:
                             continue
                         words = b.words + ((b.partial, b.w_start, b.w_end),)
                         nkey = (tuple(w[0] for w in words), "")
-                        ext = get(nkey, b, lm=b.lm + self._word_score(b.words, b.partial), last=c,
+                        ext = get(nkey, b, lm=b.lm + self._word_score(prefix, b.words, b.partial), last=c,
                                   words=words, partial="", oov=False)
                     else:
                         ch = self._text[c]
@@ -372,7 +378,7 @@ class CTCBeamDecoder:
             beams = dict(sorted(nxt.items(), key=lambda kv: kv[1].total(), reverse=True)[:s.beam_width])
 
         def final(b: _Beam) -> float:
-            return b.total() + (self._word_score(b.words, b.partial) if b.partial else 0.0)
+            return b.total() + (self._word_score(prefix, b.words, b.partial) if b.partial else 0.0)
 
         b = max(beams.values(), key=final)
         words = b.words + (((b.partial, b.w_start, b.w_end),) if b.partial else ())
