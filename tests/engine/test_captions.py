@@ -109,3 +109,23 @@ def test_final_decoder_rereads_each_final_segment_while_partials_stay_greedy(tmp
     assert any("KAT" in e.text for e in events if not e.final)  # partials: greedy
     second = [e for e in events if e.final][1]
     assert second.words[0].start == pytest.approx(len(frames_of("THE KAT SAT" + "_" * 4)) * 0.02)
+
+
+def test_final_decoder_gets_the_previous_words_only_when_a_segment_was_cut_for_length():
+    greedy = CTCDecoder(VOCAB)
+    contexts = []
+
+    class Recorder:
+        def decode(self, logits, context=()):
+            contexts.append(tuple(context))
+            return greedy.decode(logits.argmax(-1))
+
+    ids = frames_of("ONE TWO THREE FOUR FIVE SIX SEVEN" + "_" * 4 + "EIGHT NINE")
+    events = run(ids, max_segment_words=2, final_decoder=Recorder())
+    texts = finals(events)
+    assert " ".join(texts) == "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE"
+    after_pause = next(k for k, t in enumerate(texts) if t.startswith("EIGHT"))
+    assert after_pause >= 3 and len(contexts) == len(texts)  # several length cuts before the pause
+    assert contexts[0] == () and contexts[after_pause] == ()
+    for k in range(1, after_pause):
+        assert contexts[k] == tuple(texts[k - 1].split())

@@ -34,7 +34,10 @@ class LogitsDecoder(Protocol):
     """A decoder of a segment's logits ``[frames, vocab]`` into words with frame offsets
     relative to its first frame (e.g. :class:`wavlm_live.model.lm.CTCBeamDecoder`)."""
 
-    def decode(self, logits: np.ndarray) -> _TranscriptLike: ...
+    def decode(self, logits: np.ndarray, context: Sequence[str] = ()) -> _TranscriptLike:
+        """``context``: the words just before ``logits`` in the same utterance (empty at
+        its start)."""
+        ...
 
 
 SpeakerLookup = Callable[[int, int], "str | None"]
@@ -64,7 +67,10 @@ class CaptionStitcher:
     With a ``final_decoder`` (a CTC beam search with a language model), the segment
     boundaries are still found on the greedy ids, but each final segment's words are the
     final decoder's reading of that segment's settled logits; partials stay greedy, so
-    the beam search runs once per segment, not once per window.
+    the beam search runs once per segment, not once per window. A segment cut only for
+    its length is continued by the next one, which the final decoder reads with the
+    previous segment's words as context (its LM history); after a pause, a change of
+    speaker or a gap the next segment starts afresh.
 
     Args:
         decoder: greedy CTC decoder over token ids (see :class:`IdDecoder`).
@@ -112,6 +118,7 @@ class CaptionStitcher:
         self._pending_start = 0  # absolute frame of _pending[0]
         self._tail = np.zeros(0, dtype=np.int64)  # unsettled ids of the newest window
         self._segment = 0
+        self._context: tuple[str, ...] = ()  # words of a final segment the next one continues
         self._last_partial: tuple[int, str] | None = None
         self._gap_events: list[CaptionEvent] = []
 
@@ -170,8 +177,8 @@ class CaptionStitcher:
         """Publish what the last :meth:`add` settled: zero or more final segments (in
         segment order) and then the new partial, when it changed."""
         events, self._gap_events = self._gap_events, []
-        while (cut := self._next_cut()) > 0:
-            events += self._commit(cut)
+        while (cut := self._next_cut())[0] > 0:
+            events += self._commit(*cut)
         partial = self._partial(np.concatenate([self._pending, self._tail]))
         if partial is not None:
             events.append(partial)
@@ -214,8 +221,9 @@ class CaptionStitcher:
                 pause = len(ids)  # trailing pause
         return delim, pause
 
-    def _next_cut(self) -> int:
-        """Frames of ``_pending`` to publish as the next final segment (0: keep waiting).
+    def _next_cut(self) -> tuple[int, bool]:
+        """Frames of ``_pending`` to publish as the next final segment (0: keep waiting),
+        and whether the speech goes on past the cut (a cut for length only).
 
         A segment is a phrase: it ends at the first pause, before a change of speaker, or,
         for long speech without either, at the last closed word once the closed words span
@@ -224,10 +232,10 @@ class CaptionStitcher:
         delim, pause = self._closing_points()
         p = pause or delim
         if p == 0:
-            return 0
+            return 0, False
         words = self.decoder.decode(self._pending[:p]).words
         if not words:
-            return p  # only blanks and delimiters: drop them silently
+            return p, False  # only blanks and delimiters: drop them silently
         if self.speaker_of is not None:
             speakers = [self.speaker_of(self._pending_start + w.start_frame, self._pending_start + w.end_frame) for w in words]
             change = next(
@@ -235,18 +243,21 @@ class CaptionStitcher:
                 None,
             )
             if change is not None:
-                return words[change].start_frame
+                return words[change].start_frame, False
         if pause:
-            return p
+            return p, False
         span = (words[-1].end_frame - words[0].start_frame) * FRAME_SECONDS
         if len(words) >= self.max_segment_words or span >= self.max_segment_seconds:
-            return p
-        return 0
+            return p, True
+        return 0, False
 
     def _words(self, ids: np.ndarray, start_frame: int, logits: np.ndarray | None = None) -> list[Word]:
         if ids.size == 0:
             return []
-        decoded = self.decoder.decode(ids) if logits is None else self.final_decoder.decode(logits)  # type: ignore[union-attr]
+        if logits is None:
+            decoded = self.decoder.decode(ids)
+        else:
+            decoded = self.final_decoder.decode(logits, context=self._context)  # type: ignore[union-attr]
         out = []
         for w in decoded.words:
             s, e = start_frame + w.start_frame, start_frame + w.end_frame
@@ -270,7 +281,7 @@ class CaptionStitcher:
             speaker=speakers.most_common(1)[0][0] if speakers else None,
         )
 
-    def _commit(self, p: int) -> list[CaptionEvent]:
+    def _commit(self, p: int, continues: bool = False) -> list[CaptionEvent]:
         if p <= 0:
             return []
         ids, start = self._pending[:p], self._pending_start
@@ -280,6 +291,7 @@ class CaptionStitcher:
         if self._pending_logits is not None:
             logits, self._pending_logits = self._pending_logits[:p], self._pending_logits[p:]
         words = self._words(ids, start, logits)
+        self._context = tuple(w.text for w in words) if continues else ()
         if not words:
             return []
         event = self._event(True, words, start, start + p)
