@@ -160,8 +160,9 @@ class WavLMForXVector(_TaskModel):
 
     def masked_embeddings(self, h: Tensor, weights: Tensor, eps: float = 0.0) -> Tensor:
         """x-vectors pooled over selected frames: the weighted mean and unbiased std of ``h``
-        under each row of ``weights``, then :meth:`embed_statistics`. The streaming engine's
-        per-speaker x-vectors and the demo embeddings training both pool this way.
+        under each row of ``weights``, then :meth:`embed_statistics`. All x-vector pooling
+        goes through here: :meth:`forward` (whole utterances), the streaming engine's
+        per-speaker x-vectors and the demo embeddings training.
 
         Args:
             h: float32 ``[N, T', C]`` or ``[1, T', C]`` (shared by every row of ``weights``),
@@ -188,16 +189,14 @@ class WavLMForXVector(_TaskModel):
                              f"head needs at least {self.min_frames} frames")
         h, out = self.frame_features(input_values, attention_mask, output_hidden_states)
         if attention_mask is None:
-            mean, std = h.mean(dim=1), h.std(dim=1)
+            weights = torch.ones(h.shape[:2], device=h.device)
         else:
             frames = self.wavlm.frame_lengths(attention_mask)
             if bool((frames < self.min_frames).any()):
                 raise ValueError(f"attention_mask has an utterance of {int(frames.min())} frames; the x-vector "
                                  f"head needs at least {self.min_frames}")
-            lengths = self.pooling_lengths(frames).tolist()
-            stats = [(h[i, :n].mean(dim=0), h[i, :n].std(dim=0)) for i, n in enumerate(lengths)]
-            mean = torch.stack([m for m, _ in stats])
-            std = torch.stack([s for _, s in stats])
-        out.embeddings = self.embed_statistics(mean, std)
+            pooled = torch.arange(h.shape[1], device=h.device)[None] < self.pooling_lengths(frames)[:, None]
+            weights = pooled.float()
+        out.embeddings = self.masked_embeddings(h, weights)
         out.logits = self.classifier(out.embeddings)
         return out
