@@ -43,7 +43,7 @@ class CTCRunner(_Runner):
         decoder: the checkpoint's greedy CTC decoder (:class:`wavlm_live.model.CTCDecoder`).
         blank_id: CTC blank id (the ``[PAD]`` token).
         delimiter_id: id of the word delimiter ``|`` (``None`` if absent).
-        final_decoder: decoder of final caption segments' logits, e.g. a
+        final_decoder: decoder of final caption segments' logits with a ``describe()``, e.g. a
             :class:`wavlm_live.model.lm.CTCBeamDecoder` with the checkpoint's language
             model; ``None`` (the default) keeps greedy decoding.
     """
@@ -65,10 +65,7 @@ class CTCRunner(_Runner):
     def decoding(self) -> str:
         """How final captions are decoded, in one line: ``"greedy"``, or the final
         decoder's ``describe()`` (the beam search with its LM)."""
-        if self.final_decoder is None:
-            return "greedy"
-        describe = getattr(self.final_decoder, "describe", None)
-        return describe() if callable(describe) else type(self.final_decoder).__name__
+        return "greedy" if self.final_decoder is None else self.final_decoder.describe()
 
     @torch.inference_mode()
     def logits(self, audio: np.ndarray) -> np.ndarray:
