@@ -32,6 +32,8 @@ class CaptionModel(Protocol):
     delimiter_id: int | None
     decoder: Any
     # optional ``final_decoder``: decodes each final segment's logits (beam search + LM)
+    # optional ``decoding``: one line saying how finals are decoded (``hello``'s
+    # ``captions_decoder``; "greedy" when absent)
 
     def logits(self, audio: np.ndarray) -> np.ndarray:
         """``audio`` float32 ``[samples]`` at 16 kHz -> float32 logits ``[frames, vocab]``."""

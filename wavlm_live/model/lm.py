@@ -35,6 +35,11 @@ LN10 = math.log(10.0)
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
 
+def _fold(word: str) -> str:
+    """``word`` case-folded, except the special tokens ``<s>``, ``</s>`` and ``<unk>``."""
+    return word if word in (BOS, EOS, UNK) else word.casefold()
+
+
 class NGramLM:
     """A backoff word n-gram model read from an ARPA file (plain or ``.gz``).
 
@@ -82,7 +87,7 @@ class NGramLM:
                     if order == 0 or len(parts) not in (order + 1, order + 2):
                         raise ValueError(f"{path}:{lineno}: not an ARPA {order}-gram line: {line[:80]!r}")
                     backoff = float(parts[order + 1]) if len(parts) == order + 2 else 0.0
-                    words = tuple(w.casefold() if w not in (BOS, EOS, UNK) else w for w in parts[1:order + 1])
+                    words = tuple(_fold(w) for w in parts[1:order + 1])
                     ngrams[words] = (float(parts[0]), backoff)
         except FileNotFoundError:
             raise
@@ -97,11 +102,11 @@ class NGramLM:
     def _score(self, history: tuple[str, ...], word: str) -> float:
         """``log10 p(word | history)`` with Katz-style backoff through ARPA backoff weights;
         ``history`` is truncated to ``order - 1`` words; unknown words score as ``<unk>``."""
-        word = word if word in (BOS, EOS, UNK) else word.casefold()
+        word = _fold(word)
         if (word,) not in self._ngrams:
             return self._unk_log10
         history = history[len(history) - self.order + 1:] if self.order > 1 else ()
-        history = tuple(w if w in (BOS, EOS, UNK) else w.casefold() for w in history)
+        history = tuple(_fold(w) for w in history)
         backoff = 0.0
         for i in range(len(history) + 1):
             ctx = history[i:]
