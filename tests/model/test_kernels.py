@@ -34,7 +34,7 @@ def test_packed_bf16_linear_matches_the_unpacked_op(activation, residual):
         plain = kernels.linear(x, layer, activation, res)
         kernels.PACK_BF16_WEIGHTS = True
         packed = kernels.linear(x, layer, activation, res)
-        assert layer.weight in kernels._packed  # the packed copy was made and cached
+        assert layer.weight in kernels._derived  # the packed copy was made and cached
         assert torch.equal(packed, plain)
         reference = F.linear(x.float(), layer.weight.float(), layer.bias.float())
         reference = F.gelu(reference) if activation else reference
@@ -57,16 +57,21 @@ def test_packed_weight_follows_weight_updates():
     assert _rel_rms(after, expected) < 0.01
 
 
-def test_fp32_score_attention_is_closer_to_float32_than_the_bf16_kernel():
+@pytest.mark.parametrize("logit_scale", [1.0, 4.0])
+def test_fp32_score_attention_is_closer_to_float32_than_the_bf16_kernel(logit_scale):
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 4, 120, 32) for _ in range(3))
-    mask = 3 * torch.randn(2, 4, 120, 120)
-    mask[1, :, :, 100:] = float("-inf")  # padded keys of the second utterance
-    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    qb, kb, vb, mb = (t.bfloat16() for t in (q, k, v, mask))
+    q = q * logit_scale  # scores of std 1 and 4: bfloat16's rounding of q k^T grows with them
+    gate = 1 + torch.rand(2, 4, 120)
+    bias = 3 * torch.randn(4, 120, 120)
+    padding = torch.zeros(2, 120, dtype=torch.bool)
+    padding[1, 100:] = True  # padded keys of the second utterance
+    mask = (gate[..., None] * bias).masked_fill(padding[:, None, None, :], float("-inf"))
+    qb, kb, vb = (t.bfloat16() for t in (q, k, v))
+    reference = F.scaled_dot_product_attention(qb.double(), kb.double(), vb.double(), attn_mask=mask.double())
     with torch.inference_mode():  # the layer hands it the bias in float32, the kernel gets bfloat16
-        ours = attention._attention_fp32_scores(qb, kb, vb, mask)
-        kernel = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mb)
+        ours = attention._attention_fp32_scores(qb, kb, vb, gate.bfloat16(), bias, padding)
+        kernel = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask.bfloat16())
     assert ours.dtype == torch.bfloat16 and ours.shape == reference.shape
     assert _rel_rms(ours, reference) < 0.6 * _rel_rms(kernel, reference)
     assert _rel_rms(ours, reference) < 0.01
@@ -74,7 +79,7 @@ def test_fp32_score_attention_is_closer_to_float32_than_the_bf16_kernel():
     vb2 = vb.clone()
     vb2[1, :, 100:] = 100.0
     with torch.inference_mode():
-        assert torch.equal(attention._attention_fp32_scores(qb, kb, vb2, mask), ours)
+        assert torch.equal(attention._attention_fp32_scores(qb, kb, vb2, gate.bfloat16(), bias, padding), ours)
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.01)])

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .attention import WavLMAttention
 from .config import WavLMConfig
-from .kernels import conv1d_gelu, linear
+from .kernels import conv1d_gelu, conv1d_time_major, linear, matmul
 
 
 def activation(name: str):
@@ -56,7 +56,7 @@ class WavLMOutput:
 class ConvLayer(nn.Module):
     """One feature-encoder layer: Conv1d, optional norm ("group": GroupNorm with one group
     per channel over time, eps 1e-5; "layer": LayerNorm over channels, eps 1e-5), activation.
-    Shape: ``[B, C_in, N] -> [B, C_out, N']``."""
+    Time-major: ``[B, N, C_in] -> [B, N', C_out]`` (``kernels.conv1d_time_major``)."""
 
     def __init__(self, config: WavLMConfig, layer_id: int, norm: str | None):
         super().__init__()
@@ -74,17 +74,18 @@ class ConvLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fused_gelu:
-            return conv1d_gelu(x, self.conv)
-        x = self.conv(x)
+            return conv1d_time_major(x, self.conv, "gelu")
+        x = conv1d_time_major(x, self.conv)
         if self.norm == "group":
-            x = self.layer_norm(x)
-        elif self.norm == "layer":
             x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
+        elif self.norm == "layer":
+            x = self.layer_norm(x)
         return self.act(x)
 
 
 class FeatureEncoder(nn.Module):
-    """Conv stack from samples to frames. Shape: ``[B, N] samples -> [B, C, T] frames``.
+    """Conv stack from samples to frames. Shape: ``[B, N] samples -> [B, T, C] frames``
+    (time-major, the layout the feature projection takes).
 
     Layers run in the dtype of their weights. With ``feat_extract_norm="group"`` the first
     layer is one matrix product: GroupNorm (one group per channel, over the whole window,
@@ -119,8 +120,9 @@ class FeatureEncoder(nn.Module):
 
 
 def _group_norm_first_layer(layer: ConvLayer, x: Tensor, dtype: torch.dtype) -> Tensor:
-    """Conv1d(1 -> C, kernel k, stride s) + GroupNorm(C groups) + activation as one batched
-    matrix product in ``dtype``, with float64 statistics. Shape: ``[B, N] float32 -> [B, C, T]``."""
+    """Conv1d(1 -> C, kernel k, stride s) + GroupNorm(C groups) + activation as one matrix
+    product per utterance in ``dtype`` (GELU fused where ``kernels.matmul`` can), with float64
+    statistics. Shape: ``[B, N] float32 -> [B, T, C]``."""
     conv, norm = layer.conv, layer.layer_norm
     k, s = conv.kernel_size[0], conv.stride[0]
     b, n = x.shape
@@ -136,24 +138,27 @@ def _group_norm_first_layer(layer: ConvLayer, x: Tensor, dtype: torch.dtype) -> 
     cov = centred.transpose(1, 2) @ centred / t
     var = ((w64 @ cov) * w64).sum(-1)  # [B, C]: variance over time of each channel's conv output
     scale = norm.weight.double() * torch.rsqrt(var + norm.eps)  # [B, C]
-    shift = (norm.bias.double() - (mean_win @ w64.t()) * scale).float()
-    out = torch.baddbmm(shift[:, :, None].to(dtype), (w * scale.float()[:, :, None]).to(dtype),
-                        windows.transpose(1, 2).to(dtype))
-    return layer.act(out)
+    shift = (norm.bias.double() - (mean_win @ w64.t()) * scale).float().to(dtype)
+    weights = (w * scale.float()[:, :, None]).to(dtype)  # [B, C, k]
+    windows = windows.to(dtype)
+    if layer.act is F.gelu:
+        rows = [matmul(windows[i], weights[i], shift[i], "gelu") for i in range(b)]
+        return rows[0][None] if b == 1 else torch.stack(rows)
+    return layer.act(torch.baddbmm(shift[:, None, :], windows, weights.transpose(1, 2)))
 
 
 def _float32_forward(layer: ConvLayer, x: Tensor) -> Tensor:
-    """``layer(x)`` with float32 copies of its (small) parameters. Shape: ``[B, 1, N] -> [B, C, T]``."""
+    """``layer(x)`` with float32 copies of its (small) parameters. Shape: ``[B, 1, N] -> [B, T, C]``."""
     conv = layer.conv
     bias = conv.bias.float() if conv.bias is not None else None
     x = F.conv1d(x, conv.weight.float(), bias, stride=conv.stride)
     if layer.norm == "group":
         ln = layer.layer_norm
         x = F.group_norm(x, ln.num_groups, ln.weight.float(), ln.bias.float(), ln.eps)
-    elif layer.norm == "layer":
+    x = x.transpose(1, 2)
+    if layer.norm == "layer":
         ln = layer.layer_norm
-        x = F.layer_norm(x.transpose(1, 2), ln.normalized_shape, ln.weight.float(), ln.bias.float(),
-                         ln.eps).transpose(1, 2)
+        x = F.layer_norm(x, ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
     return layer.act(x)
 
 
@@ -317,7 +322,7 @@ class WavLMModel(nn.Module):
         if attention_mask is not None and attention_mask.shape != input_values.shape:
             raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} differs from input_values "
                              f"shape {tuple(input_values.shape)}")
-        x = self.feature_extractor(input_values).transpose(1, 2)  # [B, T, C]
+        x = self.feature_extractor(input_values)  # [B, T, C]
         key_padding = None if attention_mask is None else self.frame_padding(attention_mask, x.shape[1])
         h = self.feature_projection(x)
         h, hidden = self.encoder(h, key_padding, output_hidden_states)

@@ -50,7 +50,23 @@ def _onednn_ok(dtype: torch.dtype) -> bool:
 PACK_BF16_WEIGHTS = True
 """Pre-pack bfloat16 weights for oneDNN (see the module docstring); a switch for benchmarks."""
 
-_packed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weight -> ((version, data_ptr), packed weight)
+_derived: WeakIdKeyDictionary = WeakIdKeyDictionary()  # first tensor -> (versions key, derived value)
+
+
+def cached(tensors: Tensor | tuple[Tensor, ...], make):
+    """``make(*tensors)`` (a packed, reshaped or concatenated copy of parameters), computed
+    once under ``torch.inference_mode`` and cached on the first tensor; rebuilt when any of
+    them changes (version counter or storage), so loading new weights, ``.to()`` or training
+    in between is safe, and when ``PACK_BF16_WEIGHTS`` is switched."""
+    tensors = (tensors,) if isinstance(tensors, Tensor) else tuple(tensors)
+    key = tuple((t._version, t.data_ptr()) for t in tensors) + (PACK_BF16_WEIGHTS,)
+    hit = _derived.get(tensors[0])
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.inference_mode():
+        value = make(*(t.detach() for t in tensors))
+    _derived[tensors[0]] = (key, value)
+    return value
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,18 +84,12 @@ def _packing_ok() -> bool:
         return False
 
 
-def _weight_for(weight: Tensor, rows: int) -> Tensor:
-    """The weight to hand to oneDNN: a cached pre-packed copy for bfloat16, else ``weight``."""
+def pack(weight: Tensor, rows: int) -> Tensor:
+    """``weight`` ``[out, in]`` in oneDNN's blocked layout for bfloat16 matmuls with about
+    ``rows`` input rows, or ``weight`` itself where packing is off or not available."""
     if weight.dtype != torch.bfloat16 or not PACK_BF16_WEIGHTS or not _packing_ok():
         return weight
-    key = (weight._version, weight.data_ptr())
-    hit = _packed.get(weight)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    with torch.inference_mode():
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
-    _packed[weight] = (key, packed)
-    return packed
+    return torch.ops.mkldnn._reorder_linear_weight(weight, rows)
 
 
 def _cpu_inference(x: Tensor, weight: Tensor) -> bool:
@@ -97,23 +107,63 @@ def linear(x: Tensor, layer: nn.Linear, activation: str | None = None, residual:
     """``layer(x)`` followed by ``activation`` ("gelu": exact erf GELU, or None) or, when
     ``residual`` is given, ``+ residual``. Shape: ``[..., in] -> [..., out]``; ``residual``
     has the output shape. Raises ``ValueError`` when both are given."""
+    packed = None
+    if _use_onednn(x, layer.weight) and PACK_BF16_WEIGHTS and layer.weight.dtype == torch.bfloat16:
+        rows = x.numel() // x.shape[-1]
+        packed = cached(layer.weight, lambda w: pack(w, rows))
+    return matmul(x, layer.weight, layer.bias, activation, residual, packed)
+
+
+def matmul(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None,
+           residual: Tensor | None = None, onednn_weight: Tensor | None = None) -> Tensor:
+    """``x @ weight^T + bias``, then ``activation`` ("gelu": exact erf GELU, or None) or
+    ``+ residual``; fused in one oneDNN call for CPU inference (see the module docstring).
+    ``onednn_weight`` is a pre-packed (or otherwise prepared) copy of ``weight`` for that
+    call. Shapes: ``x [..., in]``, ``weight [out, in]``, ``bias [out]`` -> ``[..., out]``.
+    Raises ``ValueError`` for an unsupported activation or both an activation and a residual."""
     if activation is not None and residual is not None:
         raise ValueError("linear takes an activation or a residual, not both")
     if activation not in (None, "gelu"):
         raise ValueError(f"unsupported fused activation {activation!r}")
-    if _use_onednn(x, layer.weight):
+    if _use_onednn(x, weight):
         op = torch.ops.mkldnn._linear_pointwise
         x = x.contiguous()
-        weight = _weight_for(layer.weight, x.numel() // x.shape[-1])
+        w = weight if onednn_weight is None else onednn_weight
         if residual is not None:
-            return op.binary(x, residual.contiguous(), weight, layer.bias, "add")
+            return op.binary(x, residual.contiguous(), w, bias, "add")
         if activation == "gelu":
-            return op(x, weight, layer.bias, "gelu", [], "none")
-        return op(x, weight, layer.bias, "none", [], "")
-    y = F.linear(x, layer.weight, layer.bias)
+            return op(x, w, bias, "gelu", [], "none")
+        return op(x, w, bias, "none", [], "")
+    y = F.linear(x, weight, bias)
     if activation == "gelu":
         return F.gelu(y)
     return y if residual is None else residual + y
+
+
+def conv1d_time_major(x: Tensor, conv: nn.Conv1d, activation: str | None = None) -> Tensor:
+    """``conv`` over time on time-major frames, then ``activation`` ("gelu" or None).
+    Shape: ``[B, T, C_in] -> [B, T', C_out]`` with ``T' = (T - kernel) // stride + 1``.
+
+    For CPU inference of an unpadded, undilated, ungrouped conv (every feature-encoder layer
+    after the first) it is one oneDNN matmul with the GELU fused: the ``kernel`` input frames
+    of each output frame are a row of ``kernel * C_in`` values (a view when kernel == stride,
+    else one copy), times the conv weight reshaped to ``[C_out, kernel * C_in]`` (cached,
+    and pre-packed for bfloat16). On this project's CPU that is 5-15% faster than oneDNN's
+    convolution at WavLM's shapes, and the stack stays time-major, so the transposes around
+    the conv stack go. Elsewhere ``F.conv1d`` on the transposed input."""
+    k, s = conv.kernel_size[0], conv.stride[0]
+    simple = conv.padding == (0,) and conv.dilation == (1,) and conv.groups == 1
+    if simple and _use_onednn(x, conv.weight) and x.dim() == 3 and x.shape[1] >= k:
+        b, t, c = x.shape
+        t_out = (t - k) // s + 1
+        x = x.contiguous()
+        rows = x.as_strided((b, t_out, k * c), (x.stride(0), s * c, 1))
+        packed = cached(conv.weight, lambda w: pack(w.permute(0, 2, 1).reshape(w.shape[0], -1).contiguous(),
+                                                      b * t_out))
+        return matmul(rows, packed, conv.bias, activation, onednn_weight=packed)
+    y = F.conv1d(x.transpose(1, 2), conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
+                 conv.groups).transpose(1, 2)
+    return F.gelu(y) if activation == "gelu" else y
 
 
 @functools.lru_cache(maxsize=None)
