@@ -67,11 +67,12 @@ def test_fp32_score_attention_is_closer_to_float32_than_the_bf16_kernel(logit_sc
     padding = torch.zeros(2, 120, dtype=torch.bool)
     padding[1, 100:] = True  # padded keys of the second utterance
     mask = (gate[..., None] * bias).masked_fill(padding[:, None, None, :], float("-inf"))
-    qb, kb, vb = (t.bfloat16() for t in (q, k, v))
-    reference = F.scaled_dot_product_attention(qb.double(), kb.double(), vb.double(), attn_mask=mask.double())
+    qb, kb, vb = (t.bfloat16() for t in (q / 32 ** 0.5, k, v))  # the layer hands q scaled by 1/sqrt(d)
+    reference = F.scaled_dot_product_attention(qb.double(), kb.double(), vb.double(), attn_mask=mask.double(),
+                                               scale=1.0)
     with torch.inference_mode():  # the layer hands it the bias in float32, the kernel gets bfloat16
         ours = attention._attention_fp32_scores(qb, kb, vb, gate.bfloat16(), bias, padding)
-        kernel = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask.bfloat16())
+        kernel = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask.bfloat16(), scale=1.0)
     assert ours.dtype == torch.bfloat16 and ours.shape == reference.shape
     assert _rel_rms(ours, reference) < 0.6 * _rel_rms(kernel, reference)
     assert _rel_rms(ours, reference) < 0.01

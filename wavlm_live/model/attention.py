@@ -56,12 +56,12 @@ def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, bias: 
                            key_padding: Tensor | None) -> Tensor:
     """Attention for bfloat16 on the CPU, the softmax in float32: the bfloat16 product
     ``q k^T`` (oneDNN accumulates in float32 and rounds once to bfloat16) is widened to
-    float32, scaled by ``1/sqrt(d)``, the gated bias ``gate * bias`` is added in float32,
+    float32, the gated bias ``gate * bias`` is added in float32,
     padded keys get ``-inf``, and the softmax's bfloat16 probabilities multiply the
     bfloat16 values.
 
     Args:
-        q, k, v: ``[B, heads, T, d]`` bfloat16.
+        q, k, v: ``[B, heads, T, d]`` bfloat16, q already scaled by ``1/sqrt(d)``.
         gate: ``[B, heads, T]`` per-query gate (the layer's dtype; promoted to float32).
         bias: ``[heads, T, T]`` float32 ungated relative position bias.
         key_padding: ``[B, T]`` bool, True for padded keys, or None.
@@ -76,8 +76,8 @@ def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, bias: 
     attention is ~0.25% against the kernel's ~0.9% (random q, k, v, bias; the backbone's
     total bfloat16 error, ~1.5%, is set by the linears and stays the same)."""
     b, h, t, d = q.shape
-    q32 = q.reshape(b * h, t, d).float().mul_(1.0 / math.sqrt(d))
-    scores = torch.bmm(q32, k.reshape(b * h, t, d).float().transpose(1, 2)).view(b, h, t, t)
+    scores = torch.bmm(q.reshape(b * h, t, d).float(), k.reshape(b * h, t, d).float().transpose(1, 2))
+    scores = scores.view(b, h, t, t)
     scores.addcmul_(gate.unsqueeze(-1), bias)
     if key_padding is not None:
         scores.masked_fill_(key_padding[:, None, None, :], float("-inf"))
@@ -131,27 +131,30 @@ class WavLMAttention(nn.Module):
         return F.embedding(self._bucket_table(length, weight.device), weight).permute(2, 0, 1).contiguous()
 
     def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """q, k, v ``[B, heads, T, d]`` and the gate's two logits per head ``[B, T, heads, 2]``
+        """q (scaled by ``1/sqrt(d)``), k, v ``[B, heads, T, d]`` and the gate's two logits per head ``[B, T, heads, 2]``
         (``gru_rel_pos_linear``'s 8 outputs summed in fours, as transformers does) from
         ``x [B, T, H]``.
 
         Without autograd this is one matmul: q, k, v and the gate stacked into one
-        ``[3H + 2 heads, H]`` weight (the gate's 4-output sums folded into its weight, its
-        per-head ``d -> 2`` maps block-diagonal), built once and cached (pre-packed for
+        ``[3H + 2 heads, H]`` weight (q's rows and bias scaled by ``1/sqrt(d)``, exact for
+        d = 64; the gate's 4-output sums folded into its weight, its per-head ``d -> 2`` maps
+        block-diagonal), built once and cached (pre-packed for
         bfloat16 on the CPU); one wide matmul instead of four narrow ones is ~30% faster
         at 1 s windows on this project's CPU. Under autograd, four separate layers."""
         b, t, e = x.shape
         h, d = self.num_heads, self.head_dim
+        scale = 1.0 / math.sqrt(d)
         layers = (self.q_proj, self.k_proj, self.v_proj, self.gru_rel_pos_linear)
         if torch.is_grad_enabled() and any(p.requires_grad for layer in layers for p in layer.parameters()):
             q, k, v = (linear(x, layer).view(b, t, h, d).transpose(1, 2) for layer in layers[:3])
             gate = self.gru_rel_pos_linear(x.view(b, t, h, d)).view(b, t, h, 2, 4).sum(-1)
-            return q, k, v, gate
+            return q * scale, k, v, gate
 
         def stack(qw, kw, vw, gw, qb, kb, vb, gb):
             gate_w = gw.float().view(2, 4, d).sum(1)  # [2, d]: the sums of 4 outputs are linear too
-            weight = torch.cat([qw, kw, vw, torch.block_diag(*[gate_w] * h).to(qw.dtype)])
-            bias = torch.cat([qb, kb, vb, gb.float().view(2, 4).sum(1).repeat(h).to(qb.dtype)])
+            weight = torch.cat([(qw.float() * scale).to(qw.dtype), kw, vw, torch.block_diag(*[gate_w] * h).to(qw.dtype)])
+            bias = torch.cat([(qb.float() * scale).to(qb.dtype), kb, vb,
+                              gb.float().view(2, 4).sum(1).repeat(h).to(qb.dtype)])
             return weight, bias, pack(weight, b * t)
 
         params = tuple(layer.weight for layer in layers) + tuple(layer.bias for layer in layers)
@@ -188,6 +191,6 @@ class WavLMAttention(nn.Module):
             mask = gate.unsqueeze(-1) * position_bias  # [B, heads, T, T]
             if key_padding is not None:
                 mask = mask.masked_fill(key_padding[:, None, None, :], float("-inf"))
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=1.0)
         out = out.transpose(1, 2).reshape(b, t, self.embed_dim)
         return linear(out, self.out_proj, residual=residual), position_bias
