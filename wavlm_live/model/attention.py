@@ -81,7 +81,7 @@ def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, bias: 
     scores.addcmul_(gate.unsqueeze(-1), bias)
     if key_padding is not None:
         scores.masked_fill_(key_padding[:, None, None, :], float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(v.dtype)
+    probs = torch.softmax(scores, dim=-1, out=scores).to(v.dtype)  # in place: half the memory traffic
     return torch.bmm(probs.view(b * h, t, t), v.reshape(b * h, t, d)).view(b, h, t, d)
 
 
