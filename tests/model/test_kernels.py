@@ -96,3 +96,47 @@ def test_fused_conv_gelu_matches_conv_then_gelu(dtype, tol, stride, padding, gro
                                 padding=padding, groups=groups))
     assert fused.dtype == dtype and fused.shape == reference.shape
     assert _rel_rms(fused, reference) < tol
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.01)])
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (2, 2), (4, 3)])
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_time_major_conv_matches_conv1d(dtype, tol, kernel, stride, activation):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(16, 24, kernel_size=kernel, stride=stride).to(dtype)
+    x = torch.randn(2, 101, 16, dtype=dtype)  # [B, T, C] time-major
+    reference = F.conv1d(x.float().transpose(1, 2), conv.weight.float(), conv.bias.float(), stride=stride)
+    reference = reference.transpose(1, 2)
+    reference = F.gelu(reference) if activation else reference
+    with torch.inference_mode():
+        fast = kernels.conv1d_time_major(x, conv, activation)
+    assert conv.weight in kernels._derived  # the oneDNN matmul path ran (its reshaped weight is cached)
+    assert fast.dtype == dtype and fast.shape == reference.shape
+    assert _rel_rms(fast, reference) < tol
+    with torch.enable_grad():  # the autograd path (F.conv1d) agrees
+        slow = kernels.conv1d_time_major(x, conv.requires_grad_(True), activation)
+    assert _rel_rms(slow.detach(), reference) < tol
+
+
+def test_stacked_projection_follows_weight_updates():
+    """The cached q/k/v/gate stack is rebuilt when any of its weights changes in place."""
+    torch.manual_seed(0)
+    att = attention.WavLMAttention(64, 4, num_buckets=16, max_distance=32)
+    x = torch.randn(1, 30, 64)
+
+    def both():
+        with torch.inference_mode():
+            fast = att(x)[0]
+        with torch.enable_grad():  # four separate layers, no cache
+            slow = att(x)[0].detach()
+        return fast, slow
+
+    fast, slow = both()
+    assert torch.allclose(fast, slow, atol=1e-5)
+    for layer in (att.k_proj, att.gru_rel_pos_linear):
+        with torch.no_grad():
+            layer.weight.mul_(-1.5)  # e.g. an optimizer step or load_state_dict
+        new_fast, new_slow = both()
+        assert not torch.allclose(new_fast, fast, atol=1e-3)
+        assert torch.allclose(new_fast, new_slow, atol=1e-5)
+        fast = new_fast

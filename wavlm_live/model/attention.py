@@ -120,7 +120,8 @@ class WavLMAttention(nn.Module):
         built so far serves every shorter window (top-left slice), on ``device``."""
         table = self._buckets
         if table is None or table.shape[0] < length or table.device != device:
-            table = relative_position_buckets(length, self.num_buckets, self.max_distance, device)
+            with torch.inference_mode(False):  # a normal tensor: usable under autograd after inference
+                table = relative_position_buckets(length, self.num_buckets, self.max_distance, device)
             self._buckets = table
         return table[:length, :length]
 
