@@ -140,3 +140,14 @@ def test_stacked_projection_follows_weight_updates():
         assert not torch.allclose(new_fast, fast, atol=1e-3)
         assert torch.allclose(new_fast, new_slow, atol=1e-5)
         fast = new_fast
+
+
+def test_bf16_attention_off_the_cpu_uses_no_cpu_kernels():
+    """The stacked projection is packed for oneDNN only on the CPU: on another device (the
+    meta device stands in for CUDA here; oneDNN's ops have no kernel for it) bfloat16
+    attention runs on plain matmuls and SDPA."""
+    att = attention.WavLMAttention(64, 4, num_buckets=16, max_distance=32).to("meta", torch.bfloat16)
+    with torch.inference_mode():
+        out, bias = att(torch.empty(2, 30, 64, device="meta", dtype=torch.bfloat16))
+    assert out.shape == (2, 30, 64) and out.device.type == "meta" and out.dtype == torch.bfloat16
+    assert bias.shape == (4, 30, 30)

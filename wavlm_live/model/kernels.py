@@ -86,8 +86,9 @@ def _packing_ok() -> bool:
 
 def pack(weight: Tensor, rows: int) -> Tensor:
     """``weight`` ``[out, in]`` in oneDNN's blocked layout for bfloat16 matmuls with about
-    ``rows`` input rows, or ``weight`` itself where packing is off or not available."""
-    if weight.dtype != torch.bfloat16 or not PACK_BF16_WEIGHTS or not _packing_ok():
+    ``rows`` input rows, or ``weight`` itself off the CPU and where packing is off or not
+    available."""
+    if weight.device.type != "cpu" or weight.dtype != torch.bfloat16 or not PACK_BF16_WEIGHTS or not _packing_ok():
         return weight
     return torch.ops.mkldnn._reorder_linear_weight(weight, rows)
 
