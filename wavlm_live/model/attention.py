@@ -54,11 +54,10 @@ def _explicit_softmax(x: Tensor) -> bool:
 
 def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, bias: Tensor,
                            key_padding: Tensor | None) -> Tensor:
-    """Attention for bfloat16 on the CPU, the softmax in float32: the bfloat16 product
-    ``q k^T`` (oneDNN accumulates in float32 and rounds once to bfloat16) is widened to
-    float32, the gated bias ``gate * bias`` is added in float32,
-    padded keys get ``-inf``, and the softmax's bfloat16 probabilities multiply the
-    bfloat16 values.
+    """Attention for bfloat16 on the CPU with float32 scores: q and k are widened to
+    float32 for ``q k^T``, the gated bias ``gate * bias`` is added in float32, padded keys
+    get ``-inf``, the softmax runs in place in float32, and its probabilities, rounded to
+    bfloat16, multiply the bfloat16 values.
 
     Args:
         q, k, v: ``[B, heads, T, d]`` bfloat16, q already scaled by ``1/sqrt(d)``.
@@ -70,11 +69,12 @@ def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, bias: 
 
     PyTorch's CPU flash-attention kernel gains nothing from bfloat16 at WavLM's window
     lengths (it converts blocks to float32) and takes the bias in bfloat16 (8-bit mantissa).
-    This form runs the two matmuls on bfloat16 dot products and keeps the bias and softmax
-    in float32: 1.8x faster than the kernel at 200 frames (4 s) and 1.6x at 400 (8 s) on
-    this project's CPU, two threads, and its output's relative RMS error against float64
-    attention is ~0.25% against the kernel's ~0.9% (random q, k, v, bias; the backbone's
-    total bfloat16 error, ~1.5%, is set by the linears and stays the same)."""
+    This form is ~1.4x faster than the kernel at 200 frames (4 s) and ~1.25x at 400 (8 s)
+    on this project's CPU, two threads, and its output's relative RMS error against float64
+    attention is ~0.25% against the kernel's ~0.8% (random q, k, v, bias). A bfloat16
+    ``q k^T`` would be faster still, but rounding the scores costs an error that grows with
+    them (0.9% for scores of std 8, against 0.26% here). The backbone's total bfloat16
+    error, ~1.5%, is set by the linears."""
     b, h, t, d = q.shape
     scores = torch.bmm(q.reshape(b * h, t, d).float(), k.reshape(b * h, t, d).float().transpose(1, 2))
     scores = scores.view(b, h, t, t)
@@ -132,16 +132,17 @@ class WavLMAttention(nn.Module):
         return F.embedding(self._bucket_table(length, weight.device), weight).permute(2, 0, 1).contiguous()
 
     def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """q (scaled by ``1/sqrt(d)``), k, v ``[B, heads, T, d]`` and the gate's two logits per head ``[B, T, heads, 2]``
-        (``gru_rel_pos_linear``'s 8 outputs summed in fours, as transformers does) from
-        ``x [B, T, H]``.
+        """q (scaled by ``1/sqrt(d)``), k, v ``[B, heads, T, d]`` and the gate's two logits
+        per head ``[B, T, heads, 2]`` (``gru_rel_pos_linear``'s 8 outputs summed in fours,
+        as transformers does) from ``x [B, T, H]``.
 
         Without autograd this is one matmul: q, k, v and the gate stacked into one
         ``[3H + 2 heads, H]`` weight (q's rows and bias scaled by ``1/sqrt(d)``, exact for
-        d = 64; the gate's 4-output sums folded into its weight, its per-head ``d -> 2`` maps
-        block-diagonal), built once and cached (pre-packed for
-        bfloat16 on the CPU); one wide matmul instead of four narrow ones is ~30% faster
-        at 1 s windows on this project's CPU. Under autograd, four separate layers."""
+        d = 64; the gate's 4-output sums folded into its weight, its per-head ``d -> 2``
+        maps block-diagonal), built once and cached (pre-packed for bfloat16 on the CPU).
+        One wide matmul instead of four narrow ones saves ~10% of the backbone's time at
+        1 s windows on this project's CPU (66 -> 60 ms in bf16). Under autograd, four
+        separate layers."""
         b, t, e = x.shape
         h, d = self.num_heads, self.head_dim
         scale = 1.0 / math.sqrt(d)
@@ -153,7 +154,8 @@ class WavLMAttention(nn.Module):
 
         def stack(qw, kw, vw, gw, qb, kb, vb, gb):
             gate_w = gw.float().view(2, 4, d).sum(1)  # [2, d]: the sums of 4 outputs are linear too
-            weight = torch.cat([(qw.float() * scale).to(qw.dtype), kw, vw, torch.block_diag(*[gate_w] * h).to(qw.dtype)])
+            gate_w = torch.block_diag(*[gate_w] * h)  # [2 heads, H]: head i's d inputs -> its 2 logits
+            weight = torch.cat([(qw.float() * scale).to(qw.dtype), kw, vw, gate_w.to(qw.dtype)])
             bias = torch.cat([(qb.float() * scale).to(qb.dtype), kb, vb,
                               gb.float().view(2, 4).sum(1).repeat(h).to(qb.dtype)])
             return weight, bias, pack(weight, b * t)

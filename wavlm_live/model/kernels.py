@@ -1,6 +1,7 @@
-"""Fused linear layers for CPU inference.
+"""Fused linear layers and convolutions for CPU inference.
 
-``linear(x, layer, activation=None, residual=None)`` computes ``act(x @ W^T + b)`` or
+``linear(x, layer, activation=None, residual=None)`` (and ``matmul`` for a bare weight)
+computes ``act(x @ W^T + b)`` or
 ``x @ W^T + b + residual``. On the CPU, for float32 and bfloat16 inference (no autograd
 needed), it runs oneDNN's matmul with the activation or the residual add fused as a
 post-op, through ``torch.ops.mkldnn._linear_pointwise``: the kernel torch.compile's
@@ -15,7 +16,12 @@ bfloat16 weights are also pre-packed once into oneDNN's blocked layout
 low-precision linears), which saves the per-call weight reorder: 5-11% on WavLM-base
 sized matmuls on this project's CPU. The packed copy is cached per weight tensor and
 rebuilt when the weight changes (its version counter moves), so loading new weights or
-training in between is safe. float32 keeps the plain weight (packing gains ~2% there).
+training in between is safe (``cached``). float32 keeps the plain weight (packing gains
+~2% there).
+
+``conv1d_time_major`` runs the feature encoder's strided convolutions on time-major frames
+as the same fused matmul, and ``conv1d_gelu`` the positional convolution with its GELU
+fused into oneDNN's convolution.
 """
 
 from __future__ import annotations
@@ -109,7 +115,7 @@ def linear(x: Tensor, layer: nn.Linear, activation: str | None = None, residual:
     ``residual`` is given, ``+ residual``. Shape: ``[..., in] -> [..., out]``; ``residual``
     has the output shape. Raises ``ValueError`` when both are given."""
     packed = None
-    if _use_onednn(x, layer.weight) and PACK_BF16_WEIGHTS and layer.weight.dtype == torch.bfloat16:
+    if _use_onednn(x, layer.weight):
         rows = x.numel() // x.shape[-1]
         packed = cached(layer.weight, lambda w: pack(w, rows))
     return matmul(x, layer.weight, layer.bias, activation, residual, packed)
@@ -159,9 +165,12 @@ def conv1d_time_major(x: Tensor, conv: nn.Conv1d, activation: str | None = None)
         t_out = (t - k) // s + 1
         x = x.contiguous()
         rows = x.as_strided((b, t_out, k * c), (x.stride(0), s * c, 1))
-        packed = cached(conv.weight, lambda w: pack(w.permute(0, 2, 1).reshape(w.shape[0], -1).contiguous(),
-                                                      b * t_out))
-        return matmul(rows, packed, conv.bias, activation, onednn_weight=packed)
+        def as_matrix(w: Tensor) -> tuple[Tensor, Tensor]:  # [C_out, C_in, k] -> [C_out, k * C_in], packed
+            matrix = w.permute(0, 2, 1).reshape(w.shape[0], -1).contiguous()
+            return matrix, pack(matrix, b * t_out)
+
+        weight, packed = cached(conv.weight, as_matrix)
+        return matmul(rows, weight, conv.bias, activation, onednn_weight=packed)
     y = F.conv1d(x.transpose(1, 2), conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
                  conv.groups).transpose(1, 2)
     return F.gelu(y) if activation == "gelu" else y
