@@ -120,9 +120,9 @@ class FeatureEncoder(nn.Module):
 
 
 def _group_norm_first_layer(layer: ConvLayer, x: Tensor, dtype: torch.dtype) -> Tensor:
-    """Conv1d(1 -> C, kernel k, stride s) + GroupNorm(C groups) + activation as one matrix
-    product per utterance in ``dtype`` (GELU fused where ``kernels.matmul`` can), with float64
-    statistics. Shape: ``[B, N] float32 -> [B, T, C]``."""
+    """Conv1d(1 -> C, kernel k, stride s) + GroupNorm(C groups) + activation as one batched
+    matrix product in ``dtype`` (for one utterance with the GELU fused where ``kernels.matmul``
+    can), with float64 statistics. Shape: ``[B, N] float32 -> [B, T, C]``."""
     conv, norm = layer.conv, layer.layer_norm
     k, s = conv.kernel_size[0], conv.stride[0]
     b, n = x.shape
@@ -141,9 +141,8 @@ def _group_norm_first_layer(layer: ConvLayer, x: Tensor, dtype: torch.dtype) -> 
     shift = (norm.bias.double() - (mean_win @ w64.t()) * scale).float().to(dtype)
     weights = (w * scale.float()[:, :, None]).to(dtype)  # [B, C, k]
     windows = windows.to(dtype)
-    if layer.act is F.gelu:
-        rows = [matmul(windows[i], weights[i], shift[i], "gelu") for i in range(b)]
-        return rows[0][None] if b == 1 else torch.stack(rows)
+    if b == 1 and layer.act is F.gelu:  # one utterance (streaming): the GELU fused into the matmul
+        return matmul(windows[0], weights[0], shift[0], "gelu")[None]
     return layer.act(torch.baddbmm(shift[:, None, :], windows, weights.transpose(1, 2)))
 
 
