@@ -189,8 +189,11 @@ async def test_disconnect_shows_reconnecting_then_live_again(make_server, record
     app = DashboardApp(server.url, config=FAST)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: "● live" in top(app), "the live state")
-        server.feed(recording[:120]).join()
-        await until(pilot, lambda: len(lines(app)) >= 2, "some captions")
+        fed = recording[:120]
+        server.feed(fed).join()
+        last = [e for e in fed if isinstance(e, CaptionEvent)][-1]  # drawn last: the client is done
+        await until(pilot, lambda: len(lines(app)) >= 2 and lines(app)[-1].endswith(last.text),
+                    "the captions fed so far")
         before = lines(app)
 
         server.stop()
