@@ -27,7 +27,7 @@ def _clock(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds:.2f}"
 
 
-class _Printer:
+class Printer:
     """Turns server messages into lines; keeps speaker names for caption labels."""
 
     def __init__(self, print_fn: Callable[..., Any], partials: bool) -> None:
@@ -118,7 +118,7 @@ async def listen(url: str, *, token: str | None = None, topics: Iterable[str] | 
         return 2
     if partials is None:
         partials = print_fn is print and sys.stdout.isatty()
-    printer = _Printer(print_fn, partials)
+    printer = Printer(print_fn, partials)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         async with connect(url, additional_headers=headers, compression=None,

@@ -49,6 +49,10 @@ _COUNT = {"type": "integer", "minimum": 0}
 _SPEAKER_ID = {"type": "string", "pattern": "^S[0-9]+$"}
 _SNAPSHOT = {"const": True}
 _TOPIC_LIST = {"type": "array", "items": {"enum": list(TOPICS)}, "uniqueItems": True}
+_SESSION_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+
+PCM_FORMAT_NAMES: tuple[str, ...] = ("pcm_s16le", "f32le")
+"""Sample formats of session audio frames (``wavlm_live.audio.pcm.PCM_FORMATS``)."""
 
 PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
     "hello": _message("server", "hello", {
@@ -63,6 +67,21 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "captions_decoder": {"type": "string"},
         "topics": {"type": "array", "items": {"enum": list(TOPICS)}},
         "max_message_bytes": {"type": "integer", "minimum": 1},
+        "input": {"type": "boolean"},
+        "sessions": {
+            "type": "object",
+            "properties": {
+                "formats": {"type": "array", "items": {"enum": list(PCM_FORMAT_NAMES)}},
+                "sample_rates": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+                "max_channels": {"type": "integer", "minimum": 1},
+                "max_audio_frame_bytes": {"type": "integer", "minimum": 1},
+                "buffer_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "idle_timeout": {"type": "number", "exclusiveMinimum": 0},
+            },
+            "required": ["formats", "sample_rates", "max_channels", "max_audio_frame_bytes",
+                         "buffer_seconds", "idle_timeout"],
+            "additionalProperties": False,
+        },
     }, ["version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo",
         "topics", "max_message_bytes"], extra=True, seq={"const": 0}),
     "caption": _message("server", "caption", {
@@ -146,7 +165,21 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
     "subscribed": _message("server", "subscribed", {
         "topics": _TOPIC_LIST,
         "embeddings": {"type": "boolean"},
+        "session": _SESSION_ID,
     }, ["topics", "embeddings"]),
+    "started": _message("server", "started", {
+        "session": _SESSION_ID,
+        "sample_rate": {"type": "integer", "minimum": 1},
+        "channels": {"type": "integer", "minimum": 1},
+        "format": {"enum": list(PCM_FORMAT_NAMES)},
+        "tasks": {"type": "array", "items": {"enum": list(TASKS)}, "uniqueItems": True},
+        "window": {"type": "number", "exclusiveMinimum": 0},
+        "hop": {"type": "number", "exclusiveMinimum": 0},
+        "live": {"type": "boolean"},
+        "buffer_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "idle_timeout": {"type": "number", "exclusiveMinimum": 0},
+    }, ["session", "sample_rate", "channels", "format", "tasks", "window", "hop", "live",
+        "buffer_seconds", "idle_timeout"]),
     "pong": _message("server", "pong", {
         "id": {"type": ["string", "integer"]},
     }, []),
@@ -158,7 +191,17 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
         "topics": _TOPIC_LIST,
         "embeddings": {"type": "boolean"},
         "snapshot": {"type": "boolean"},
+        "session": _SESSION_ID,
     }, []),
+    "start": _message("client", "start", {
+        "sample_rate": {"type": "integer", "minimum": 8000, "maximum": 192000},
+        "channels": {"type": "integer", "minimum": 1, "maximum": 8},
+        "format": {"enum": list(PCM_FORMAT_NAMES)},
+        "tasks": {"type": "array", "items": {"enum": list(TASKS)}, "uniqueItems": True, "minItems": 1},
+        "speaker_threshold": {"type": "number", "minimum": -1, "maximum": 1},
+        "live": {"type": "boolean"},
+    }, ["sample_rate"]),
+    "stop": _message("client", "stop", {}, []),
     "rename": _message("client", "rename", {
         "speaker": {"type": "string", "minLength": 1, "maxLength": 32},
         "name": {"type": ["string", "null"], "maxLength": 64},

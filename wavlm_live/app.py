@@ -181,10 +181,20 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
     Raises:
         CliError: bad options, models or enrolment files.
     """
+    models = load_models(args, demo)
+    return make_engine(args, models, engine_config(args, models.demo, realtime), bus, source_stats)
+
+
+def make_engine(args: argparse.Namespace, models: Models, config: EngineConfig, bus: EventBus,
+                source_stats: Any = None) -> Engine:
+    """An engine over already loaded (possibly shared) models, with the ``--enroll``
+    speakers enrolled.
+
+    Raises:
+        CliError: bad settings or enrolment files.
+    """
     import gc  # noqa: PLC0415
 
-    models = load_models(args, demo)
-    config = engine_config(args, models.demo, realtime)
     gc.collect()
     gc.freeze()  # the model objects never die: keep them out of the collector's scans (shorter pauses)
     try:
@@ -208,6 +218,24 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
         except ValueError as exc:
             raise CliError(f"cannot enrol {name!r}: {exc}") from None
     return engine
+
+
+def session_host(args: argparse.Namespace, models: Models, config: EngineConfig) -> Any:
+    """The :class:`~wavlm_live.engine.sessions.SessionHost` that serves client sessions
+    (and the server's own input) with ``models``.
+
+    Raises:
+        CliError: bad limits.
+    """
+    from wavlm_live.engine.sessions import SessionHost  # noqa: PLC0415
+
+    try:
+        return SessionHost(config, captions=models.captions, diarization=models.diarization,
+                           embeddings=models.embeddings, demo=models.demo,
+                           max_sessions=getattr(args, "max_sessions", 16),
+                           buffer_seconds=getattr(args, "session_buffer", 30.0))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def read_audio(path: str | Path) -> np.ndarray:
@@ -249,52 +277,54 @@ def open_source(spec: str | None, device: str | None, speed: float, loop: bool) 
 
 
 class ServerThread:
-    """Runs a :class:`wavlm_live.server.Publisher` on its own asyncio loop in a daemon
-    thread (for ``run``/``demo``, where the dashboard owns the main thread)."""
+    """Runs :func:`wavlm_live.server.run_server` in a daemon thread (for ``run``/``demo``
+    and ``serve``, where the dashboard or the signal handling owns the main thread).
 
-    def __init__(self, bus: EventBus, hello: dict[str, Any], control: Any, config: Any) -> None:
+    Args:
+        bus, hello, control, config: as for :class:`wavlm_live.server.Publisher`.
+        sessions: the session host for client audio sessions, or ``None``.
+    """
+
+    def __init__(self, bus: EventBus | None, hello: dict[str, Any], control: Any, config: Any,
+                 sessions: Any = None) -> None:
         self._args = (bus, hello, control, config)
+        self._sessions = sessions
         self._ready = threading.Event()
         self._stop = threading.Event()
-        self.port = 0
+        self.first_client = threading.Event()
+        self.url = ""
         self.error: BaseException | None = None
-        self.publisher: Any = None
         self._thread = threading.Thread(target=self._run, name="wavlm-live-server", daemon=True)
 
-    def start(self, timeout: float = 10.0) -> int:
-        """Start serving; returns the bound port.
+    def start(self, timeout: float = 10.0) -> str:
+        """Start serving; returns the server's URL (``ws://host:port``, the real port).
 
         Raises:
             CliError: the address cannot be bound.
         """
         self._thread.start()
-        if not self._ready.wait(timeout) or self.error is not None:
-            raise CliError(f"cannot start the websocket server: {self.error or 'timed out'}")
-        return self.port
+        while not self._ready.wait(0.05):
+            if not self._thread.is_alive() or (timeout := timeout - 0.05) <= 0:
+                break
+        if not self._ready.is_set():
+            error = self.error
+            if isinstance(error, OSError) and error.errno == 98:
+                raise CliError(f"cannot start the websocket server: port {self._args[3].port} is in use "
+                               "(pick another with --port, or --port 0 for any free port)")
+            raise CliError(f"cannot start the websocket server: {error or 'timed out'}")
+        return self.url
 
     def _run(self) -> None:
-        from wavlm_live.server import Publisher  # noqa: PLC0415
+        from wavlm_live.server import run_server  # noqa: PLC0415
 
-        async def main() -> None:
-            publisher = self.publisher = Publisher(*self._args)
-            try:
-                self.port = await publisher.start()
-            except BaseException as exc:  # noqa: BLE001 - reported by start()
-                self.error = exc
-                self._ready.set()
-                return
-            self._ready.set()
-            try:
-                while not self._stop.is_set():
-                    await asyncio.sleep(0.1)
-            finally:
-                await publisher.stop()
+        def ready(url: str) -> None:
+            self.url = url
 
-        asyncio.run(main())
-
-    def clients(self) -> int:
-        """Connected clients now."""
-        return 0 if self.publisher is None else int(self.publisher.clients)
+        try:
+            run_server(*self._args, ready=self._ready, stop=self._stop, on_ready=ready,
+                       sessions=self._sessions, first_client=self.first_client)
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self.error = exc
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every client (1001) and stop the thread."""
@@ -306,16 +336,21 @@ class Pipeline:
     """A source feeding an engine, with the glue threads: when the source ends the engine
     settles and ends the stream; a source error is published as an ``error`` event."""
 
-    def __init__(self, engine: Engine, source: Any) -> None:
+    def __init__(self, engine: Engine, source: Any, host: Any = None) -> None:
         self.engine = engine
         self.source = source
+        self.host = host
         self._watcher = threading.Thread(target=self._watch, name="wavlm-live-source-watch", daemon=True)
 
     def start(self) -> None:
-        """Start the engine thread, then the source."""
+        """Start the engine (in the session host's scheduler when there is one, else in a
+        thread of its own), then the source."""
         from wavlm_live.audio import AudioError  # noqa: PLC0415
 
-        self.engine.start()
+        if self.host is not None:
+            self.host.add(self.engine)
+        else:
+            self.engine.start()
         try:
             self.source.start(self.engine.feed)
         except AudioError as exc:
@@ -348,11 +383,16 @@ def server_config(args: argparse.Namespace) -> Any:
             host=args.host,
             port=args.port,
             token=args.token,
-            # No browser page may read the stream unless its origin is allowed explicitly:
-            # a token-less local server would otherwise be readable by any open web page.
-            # Clients that send no Origin (the dashboard, listen, scripts) are unaffected.
-            allowed_origins=tuple(args.allow_origin) if args.allow_origin else (),
+            # No other site's page may read the stream or talk into it unless its origin
+            # is allowed explicitly (--allow-origin, '*' for any): a token-less local server
+            # would otherwise be open to any web page. The server's own page is accepted;
+            # clients that send no Origin (the dashboard, listen, send, scripts) too.
+            allowed_origins=(None if args.allow_origin and "*" in args.allow_origin
+                             else tuple(args.allow_origin) if args.allow_origin else ()),
             max_clients=args.max_clients,
+            max_sessions=getattr(args, "max_sessions", 16),
+            session_buffer_s=getattr(args, "session_buffer", 30.0),
+            session_idle_s=getattr(args, "session_idle", 30.0),
         )
     except (TypeError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -379,20 +419,48 @@ def _url(host: str, port: int) -> str:
 # -- commands ---------------------------------------------------------------------------
 
 
+def _served(args: argparse.Namespace, demo: bool, spec: str | None) -> tuple[Any, Engine | None, Any, Any]:
+    """Models loaded once and shared: the session host, the engine of the server's own
+    input (``None`` without ``spec``) and its source, and the JSONL file (or ``None``).
+
+    Raises:
+        CliError: bad options, models, input or files.
+    """
+    source = open_source(spec, args.input_device, args.speed, args.loop) if spec is not None else None
+    models = load_models(args, demo)
+    config = engine_config(args, models.demo, realtime=True)
+    host = session_host(args, models, config)
+    engine = None
+    jsonl = None
+    if source is not None:
+        bus = EventBus()
+        engine = make_engine(args, models, config, bus, source_stats=source.stats)
+        jsonl = _subscribe_jsonl(args, bus)
+    elif getattr(args, "jsonl", None):
+        raise CliError("--jsonl records the server's own input; give --input too")
+    return host, engine, source, jsonl
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
 def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
     """``run`` and ``demo``: capture, analyse, serve, and show the dashboard (or print
     captions when ``--no-tui`` or not on a terminal). Returns the exit status."""
     spec = args.input
     if demo and spec is None:
         spec = str(demo_recording())
-    source = open_source(spec, args.input_device, args.speed, args.loop)
-    bus = EventBus()
-    engine = build_engine(args, demo, realtime=True, bus=bus, source_stats=source.stats)
-    jsonl = _subscribe_jsonl(args, bus)
-    server = ServerThread(bus, engine.hello(), engine, server_config(args))
-    port = server.start()
-    url = _url(args.host, port)
-    pipeline = Pipeline(engine, source)
+    host, engine, source, jsonl = _served(args, demo, spec)
+    assert engine is not None and source is not None
+    host.start()
+    server = ServerThread(engine.bus, engine.hello(), engine, server_config(args), sessions=host)
+    try:
+        url = _url(args.host, _port_of(server.start()))
+    except BaseException:
+        host.stop()
+        raise
+    pipeline = Pipeline(engine, source, host)
     use_tui = not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty()
     print(f"wavlm-live: {source.describe()} -> {url}" + (" (demo models)" if demo else ""), file=sys.stderr)
     try:
@@ -410,40 +478,50 @@ def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
     finally:
         pipeline.stop(timeout=5.0)
         server.stop()
+        host.stop()
         if jsonl is not None:
             jsonl.close()
     return status
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``serve``: headless publisher until SIGINT/SIGTERM (or the end of a file with
-    ``--exit-at-end``); on a signal every client is closed with 1001 and the exit status
+    """``serve``: headless server until SIGINT/SIGTERM (or the end of a file with
+    ``--exit-at-end``): client audio sessions on the shared models, plus the server's own
+    ``--input`` if given. On a signal every client is closed with 1001 and the exit status
     is 0."""
     import signal  # noqa: PLC0415
 
-    source = open_source(args.input, args.input_device, args.speed, args.loop)
-    bus = EventBus()
-    engine = build_engine(args, False, realtime=True, bus=bus, source_stats=source.stats)
-    jsonl = _subscribe_jsonl(args, bus)
+    if args.exit_at_end and args.input is None:
+        raise CliError("--exit-at-end needs --input (a file whose end ends the server)")
+    if args.wait_client and args.input is None:
+        raise CliError("--wait-client needs --input (the input that waits for the first client)")
+    host, engine, source, jsonl = _served(args, args.demo, args.input)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    server = ServerThread(bus, engine.hello(), engine, server_config(args))
-    pipeline = Pipeline(engine, source)
+    host.start()
+    server = ServerThread(engine.bus if engine else None, (engine or host.template()).hello(), engine,
+                          server_config(args), sessions=host)
+    pipeline = Pipeline(engine, source, host) if engine is not None else None
     try:
-        port = server.start()
-        print(f"wavlm-live: serving {source.describe()} on {_url(args.host, port)}", file=sys.stderr, flush=True)
-        if args.wait_client:
-            while not stop.is_set() and server.clients() == 0:
+        url = _url(args.host, _port_of(server.start()))
+        what = source.describe() if source is not None else "client sessions"
+        demo_note = " (demo models)" if host.demo else ""
+        print(f"wavlm-live: serving {what} on {url}{demo_note}; browser page at "
+              f"{url.replace('ws://', 'http://', 1)}/", file=sys.stderr, flush=True)
+        if args.wait_client and pipeline is not None:
+            while not stop.is_set() and not server.first_client.is_set():
                 stop.wait(0.05)
-        if not stop.is_set():
+        if not stop.is_set() and pipeline is not None:
             pipeline.start()
         while not stop.is_set():
-            if args.exit_at_end and engine.finished.is_set():
+            if args.exit_at_end and engine is not None and engine.finished.is_set():
                 break  # stopping the server first sends what was published
             stop.wait(0.1)
     finally:
         server.stop()
-        pipeline.stop(timeout=5.0)
+        if pipeline is not None:
+            pipeline.stop(timeout=5.0)
+        host.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if jsonl is not None:
@@ -455,7 +533,140 @@ def cmd_tui(args: argparse.Namespace) -> int:
     """``tui URL``: the dashboard only."""
     from wavlm_live.tui import run_dashboard  # noqa: PLC0415
 
-    return run_dashboard(args.url, args.token)
+    return run_dashboard(args.url, args.token, session=args.session)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """``send FILE|mic URL``: stream audio into a session of a running server and print
+    its results (or show them in the dashboard with ``--tui``). Exit status 0 when the
+    session ended normally, 1 when the server refused or ended it with an error."""
+    tasks = None
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in tasks if t not in DEMO_TASK_FOLDERS]
+        if unknown or not tasks:
+            raise CliError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from captions,diarization,embeddings")
+    options: dict[str, Any] = {"token": args.token, "tasks": tasks, "speaker_threshold": args.speaker_threshold}
+    if args.input != "mic":
+        from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415
+
+        try:
+            FileSource(args.input, speed=None).describe()  # a bad file fails here, in one line
+        except AudioError as exc:
+            raise CliError(str(exc)) from None
+    if args.tui:
+        return _send_with_dashboard(args, options)
+    return asyncio.run(_send(args, options, print))
+
+
+async def _send(args: argparse.Namespace, options: dict[str, Any], print_fn: Any,
+                on_started: Any = None, stop: threading.Event | None = None) -> int:
+    """Stream ``args.input`` and print the results with the ``listen`` printer."""
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI  # noqa: PLC0415
+
+    from wavlm_live.client import SessionError, open_session, send_file  # noqa: PLC0415
+    from wavlm_live.server.client import Printer  # noqa: PLC0415
+
+    printer = Printer(print_fn, partials=print_fn is print and sys.stdout.isatty())
+    failed = False
+    try:
+        if args.input == "mic":
+            messages = _send_microphone(args, options, open_session, stop)
+        else:
+            messages = send_file(args.url, args.input, speed=args.speed, **options)
+        async for msg in messages:
+            if msg["type"] == "started":
+                printer.line(f"session {msg['session']} started ({', '.join(msg['tasks'])}; "
+                             f"window {msg['window']:g} s, hop {msg['hop']:g} s)")
+                if on_started is not None:
+                    on_started(msg["session"])
+                continue
+            failed |= msg.get("type") == "error" and bool(msg.get("fatal"))
+            printer.handle(msg)
+    except SessionError as exc:
+        print_fn(f"wavlm-live: the server refused the session: {exc}")
+        return 1
+    except InvalidStatus as exc:
+        print_fn(f"wavlm-live: cannot connect to {args.url}: HTTP {exc.response.status_code}")
+        return 1
+    except InvalidURI:
+        print_fn(f"wavlm-live: not a websocket URL: {args.url!r} (expected ws://host:port)")
+        return 2
+    except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        print_fn(f"wavlm-live: cannot stream to {args.url}: {detail}")
+        return 1
+    return 1 if failed else 0
+
+
+async def _send_microphone(args: argparse.Namespace, options: dict[str, Any], open_session: Any,
+                           stop: threading.Event | None) -> Any:
+    """Messages of a live session fed from the local microphone until Ctrl-C (or ``stop``)."""
+    source = open_source("mic", args.input_device, 1.0, False)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=200)
+
+    def sink(block: Any) -> None:  # audio thread: hand over, never block
+        def put() -> None:
+            if not queue.full():
+                queue.put_nowait(block)
+        loop.call_soon_threadsafe(put)
+
+    async with open_session(args.url, sample_rate=16000, channels=1, format="f32le", live=True, **options) as session:
+        yield session.started
+        source.start(sink)
+
+        async def pump() -> None:
+            try:
+                while not (stop is not None and stop.is_set()) and not source.finished.is_set():
+                    try:
+                        block = await asyncio.wait_for(queue.get(), 0.2)
+                    except TimeoutError:
+                        continue
+                    await session.send(block)
+            finally:
+                source.stop()
+                await session.stop()
+
+        task = asyncio.create_task(pump())
+        try:
+            async for msg in session:
+                yield msg
+        finally:
+            task.cancel()
+            source.stop()
+
+
+def _send_with_dashboard(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """``send --tui``: the sender in a thread, the dashboard watching its session."""
+    from wavlm_live.tui import run_dashboard  # noqa: PLC0415
+
+    started = threading.Event()
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    lines: list[str] = []
+
+    def on_started(session_id: str) -> None:
+        result["session"] = session_id
+        started.set()
+
+    def worker() -> None:
+        result["status"] = asyncio.run(_send(args, options, lambda *a, **k: lines.append(" ".join(map(str, a))),
+                                             on_started, stop))
+        started.set()
+
+    thread = threading.Thread(target=worker, name="wavlm-live-send", daemon=True)
+    thread.start()
+    started.wait()
+    if "session" not in result:
+        thread.join(5)
+        for line in lines:
+            print(line, file=sys.stderr)
+        return int(result.get("status", 1))
+    status = run_dashboard(args.url, args.token, session=result["session"])
+    stop.set()
+    thread.join(10)
+    return status or int(result.get("status", 0))
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -611,6 +822,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "serve": cmd_serve,
         "tui": cmd_tui,
         "listen": cmd_listen,
+        "send": cmd_send,
         "devices": cmd_devices,
         "transcribe": cmd_transcribe,
         "bench": cmd_bench,

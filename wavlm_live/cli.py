@@ -59,6 +59,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _seconds(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        if not low <= value <= high:  # False for NaN
+            raise argparse.ArgumentTypeError(f"expected seconds within [{low:g}, {high:g}], got {text!r}")
+        return value
+
+    return parse
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -101,10 +124,12 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help="name a speaker from a reference recording (repeatable)")
 
 
-def _add_input_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
+def _add_input_options(p: argparse.ArgumentParser, demo: bool = False, default: str | None = "mic") -> None:
     g = p.add_argument_group("input")
     if not demo:
-        g.add_argument("--input", default="mic", metavar="mic|PATH", help="'mic' or an audio file (default: %(default)s)")
+        g.add_argument("--input", default=default, metavar="mic|PATH",
+                       help="'mic' or an audio file" + (" (default: %(default)s)" if default else
+                                                         " the server analyses itself (default: none, client sessions only)"))
         g.add_argument("--input-device", default=None, metavar="INDEX|NAME", help="microphone by index or name substring (see 'wavlm-live devices')")
     g.add_argument("--speed", type=_positive_float, default=1.0, help="file replay speed, 1 = real time (default: %(default)s)")
     g.add_argument("--loop", action="store_true", help="replay the file forever")
@@ -116,7 +141,13 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--port", type=_port, default=8765, help="websocket port, 0 = any free port (default: %(default)s)")
     g.add_argument("--token", default=None, help=f"require this bearer token from clients (or set {TOKEN_ENV})")
     g.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN", help="allow browser pages from this Origin (repeatable); by default no browser page may connect")
-    g.add_argument("--max-clients", type=int, default=32, help="concurrent clients (default: %(default)s)")
+    g.add_argument("--max-clients", type=_positive_int, default=32, help="concurrent clients (default: %(default)s)")
+    g.add_argument("--max-sessions", type=_count, default=16, metavar="N",
+                   help="client audio sessions at once; 0 refuses them (default: %(default)s)")
+    g.add_argument("--session-buffer", type=_seconds(1, 3600), default=30.0, metavar="SEC",
+                   help="per-session cap on audio waiting for analysis (default: %(default)s)")
+    g.add_argument("--session-idle", type=_seconds(0.1, 86400), default=30.0, metavar="SEC",
+                   help="end a session that sends no audio for this long (default: %(default)s)")
     g.add_argument("--jsonl", default=None, metavar="PATH", help="also append every event to this JSON Lines file")
 
 
@@ -141,9 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p)
     p.add_argument("--no-tui", action="store_true", help="print captions instead of opening the dashboard")
 
-    p = sub.add_parser("serve", help="headless websocket publisher",
-                       description="Capture and analyse audio and publish the results over websockets until SIGINT/SIGTERM.")
-    _add_input_options(p)
+    p = sub.add_parser("serve", help="headless server: client audio sessions and/or its own input",
+                       description="Serve clients that stream their own audio (websocket sessions, the browser page at /), "
+                       "and optionally analyse an input of the server's own (--input), until SIGINT/SIGTERM.")
+    _add_input_options(p, default=None)
+    p.add_argument("--demo", action="store_true", help="use the bundled demo models (no network)")
     _add_model_options(p)
     _add_server_options(p)
     p.add_argument("--exit-at-end", action="store_true", help="exit when a file input ends (default: keep serving)")
@@ -162,6 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tui", help="dashboard for a running server", description="Open the dashboard for a wavlm-live websocket URL.")
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
     p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
+    p.add_argument("--session", default=None, metavar="ID", help="watch this client session instead of the server's input")
+
+    p = sub.add_parser("send", help="stream a file or the microphone to a server and show its results",
+                       description="Open an audio session on a wavlm-live server, stream a file (at real-time pace, or "
+                       "--speed) or the microphone to it, and print the results (or show them in the dashboard with --tui).")
+    p.add_argument("input", metavar="FILE|mic", help="an audio file, or 'mic' for the microphone")
+    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
+    p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
+    p.add_argument("--input-device", default=None, metavar="INDEX|NAME", help="microphone by index or name substring")
+    p.add_argument("--speed", type=_positive_float, default=1.0,
+                   help="file pace, 1 = real time; a file is sent as a paced session, every window analysed (default: %(default)s)")
+    p.add_argument("--tasks", default=None, metavar="LIST", help="comma-separated subset of captions,diarization,embeddings")
+    p.add_argument("--speaker-threshold", type=float, default=None, metavar="COS", help="this session's speaker threshold")
+    p.add_argument("--tui", action="store_true", help="show the session in the dashboard")
 
     p = sub.add_parser("listen", help="print captions and speakers from a running server",
                        description="Subscribe to a wavlm-live server and print final captions with speaker labels.")

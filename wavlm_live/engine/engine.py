@@ -326,6 +326,15 @@ class Engine:
         return self._finished
 
     @property
+    def pending_seconds(self) -> float:
+        """Seconds of received audio that the next windows still need: from the start of
+        the next due window (or the first unsettled frame, if earlier) to the newest
+        sample. A producer that must not lose audio waits while this nears the ring's
+        capacity. Readable from any thread."""
+        first = min(max(0, self.plan.end_of(self._index) - self.plan.window_samples), self._keep * HOP_SAMPLES)
+        return max(0, self.ring.written - first) / SAMPLE_RATE
+
+    @property
     def aborted(self) -> bool:
         """True after :meth:`abort`."""
         return self._stop.is_set()
