@@ -148,6 +148,7 @@ class _Session:
         self.input_closed = False
         self.close_code: tuple[int, str] | None = None  # close the owner so once ``end`` is out
         self.warned_nonfinite = False
+        self.warned_stopped = False
 
     def stats(self) -> Any:
         """Source counters for the engine's ``stats`` (called from the scheduler thread)."""
@@ -488,7 +489,11 @@ class Publisher:
             self._reply_error(client, "no_session", "audio before start: send a start message first")
             return
         if session.input_closed:
-            self._reply_error(client, "session_stopped", f"session {session.id} takes no more audio")
+            if not session.warned_stopped and session.close_code is None:
+                # once, after the client's own stop (a session ended for cause got its fatal error)
+                session.warned_stopped = True
+                self._reply_error(client, "session_stopped", f"session {session.id} takes no more audio; "
+                                  "frames after stop (or after a fatal error) are discarded")
             return
         loop = asyncio.get_running_loop()
         try:

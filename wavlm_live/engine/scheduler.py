@@ -153,7 +153,11 @@ class Scheduler:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.cycles = 0
+        """Batches run so far."""
+        self.windows = 0
+        """Windows (of all streams) analysed so far: ``windows / cycles`` is the mean batch."""
         self.busy_seconds = 0.0
+        """Compute seconds spent in batches so far."""
         self.error: BaseException | None = None
 
     def add(self, engine: Engine) -> None:
@@ -233,6 +237,7 @@ class Scheduler:
                 while items := self._collect():
                     self.busy_seconds += analyse(items)
                     self.cycles += 1
+                    self.windows += len(items)
                     if self._stopping:
                         return
         except BaseException as exc:  # noqa: BLE001 - reported to every stream, never silent
