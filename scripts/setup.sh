@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libportaudio2 libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
               espeak-ng sox libsox-fmt-all flac tmux pocketsphinx-testdata wordnet-base)
+APT_PACKAGES+=(chromium)  # headless Chromium for the browser page's end-to-end test
 
 if [[ "${WAVLM_LIVE_NO_APT:-0}" != 1 ]] && command -v apt-get >/dev/null; then
   missing=()

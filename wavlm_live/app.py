@@ -569,11 +569,12 @@ async def _send(args: argparse.Namespace, options: dict[str, Any], print_fn: Any
 
     printer = Printer(print_fn, partials=print_fn is print and sys.stdout.isatty())
     failed = False
+    stats: dict[str, Any] = {}
     try:
         if args.input == "mic":
             messages = _send_microphone(args, options, open_session, stop)
         else:
-            messages = send_file(args.url, args.input, speed=args.speed, **options)
+            messages = send_file(args.url, args.input, speed=args.speed, live=args.live, **options)
         async for msg in messages:
             if msg["type"] == "started":
                 printer.line(f"session {msg['session']} started ({', '.join(msg['tasks'])}; "
@@ -582,7 +583,12 @@ async def _send(args: argparse.Namespace, options: dict[str, Any], print_fn: Any
                     on_started(msg["session"])
                 continue
             failed |= msg.get("type") == "error" and bool(msg.get("fatal"))
+            if msg["type"] == "stats":
+                stats = msg
             printer.handle(msg)
+        if stats:
+            printer.line(f"{stats['windows_analysed']} windows analysed, {stats['windows_skipped']} skipped "
+                         f"(RTF {stats['rtf']})")
     except SessionError as exc:
         print_fn(f"wavlm-live: the server refused the session: {exc}")
         return 1

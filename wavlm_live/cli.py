@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file pace, 1 = real time; a file is sent as a paced session, every window analysed (default: %(default)s)")
     p.add_argument("--tasks", default=None, metavar="LIST", help="comma-separated subset of captions,diarization,embeddings")
     p.add_argument("--speaker-threshold", type=float, default=None, metavar="COS", help="this session's speaker threshold")
+    p.add_argument("--live", action="store_true",
+                   help="send a file as a live session: the server skips windows if it falls behind "
+                        "(default for the microphone; a file is paced by default, every window analysed)")
     p.add_argument("--tui", action="store_true", help="show the session in the dashboard")
 
     p = sub.add_parser("listen", help="print captions and speakers from a running server",
