@@ -153,9 +153,7 @@ const app = {
   async startMic() {
     $("mic").disabled = true;
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({
-        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-      });
+      // the audio graph first, so that no captured audio waits for the worklet to load
       let ctx;
       try {
         ctx = new AudioContext({ sampleRate: 16000 });
@@ -163,6 +161,9 @@ const app = {
         ctx = new AudioContext(); // the server resamples whatever rate the browser gives
       }
       await ctx.audioWorklet.addModule("/worklet.js");
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+      });
       const source = ctx.createMediaStreamSource(stream);
       const node = new AudioWorkletNode(ctx, "pcm-sender", {
         processorOptions: { blockFrames: Math.round(ctx.sampleRate / 10) },
