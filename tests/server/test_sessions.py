@@ -415,3 +415,33 @@ def test_pcm_stream_rejects_partial_frames_and_counts_nonfinite() -> None:
     for bad in [dict(sample_rate=7999), dict(channels=9), dict(format="s24")]:
         with pytest.raises(ValueError):
             PcmStream(**{"sample_rate": 16000, "channels": 1, "format": "f32le", **bad})
+
+
+async def test_python_client_and_the_dashboard_watching_the_session(tools, host, demo_models) -> None:
+    from wavlm_live.client import SessionError, open_session, send_file
+    from wavlm_live.tui import DashboardApp, DashboardConfig
+
+    expected = offline_finals(offline(demo_models, CLIP_A))
+    async with session_server(host, limits={"max_sessions": 1}) as (pub, h):
+        messages = send_file(pub.url, CLIP_A, speed=4.0)
+        started = await messages.__anext__()
+        assert started["type"] == "started" and started["live"] is False
+        app = DashboardApp(pub.url, session=started["session"],
+                           config=DashboardConfig(refresh_s=0.1, backoff_initial_s=0.2, backoff_max_s=0.4))
+        async with app.run_test(size=(100, 30)) as pilot:
+            # a second session is refused while the first runs (max_sessions 1)
+            with pytest.raises(SessionError) as refused:
+                async with open_session(pub.url):
+                    pass
+            assert refused.value.code == "too_many_sessions"
+            got = [msg async for msg in messages]
+            assert got[-1]["type"] == "end"
+            assert finals(got) == expected and expected
+            deadline = asyncio.get_running_loop().time() + 15
+            while app.state.ended is None:
+                assert asyncio.get_running_loop().time() < deadline, "the dashboard never saw the end"
+                await pilot.pause(0.05)
+            assert [(e.text, e.speaker) for e in app.state.finals if e.text] == expected
+            while "ended at" not in app.top_bar.plain:
+                assert asyncio.get_running_loop().time() < deadline, app.top_bar.plain
+                await pilot.pause(0.05)
