@@ -72,6 +72,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011  # the session's analysis failed on the server
 _TOO_SLOW_GRACE_S = 1.0  # a dropped slow client's close handshake, then abort
 _FLUSH_GRACE_S = 3.0  # shutdown: flush queue + close handshake, then abort
+_SESSION_DRAIN_S = 10.0  # shutdown: open sessions' last windows analysed, at most this long
 _CLOSE_TIMEOUT_S = 2.0  # websockets' wait for the client's close frame
 _INBOX_LIMIT = 10_000  # events waiting for the loop before level/stats/partials are shed
 
@@ -327,14 +328,20 @@ class Publisher:
     async def stop(self, code: int = CLOSE_GOING_AWAY) -> None:
         """Unsubscribe from the buses, stop accepting connections (handshakes in progress
         get 503), send each client what is already queued, then close it with ``code``.
-        Open client sessions are ended (their input closed) first. A client that does not
+        Open client sessions are ended first: their input is closed and their last
+        windows are analysed and sent (waiting up to 10 s). A client that does not
         complete the close within about 3 s is aborted. Idempotent; returns when every
         connection is closed."""
         if self._server is None or self._stop_started:
             return
         self._stop_started = True
-        for session in list(self._sessions.values()):
+        sessions = list(self._sessions.values())
+        for session in sessions:
             self._close_input(session)
+        # the open sessions' last windows are analysed and sent before the clients go
+        deadline = asyncio.get_running_loop().time() + _SESSION_DRAIN_S
+        while any(not s.engine.finished.is_set() for s in sessions) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
         for stream in self._streams.values():
             if stream.unsubscribe is not None:
                 stream.unsubscribe()
@@ -517,7 +524,8 @@ class Publisher:
         engine = session.engine
         for block in blocks:
             # paced sessions: stop reading (TCP backpressure) while the cap of audio waits
-            while not session.live and engine.pending_seconds > cap and not engine.finished.is_set():
+            while (not session.live and engine.pending_seconds > cap and not engine.finished.is_set()
+                   and not session.input_closed):
                 await asyncio.sleep(0.01)
                 session.last_audio = loop.time()
             if session.input_closed:

@@ -7,6 +7,7 @@ the same session by id. No mock of the browser."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import shutil
 import subprocess
@@ -140,8 +141,12 @@ async def test_browser_page_talks_into_a_session_and_another_page_watches_it(tmp
         # the recording's first sentences, by two voices, with the speakers list
         state = await _until(talker, lambda s: len(s["finals"]) >= 4 and len(s["speakers"]) >= 2, 90)
         assert state["errors"] == "", state
-        words = " ".join(text for _, text in state["finals"]).split()
-        assert {"VOICES", "TRUST", "SAFETY"} <= set(words), state["finals"]
+        # the page shows the recording's words (the demo models spell them roughly: compare
+        # with the reference transcript of the same stretch, character by character)
+        got = " ".join(text for _, text in state["finals"])
+        reference = (demo_recording().with_suffix(".txt").read_text().split())
+        want = " ".join(reference[: len(got.split())])
+        assert difflib.SequenceMatcher(None, want, got).ratio() > 0.75, (want, got)
         assert {speaker for speaker, _ in state["finals"]} <= set(state["speakers"])
         assert {"S1", "S2"} <= {speaker for speaker, _ in state["finals"]}
         seen = await _until(watcher, lambda s: len(s["finals"]) >= 4, 30)

@@ -445,3 +445,19 @@ async def test_python_client_and_the_dashboard_watching_the_session(tools, host,
             while "ended at" not in app.top_bar.plain:
                 assert asyncio.get_running_loop().time() < deadline, app.top_bar.plain
                 await pilot.pause(0.05)
+
+
+async def test_server_shutdown_finishes_open_sessions_first(tools, host) -> None:
+    audio, _ = sf.read(CLIP_B, dtype="float32")
+    async with session_server(host) as (pub, h):
+        sub = await tools.Sub.connect(pub.url)
+        await sub.recv()
+        await start(sub, live=False)
+        for frame in pcm_frames(audio, 16000, "f32le"):
+            await sub.send(frame)
+        await sub.send({"type": "ping", "id": 1})
+        await sub.recv_until(lambda m: m["type"] == "pong")  # every frame was taken
+    # the server stopped without a stop from the client: the session was finished first
+    got = await until_end(sub)
+    assert got[-1]["t"] == round(len(audio) / 16000, 4)
+    assert await closed_code(sub) == 1001
