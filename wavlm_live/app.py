@@ -239,7 +239,8 @@ def session_host(args: argparse.Namespace, models: Models, config: EngineConfig)
 
 
 def read_audio(path: str | Path) -> np.ndarray:
-    """A whole audio file as 16 kHz mono float32 (any format/rate soundfile reads).
+    """A whole audio file as 16 kHz mono float32 (any format and rate :class:`FileSource`
+    decodes: libsndfile's formats, and MP3/M4A/video sound tracks through FFmpeg).
 
     Raises:
         CliError: unreadable, corrupt or empty file.

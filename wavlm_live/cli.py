@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("transcribe", help="analyse a file offline: JSONL, SRT, WebVTT, RTTM",
                        description="Run the streaming pipeline over a whole file as fast as the machine allows and write the results.")
-    p.add_argument("file", help="audio file (anything soundfile reads: WAV, FLAC, OGG...)")
+    p.add_argument("file", help="audio or video file (WAV, FLAC, OGG, Opus, MP3, M4A, the sound of MP4/MKV/WebM...)")
     p.add_argument("-o", "--output", default=None, metavar="STEM", help="output path without extension (default: next to the input)")
     p.add_argument("--formats", default="jsonl,srt,vtt,rttm,txt", help="comma-separated subset of jsonl,srt,vtt,rttm,txt (default: %(default)s)")
     p.add_argument("--demo", action="store_true", help="use the bundled demo models")

@@ -1,7 +1,8 @@
 """``wavlm-live eval``: CER/WER, DER and EER measured through the streaming engine.
 
 Folder layout (written by ``scripts/corpus.py eval-*``; see docs/demo-models.md): one clip
-per ``NAME.wav`` / ``NAME.flac`` / ``NAME.ogg``; its transcript in ``NAME.txt`` (one line);
+per ``NAME.wav`` / ``NAME.flac`` / ``NAME.mp3`` / ``NAME.m4a`` / ... (any name ending in
+:data:`wavlm_live.audio.file.MEDIA_SUFFIXES`); its transcript in ``NAME.txt`` (one line);
 its diarization reference in ``NAME.rttm`` (NIST RTTM); and optionally ``trials.txt`` with
 VoxCeleb-style lines ``LABEL ENROL TEST`` (1 same speaker, 0 different; paths relative to
 the folder). Every clip runs through :class:`wavlm_live.engine.Engine` window by window,
@@ -21,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from wavlm_live.audio.file import MEDIA_SUFFIXES
 from wavlm_live.cli import CliError
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine
 from wavlm_live.events import CaptionEvent, DiarizationEvent, Event, SpeakerEvent
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 @dataclass
@@ -67,7 +67,7 @@ def find_clips(folder: Path) -> dict[str, Path]:
     """Clip name -> audio path for every audio file directly in ``folder``."""
     clips = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
+        if path.suffix.lower() in MEDIA_SUFFIXES and path.is_file():
             clips.setdefault(path.stem, path)
     return clips
 
