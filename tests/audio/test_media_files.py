@@ -80,6 +80,14 @@ def test_ffmpeg_feeds_the_same_downmix_and_resampler(tmp_path, reference, subtyp
     assert np.array_equal(by_libsndfile, by_ffmpeg)
 
 
+def test_run_input_opens_media_files(media_files):
+    from wavlm_live import app
+
+    source = app.open_source(str(media_files["mp4"]), None, 2.0, False)  # what `run --input clip.mp4` opens
+    assert isinstance(source, FileSource) and source.decoded_by == "FFmpeg"
+    assert source.describe() == "file clip.mp4 16000 Hz x1, 7.1 s, speed x2"
+
+
 def test_looping_an_ffmpeg_file_continues_without_a_gap(media_files):
     source = FileSource(media_files["m4a"], speed=None, loop=True)
     once = np.concatenate(list(FileSource(media_files["m4a"], speed=None).blocks()))
