@@ -264,7 +264,7 @@ def session_host(args: argparse.Namespace, models: Models, config: EngineConfig)
     (and the server's own input) with ``models``.
 
     Raises:
-        CliError: bad limits.
+        UsageError: bad limits.
     """
     from wavlm_live.engine.sessions import SessionHost  # noqa: PLC0415
 
@@ -274,7 +274,7 @@ def session_host(args: argparse.Namespace, models: Models, config: EngineConfig)
                            max_sessions=getattr(args, "max_sessions", 16),
                            buffer_seconds=getattr(args, "session_buffer", 30.0))
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def read_audio(path: str | Path) -> np.ndarray:
@@ -477,7 +477,7 @@ def _served(args: argparse.Namespace, demo: bool, spec: str | None) -> tuple[Any
         engine = make_engine(args, models, config, bus, source_stats=source.stats)
         jsonl = _subscribe_jsonl(args, bus)
     elif getattr(args, "jsonl", None):
-        raise CliError("--jsonl records the server's own input; give --input too")
+        raise UsageError("--jsonl records the server's own input; give --input too")
     return host, engine, source, jsonl
 
 
@@ -532,9 +532,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal  # noqa: PLC0415
 
     if args.exit_at_end and args.input is None:
-        raise CliError("--exit-at-end needs --input (a file whose end ends the server)")
+        raise UsageError("--exit-at-end needs --input (a file whose end ends the server)")
     if args.wait_client and args.input is None:
-        raise CliError("--wait-client needs --input (the input that waits for the first client)")
+        raise UsageError("--wait-client needs --input (the input that waits for the first client)")
     host, engine, source, jsonl = _served(args, args.demo, args.input)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -585,7 +585,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         unknown = [t for t in tasks if t not in DEMO_TASK_FOLDERS]
         if unknown or not tasks:
-            raise CliError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from captions,diarization,embeddings")
+            raise UsageError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from captions,diarization,embeddings")
     options: dict[str, Any] = {"token": args.token, "tasks": tasks, "speaker_threshold": args.speaker_threshold}
     if args.input != "mic":
         from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415
@@ -960,17 +960,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 class TimedModel:
-    """Wraps a task runner: every call of its ``method`` adds its wall time to
+    """Wraps a task runner: every call of one of its ``methods`` adds its wall time to
     ``seconds``; everything else is the runner's own (for ``bench``'s per-task times)."""
 
-    def __init__(self, runner: Any, method: str) -> None:
+    def __init__(self, runner: Any, methods: tuple[str, ...]) -> None:
         self._runner = runner
-        self._method = method
+        self._methods = methods
         self.seconds = 0.0
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._runner, name)
-        if name != self._method:
+        if name not in self._methods:
             return attr
 
         def timed(*a: Any, **k: Any) -> Any:
@@ -983,8 +983,10 @@ class TimedModel:
         return timed
 
 
-BENCH_METHODS = {"captions": "logits", "diarization": "activity", "embeddings": "embed"}
-"""The model call of each task that ``bench`` times (see the Engine's model protocols)."""
+BENCH_METHODS = {"captions": ("logits", "logits_batch"), "diarization": ("activity", "activity_batch"),
+                 "embeddings": ("embed", "embed_batch")}
+"""The model calls of each task that ``bench`` times (the Engine's model protocols; the
+scheduler calls the ``*_batch`` forms)."""
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -995,8 +997,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     Printed keys: ``load_seconds`` (models and enrolment), ``wall_seconds`` (the run: file
     decoding, resampling, every window, stitching, language-model search), ``rtf`` (that
-    per audio second), ``task_seconds``/``task_rtf`` (time inside each task's model call:
-    captions' ``logits``, diarization's ``activity``, embeddings' ``embed``) and
+    per audio second), ``task_seconds``/``task_rtf`` (time inside each task's model calls:
+    captions' ``logits``, diarization's ``activity``, embeddings' ``embed``, single or
+    batched) and
     ``other_seconds`` (the run's time outside them)."""
     given = [getattr(args, k, None) for k in ("ctc_model", "diarization_model", "embedding_model")]
     demo = args.demo or not any(given)
