@@ -68,7 +68,7 @@ def test_error_counts_match_a_textbook_levenshtein(seed):
 
 def test_long_transcripts_use_little_memory():
     # An 18 000-character pair (a few minutes of speech): the old full (n+1) x (m+1) cost
-    # matrix took 1.3 GB here (12 GB for an hour); jiwer's alignment needs a few MB.
+    # matrix peaked at 924 MiB in this test (4.2 s); jiwer: 1.5 MiB traced (0.09 s).
     import tracemalloc
 
     rng = np.random.default_rng(0)
