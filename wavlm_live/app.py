@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from wavlm_live.cli import DEFAULT_MODELS, CliError
+from wavlm_live.cli import DEFAULT_MODELS, CliError, UsageError
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine, EngineConfig
 from wavlm_live.events import ErrorEvent
@@ -76,7 +76,7 @@ def model_sources(args: argparse.Namespace, demo: bool) -> dict[str, str]:
         if getattr(args, f"no_{task}", False):
             del chosen[task]
     if not chosen:
-        raise CliError("all tasks are disabled; drop one of --no-captions/--no-diarization/--no-embeddings")
+        raise UsageError("all tasks are disabled; drop one of --no-captions/--no-diarization/--no-embeddings")
     return chosen
 
 
@@ -127,7 +127,7 @@ def attach_language_model(runner: Any, args: argparse.Namespace) -> None:
     chosen = getattr(args, "lm", None)
     if getattr(args, "no_lm", False):
         if chosen:
-            raise CliError("--lm and --no-lm contradict each other; pass one")
+            raise UsageError("--lm and --no-lm contradict each other; pass one")
         return
     pretrained = runner.pretrained
     path = Path(chosen).expanduser() if chosen else pretrained.path / "language_model"
@@ -150,9 +150,51 @@ def is_demo_checkpoint(path: Path) -> bool:
         return False
 
 
+def enrolments(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(name, path)`` of each ``--enroll NAME=FILE``.
+
+    Raises:
+        UsageError: an item is not NAME=FILE, or the embeddings task is disabled.
+    """
+    out = []
+    for item in getattr(args, "enroll", []) or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise UsageError(f"--enroll takes NAME=FILE, got {item!r}")
+        out.append((name, path))
+    if out and getattr(args, "no_embeddings", False):
+        raise UsageError("--enroll needs the embeddings task; drop --no-embeddings")
+    return out
+
+
+def check_analysis_options(args: argparse.Namespace) -> None:
+    """Refuse option values that cannot work, before any file is read or model loaded:
+    ``--enroll`` items (:func:`enrolments`) and a ``--window``/``--hop`` pair the window
+    plan cannot run. ``--window`` alone changes only the window: the hop stays the
+    default (1 s), so a window of 1 s or less needs a shorter ``--hop``.
+
+    Raises:
+        UsageError: a bad ``--enroll``, or a hop not at least one 20 ms frame shorter
+            than the window.
+    """
+    enrolments(args)
+    from wavlm_live.engine.windows import WindowPlan  # noqa: PLC0415
+
+    defaults = EngineConfig()
+    window = getattr(args, "window", None) or defaults.window
+    hop = getattr(args, "hop", None) or defaults.hop
+    try:
+        WindowPlan(window, hop)
+    except ValueError as exc:
+        given = "--hop" if getattr(args, "hop", None) else f"the default hop of {defaults.hop:g} s"
+        raise UsageError(f"--window {window:g} s is too short for {given} ({exc}); pass a shorter --hop, "
+                         f"e.g. --hop {window / 2:g}") from None
+
+
 def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> EngineConfig:
-    """Engine settings from the options (defaults where not given); ``demo``: the bundled
-    demo checkpoints are loaded (their speaker threshold applies unless one is given)."""
+    """Engine settings from the options (defaults where not given; ``--window`` without
+    ``--hop`` keeps the default hop); ``demo``: the bundled demo checkpoints are loaded
+    (their speaker threshold applies unless one is given)."""
     config = EngineConfig(realtime=realtime)
     changes: dict[str, Any] = {}
     if getattr(args, "window", None):
@@ -166,8 +208,6 @@ def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> Engin
         changes["speaker_threshold"] = DEMO_SPEAKER_THRESHOLD
     if getattr(args, "max_speakers", None):
         changes["max_speakers"] = args.max_speakers
-    if "window" in changes and "hop" not in changes:
-        changes["hop"] = min(config.hop, changes["window"] / 2)
     config = replace(config, **changes)
     needed = config.window + 3 * config.hop + 5
     if config.ring_seconds < needed:
@@ -181,6 +221,7 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
     Raises:
         CliError: bad options, models or enrolment files.
     """
+    check_analysis_options(args)  # before minutes of model loading
     models = load_models(args, demo)
     return make_engine(args, models, engine_config(args, models.demo, realtime), bus, source_stats)
 
@@ -195,6 +236,7 @@ def make_engine(args: argparse.Namespace, models: Models, config: EngineConfig, 
     """
     import gc  # noqa: PLC0415
 
+    enrol = enrolments(args)
     gc.collect()
     gc.freeze()  # the model objects never die: keep them out of the collector's scans (shorter pauses)
     try:
@@ -208,11 +250,8 @@ def make_engine(args: argparse.Namespace, models: Models, config: EngineConfig, 
             source_stats=source_stats,
         )
     except ValueError as exc:
-        raise CliError(str(exc)) from None
-    for item in getattr(args, "enroll", []) or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path:
-            raise CliError(f"--enroll takes NAME=FILE, got {item!r}")
+        raise UsageError(str(exc)) from None
+    for name, path in enrol:
         try:
             engine.enroll(name, read_audio(path))
         except ValueError as exc:
@@ -225,7 +264,7 @@ def session_host(args: argparse.Namespace, models: Models, config: EngineConfig)
     (and the server's own input) with ``models``.
 
     Raises:
-        CliError: bad limits.
+        UsageError: bad limits.
     """
     from wavlm_live.engine.sessions import SessionHost  # noqa: PLC0415
 
@@ -235,11 +274,12 @@ def session_host(args: argparse.Namespace, models: Models, config: EngineConfig)
                            max_sessions=getattr(args, "max_sessions", 16),
                            buffer_seconds=getattr(args, "session_buffer", 30.0))
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def read_audio(path: str | Path) -> np.ndarray:
-    """A whole audio file as 16 kHz mono float32 (any format/rate soundfile reads).
+    """A whole audio file as 16 kHz mono float32 (any format and rate :class:`FileSource`
+    decodes: libsndfile's formats, and MP3/M4A/video sound tracks through FFmpeg).
 
     Raises:
         CliError: unreadable, corrupt or empty file.
@@ -395,7 +435,7 @@ def server_config(args: argparse.Namespace) -> Any:
             session_idle_s=getattr(args, "session_idle", 30.0),
         )
     except (TypeError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus) -> Any:
@@ -437,7 +477,7 @@ def _served(args: argparse.Namespace, demo: bool, spec: str | None) -> tuple[Any
         engine = make_engine(args, models, config, bus, source_stats=source.stats)
         jsonl = _subscribe_jsonl(args, bus)
     elif getattr(args, "jsonl", None):
-        raise CliError("--jsonl records the server's own input; give --input too")
+        raise UsageError("--jsonl records the server's own input; give --input too")
     return host, engine, source, jsonl
 
 
@@ -492,9 +532,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal  # noqa: PLC0415
 
     if args.exit_at_end and args.input is None:
-        raise CliError("--exit-at-end needs --input (a file whose end ends the server)")
+        raise UsageError("--exit-at-end needs --input (a file whose end ends the server)")
     if args.wait_client and args.input is None:
-        raise CliError("--wait-client needs --input (the input that waits for the first client)")
+        raise UsageError("--wait-client needs --input (the input that waits for the first client)")
     host, engine, source, jsonl = _served(args, args.demo, args.input)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -545,7 +585,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         unknown = [t for t in tasks if t not in DEMO_TASK_FOLDERS]
         if unknown or not tasks:
-            raise CliError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from captions,diarization,embeddings")
+            raise UsageError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from captions,diarization,embeddings")
     options: dict[str, Any] = {"token": args.token, "tasks": tasks, "speaker_threshold": args.speaker_threshold}
     if args.input != "mic":
         from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415
@@ -683,75 +723,118 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    """``devices``: the input device table."""
+    """``devices``: the input device table; no device found is a failure (exit 1)."""
     from wavlm_live.audio import AudioError, format_device_table, list_input_devices  # noqa: PLC0415
 
     try:
         devices = list_input_devices()
     except AudioError as exc:
         raise CliError(str(exc)) from None
+    if not devices:
+        raise CliError(format_device_table(devices))  # one line on stderr, exit status 1
     print(format_device_table(devices))
     return 0
 
 
-def run_file_offline(args: argparse.Namespace, path: str | Path, demo: bool, bus: EventBus, progress: bool = True) -> Engine:
+def run_file_offline(args: argparse.Namespace, path: str | Path, demo: bool, bus: EventBus, progress: bool = True,
+                     engine_hook: Any = None) -> Engine:
     """Run the streaming engine over a whole file as fast as possible (no skipping).
+
+    With ``progress``, a bar on a terminal, else a plain line on stderr at most every
+    ``args.progress_interval`` seconds (:class:`wavlm_live.progress.Progress`).
+    ``engine_hook(engine)`` runs once the engine is built, before the first block.
 
     Raises:
         CliError: unreadable file or models.
     """
     from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415
+    from wavlm_live.progress import Progress  # noqa: PLC0415
 
+    check_analysis_options(args)
     try:
         source = FileSource(path, speed=None)
     except AudioError as exc:
         raise CliError(str(exc)) from None
-    engine = build_engine(args, demo, realtime=False, bus=bus)
-    total = int(round(source.duration * 16000))
-    bar = None
-    if progress and sys.stderr.isatty():
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(total=round(source.duration, 1), unit="s", desc=Path(path).name, file=sys.stderr, leave=False)
+    engine = build_engine(args, demo, realtime=False, bus=bus, source_stats=source.stats)
+    if engine_hook is not None:
+        engine_hook(engine)
+    meter = None
+    if progress:
+        meter = Progress(Path(path).name, round(source.duration, 1), "s",
+                         interval=getattr(args, "progress_interval", 10.0))
 
     def on_progress(samples: int) -> None:
-        if bar is not None:
-            bar.n = round(min(samples, total) / 16000, 1)
-            bar.refresh()
+        if meter is not None:
+            meter.update(samples / 16000)
 
     try:
         engine.run_offline(source.blocks(), progress=on_progress)
     except AudioError as exc:
         raise CliError(str(exc)) from None
     finally:
-        if bar is not None:
-            bar.close()
+        if meter is not None:
+            meter.close()
     return engine
 
 
-def cmd_transcribe(args: argparse.Namespace) -> int:
-    """``transcribe FILE``: offline analysis writing JSONL/SRT/WebVTT/RTTM/TXT."""
-    from wavlm_live.engine.writers import JsonlWriter, ResultCollector  # noqa: PLC0415
-
-    formats = {f.strip().lower() for f in args.formats.split(",") if f.strip()}
-    unknown = formats - {"jsonl", "srt", "vtt", "rttm", "txt"}
+def _formats(text: str, allowed: tuple[str, ...]) -> set[str]:
+    formats = {f.strip().lower() for f in text.split(",") if f.strip()}
+    unknown = formats - set(allowed)
     if unknown or not formats:
-        raise CliError(f"unknown output format(s) {', '.join(sorted(unknown)) or '(none)'}; choose from jsonl,srt,vtt,rttm,txt")
-    src = Path(args.file)
-    stem = Path(args.output) if args.output else src.with_suffix("")
+        raise UsageError(f"unknown output format(s) {', '.join(sorted(unknown)) or '(none)'}; "
+                         f"choose from {','.join(allowed)}")
+    return formats
+
+
+def _refuse_to_overwrite(paths: list[Path], force: bool) -> None:
+    """Raise unless none of ``paths`` exists or ``force`` is set.
+
+    Raises:
+        CliError: results exist (exit status 1, like ``ln`` refusing an existing target).
+    """
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise CliError(f"{existing[0]}{more} exist{'s' if not more else ''} already; pass --force to overwrite, "
+                       "or -o another STEM")
+
+
+def _make_parent(stem: Path) -> None:
     try:
         stem.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create {stem.parent}: {exc.strerror}") from None
+
+
+def _file_id(name: str) -> str:
+    """An RTTM file field from a file name's stem (whitespace becomes ``_``)."""
+    return "".join(c if not c.isspace() else "_" for c in name) or "audio"
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """``transcribe FILE``: offline analysis writing JSONL/SRT/WebVTT/RTTM/TXT to
+    ``STEM.<format>``; refuses to replace existing results without ``--force``."""
+    from wavlm_live.engine.writers import JsonlWriter, ResultCollector, output_path  # noqa: PLC0415
+
+    formats = _formats(args.formats, ("jsonl", "srt", "vtt", "rttm", "txt"))
+    check_analysis_options(args)
+    src = Path(args.file)
+    stem = Path(args.output) if args.output else src.with_name(src.stem)
+    targets = [output_path(stem, fmt) for fmt in sorted(formats)]
+    _refuse_to_overwrite(targets, args.force)
+    _make_parent(stem)
     bus = EventBus()
     collector = ResultCollector()
     bus.subscribe(collector)
     jsonl = None
+    part = output_path(stem, "jsonl.part")
     if "jsonl" in formats:
         # Written to a temporary name and renamed at the end: a failed run never leaves
         # a truncated result in place of a good one.
-        tmp = stem.with_suffix(".jsonl.part")
-        jsonl = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+        try:
+            jsonl = open(part, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise CliError(f"cannot write {part}: {exc.strerror}") from None
         bus.subscribe(JsonlWriter(jsonl))
     t0 = time.perf_counter()
     try:
@@ -759,17 +842,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     except BaseException:
         if jsonl is not None:
             jsonl.close()
-            stem.with_suffix(".jsonl.part").unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
         raise
     elapsed = time.perf_counter() - t0
     written = []
-    if jsonl is not None:
-        jsonl.close()
-        final = stem.with_suffix(".jsonl")
-        stem.with_suffix(".jsonl.part").replace(final)
-        written.append(final)
-    file_id = "".join(c if not c.isspace() else "_" for c in src.stem) or "audio"
-    written += collector.write(stem, file_id, formats - {"jsonl"})
+    try:
+        if jsonl is not None:
+            jsonl.close()
+            part.replace(output_path(stem, "jsonl"))
+            written.append(output_path(stem, "jsonl"))
+        written += collector.write(stem, _file_id(src.stem), formats - {"jsonl"})
+    except OSError as exc:
+        raise CliError(f"cannot write the results next to {stem}: {exc.strerror or exc}") from None
     duration = engine.ring.written / 16000
     print(collector.transcript)
     print(
@@ -780,22 +864,180 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_event_log(path: Path, stream: int | None = None) -> tuple[list[Any], int, bool]:
+    """The events of one stream of a JSON Lines event log (``--jsonl``, transcribe's
+    ``STEM.jsonl``, or a websocket client's recording: envelope fields and non-event
+    messages such as ``hello`` are ignored). Runs appended to one log are separate
+    streams, each ending with an ``end`` event.
+
+    Args:
+        path: the log.
+        stream: 1-based stream number; ``None`` when the log must hold exactly one.
+
+    Returns:
+        (events of the chosen stream, number of streams, whether it ends with ``end``).
+
+    Raises:
+        CliError: the log cannot be read, or a line is not a JSON object or not a valid
+            event (names the line); a last line cut short by a crash is skipped with a
+            warning instead.
+        UsageError: several streams and no ``stream``, or ``stream`` out of range.
+    """
+    from wavlm_live.events import EVENT_TYPES, EndEvent, event_from_dict  # noqa: PLC0415
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"event log not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read event log {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    lines = text.split("\n")
+    streams: list[list[Any]] = [[]]
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            if n == len(lines):  # no newline after it: the writer was cut off mid-line
+                print(f"wavlm-live: warning: {path}:{n}: skipped an incomplete last line", file=sys.stderr)
+                continue
+            raise CliError(f"{path}:{n}: not a JSON event ({exc})") from None
+        if data.get("type") not in EVENT_TYPES:
+            continue  # hello, dropped, pong ... of a websocket recording
+        try:
+            event = event_from_dict(data)
+        except ValueError as exc:
+            raise CliError(f"{path}:{n}: {exc}") from None
+        streams[-1].append(event)
+        if isinstance(event, EndEvent):
+            streams.append([])
+    if not streams[-1]:
+        streams.pop()
+    if not streams:
+        raise CliError(f"{path} holds no events")
+    if stream is None and len(streams) > 1:
+        raise UsageError(f"{path} holds {len(streams)} streams (one per run appended to it); "
+                         f"choose one with --stream 1..{len(streams)}")
+    index = 1 if stream is None else stream
+    if index > len(streams):
+        raise UsageError(f"--stream {index}: {path} holds {len(streams)} stream(s)")
+    chosen = streams[index - 1]
+    return chosen, len(streams), isinstance(chosen[-1], EndEvent)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``convert EVENTS.jsonl``: the SRT/WebVTT/RTTM/TXT files ``transcribe`` writes, from
+    an event log, by the same :class:`~wavlm_live.engine.writers.ResultCollector`;
+    refuses to replace existing files without ``--force``."""
+    from wavlm_live.engine.writers import SUBTITLE_FORMATS, ResultCollector, output_path  # noqa: PLC0415
+
+    formats = _formats(args.formats, SUBTITLE_FORMATS)
+    src = Path(args.events)
+    name = src.name[: -len(".jsonl")] if src.name.endswith(".jsonl") else src.stem
+    stem = Path(args.output) if args.output else src.with_name(name)
+    targets = [output_path(stem, fmt) for fmt in sorted(formats)]
+    if src.resolve() in {t.resolve() for t in targets}:
+        raise UsageError(f"-o {stem} would overwrite the log {src} itself")
+    _refuse_to_overwrite(targets, args.force)
+    events, streams, ended = read_event_log(src, args.stream)
+    if not ended:
+        print(f"wavlm-live: warning: stream {args.stream or 1} of {src} has no end event (the run did not finish); "
+              "converting what it holds", file=sys.stderr)
+    collector = ResultCollector()
+    for event in events:
+        collector(event)
+    _make_parent(stem)
+    try:
+        written = collector.write(stem, _file_id(args.file_id or name), formats)
+    except OSError as exc:
+        raise CliError(f"cannot write the results next to {stem}: {exc.strerror or exc}") from None
+    print(f"wavlm-live: {len(events)} events ({len(collector.words)} words, {len(collector.turns)} turns) of stream "
+          f"{args.stream or 1}/{streams}; wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    return 0
+
+
+class TimedModel:
+    """Wraps a task runner: every call of one of its ``methods`` adds its wall time to
+    ``seconds``; everything else is the runner's own (for ``bench``'s per-task times)."""
+
+    def __init__(self, runner: Any, methods: tuple[str, ...]) -> None:
+        self._runner = runner
+        self._methods = methods
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._runner, name)
+        if name not in self._methods:
+            return attr
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return attr(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
+
+
+BENCH_METHODS = {"captions": ("logits", "logits_batch"), "diarization": ("activity", "activity_batch"),
+                 "embeddings": ("embed", "embed_batch")}
+"""The model calls of each task that ``bench`` times (the Engine's model protocols; the
+scheduler calls the ``*_batch`` forms)."""
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``bench [FILE]``: offline real-time factor of the configured pipeline."""
+    """``bench [FILE]``: offline real-time factor of the pipeline and of each task's model
+    (model seconds per audio second), as one JSON object. Without a model option the
+    bundled demo models run (no network); otherwise the options not given are the
+    public defaults.
+
+    Printed keys: ``load_seconds`` (models and enrolment), ``wall_seconds`` (the run: file
+    decoding, resampling, every window, stitching, language-model search), ``rtf`` (that
+    per audio second), ``task_seconds``/``task_rtf`` (time inside each task's model calls:
+    captions' ``logits``, diarization's ``activity``, embeddings' ``embed``, single or
+    batched) and
+    ``other_seconds`` (the run's time outside them)."""
+    given = [getattr(args, k, None) for k in ("ctc_model", "diarization_model", "embedding_model")]
+    demo = args.demo or not any(given)
+    if not demo:
+        for key, task in (("ctc_model", "captions"), ("diarization_model", "diarization"), ("embedding_model", "embeddings")):
+            if getattr(args, key, None) is None:
+                setattr(args, key, DEFAULT_MODELS[task])
     path = args.file or str(demo_recording())
     bus = EventBus()
+    timers: dict[str, TimedModel] = {}
+    started: list[float] = []
+
+    def instrument(engine: Engine) -> None:
+        started.append(time.perf_counter())
+        for task, method in BENCH_METHODS.items():
+            attr = f"{task}_model"
+            if getattr(engine, attr) is not None:
+                timers[task] = TimedModel(getattr(engine, attr), method)
+                setattr(engine, attr, timers[task])
+
     t0 = time.perf_counter()
-    engine = run_file_offline(args, path, args.demo, bus, progress=False)
-    elapsed = time.perf_counter() - t0
+    engine = run_file_offline(args, path, demo, bus, progress=False, engine_hook=instrument)
+    elapsed = time.perf_counter() - started[0]
     duration = engine.ring.written / 16000
+    task_seconds = {task: round(t.seconds, 3) for task, t in timers.items()}
     print(
         json.dumps(
             {
                 "file": str(path),
+                "models": engine.hello()["models"],
+                "demo": engine.demo,
                 "audio_seconds": round(duration, 2),
+                "load_seconds": round(started[0] - t0, 3),
                 "wall_seconds": round(elapsed, 3),
-                "model_seconds": round(engine.compute_seconds, 3),
                 "rtf": round(elapsed / max(duration, 1e-9), 4),
+                "task_seconds": task_seconds,
+                "task_rtf": {task: round(t.seconds / max(duration, 1e-9), 4) for task, t in timers.items()},
+                "other_seconds": round(elapsed - sum(t.seconds for t in timers.values()), 3),
                 "windows": engine.windows_analysed,
                 "tasks": engine.tasks,
                 "window": engine.plan.window_seconds,
@@ -831,6 +1073,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "send": cmd_send,
         "devices": cmd_devices,
         "transcribe": cmd_transcribe,
+        "convert": cmd_convert,
         "bench": cmd_bench,
         "eval": cmd_eval,
     }

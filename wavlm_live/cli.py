@@ -30,13 +30,42 @@ examples:
   wavlm-live serve --input mic --port 8765      # headless websocket publisher
   wavlm-live tui ws://127.0.0.1:8765            # dashboard for a running server
   wavlm-live listen ws://127.0.0.1:8765         # print captions with speakers
-  wavlm-live transcribe talk.wav -o out/talk    # offline: JSONL, SRT, WebVTT, RTTM
+  wavlm-live transcribe talk.m4a -o out/talk    # offline: JSONL, SRT, WebVTT, RTTM, TXT
+  wavlm-live convert events.jsonl -o out/talk   # subtitles from a --jsonl log
   wavlm-live devices                            # list microphones
+
+exit status: 0 success, 1 failure (unreadable input, model, existing or unwritable
+results, connection, no device), 2 usage error, 130 interrupted, 141 output pipe closed
 """
 
 
+EXIT_OK = 0
+"""Success."""
+EXIT_FAILURE = 1
+"""The command could not do its work: an input that cannot be read or decoded, a model
+that cannot be loaded, results that exist already (without ``--force``) or cannot be
+written, a failed connection, no input device found, an unexpected error."""
+EXIT_USAGE = 2
+"""The command line is wrong: an unknown option, a bad value, options that contradict
+each other (argparse's own status for its errors)."""
+EXIT_INTERRUPTED = 130
+"""Interrupted by Ctrl-C (SIGINT), as shells report a process ended by it."""
+EXIT_BROKEN_PIPE = 141
+"""Standard output was closed before everything was written (``wavlm-live listen | head``):
+the status of a process ended by SIGPIPE, as ``yes | head`` leaves it."""
+
+
 class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+    """A user-facing error: printed as one line; exit status :data:`EXIT_FAILURE`."""
+
+    code = EXIT_FAILURE
+
+
+class UsageError(CliError):
+    """The command line itself is wrong (a bad option value or combination): printed as
+    one line; exit status :data:`EXIT_USAGE`, like argparse's own errors."""
+
+    code = EXIT_USAGE
 
 
 def _positive_float(text: str) -> float:
@@ -92,15 +121,19 @@ def _port(text: str) -> int:
     return value
 
 
-def _add_model_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
+def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bool = False) -> None:
     g = p.add_argument_group("models")
     if not demo:
-        g.add_argument("--ctc-model", metavar="ID|DIR", default=DEFAULT_MODELS["captions"],
-                       help="captions checkpoint: Hub id or local folder (default: %(default)s)")
-        g.add_argument("--diarization-model", metavar="ID|DIR", default=DEFAULT_MODELS["diarization"],
-                       help="diarization checkpoint (default: %(default)s)")
-        g.add_argument("--embedding-model", metavar="ID|DIR", default=DEFAULT_MODELS["embeddings"],
-                       help="speaker-embedding checkpoint (default: %(default)s)")
+        def default(task: str) -> str | None:
+            return None if bench else DEFAULT_MODELS[task]
+
+        note = ("the bundled demo model when no model option is given, else " if bench else "") + "%s"
+        g.add_argument("--ctc-model", metavar="ID|DIR", default=default("captions"),
+                       help="captions checkpoint: Hub id or local folder (default: " + note % DEFAULT_MODELS["captions"] + ")")
+        g.add_argument("--diarization-model", metavar="ID|DIR", default=default("diarization"),
+                       help="diarization checkpoint (default: " + note % DEFAULT_MODELS["diarization"] + ")")
+        g.add_argument("--embedding-model", metavar="ID|DIR", default=default("embeddings"),
+                       help="speaker-embedding checkpoint (default: " + note % DEFAULT_MODELS["embeddings"] + ")")
     g.add_argument("--lm", metavar="DIR|ARPA", default=None,
                    help="word n-gram language model for the captions' beam search: an .arpa(.gz) file or a folder "
                         "with one and attrs.json (default: the captions checkpoint's language_model/ folder, if any)")
@@ -114,7 +147,9 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help="model precision (default: %(default)s: bfloat16 where the hardware supports it)")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for the models (default: torch's choice)")
     a = p.add_argument_group("analysis")
-    a.add_argument("--window", type=_positive_float, default=None, metavar="SEC", help="analysis window in seconds (default: 4)")
+    a.add_argument("--window", type=_positive_float, default=None, metavar="SEC",
+                   help="analysis window in seconds (default: 4); it changes only the window: the hop stays 1 s "
+                        "unless --hop is given, and must be at least 20 ms shorter than the window")
     a.add_argument("--hop", type=_positive_float, default=None, metavar="SEC", help="seconds between results (default: 1)")
     a.add_argument("--speaker-threshold", type=float, default=None, metavar="COS",
                    help="cosine similarity for an x-vector to join a known speaker (default: the model's, 0.86 for the public -sv model)")
@@ -153,7 +188,7 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``wavlm-live`` argument parser (subcommands run, serve, demo, tui, listen,
-    transcribe, eval, devices, bench)."""
+    transcribe, convert, eval, devices, bench)."""
     parser = argparse.ArgumentParser(
         prog="wavlm-live",
         description="Streaming WavLM speech analysis: live captions, who spoke when, and speaker embeddings, "
@@ -218,13 +253,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
     p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
 
-    p = sub.add_parser("transcribe", help="analyse a file offline: JSONL, SRT, WebVTT, RTTM",
-                       description="Run the streaming pipeline over a whole file as fast as the machine allows and write the results.")
-    p.add_argument("file", help="audio file (anything soundfile reads: WAV, FLAC, OGG...)")
-    p.add_argument("-o", "--output", default=None, metavar="STEM", help="output path without extension (default: next to the input)")
+    p = sub.add_parser("transcribe", help="analyse a file offline: JSONL, SRT, WebVTT, RTTM, TXT",
+                       description="Run the streaming pipeline over a whole file as fast as the machine allows and write "
+                       "the results: JSONL (STEM.jsonl: every event), SRT and WebVTT (STEM.srt, STEM.vtt: captions with "
+                       "speakers), RTTM (STEM.rttm: who spoke when) and TXT (STEM.txt: the plain transcript, also "
+                       "printed). Existing results are never overwritten without --force.")
+    p.add_argument("file", help="audio or video file (WAV, FLAC, OGG, Opus, MP3, M4A, the sound of MP4/MKV/WebM...)")
+    p.add_argument("-o", "--output", default=None, metavar="STEM",
+                   help="output path without extension, the format is appended (default: the input without its "
+                        "extension: meeting.day1.wav -> meeting.day1.srt)")
     p.add_argument("--formats", default="jsonl,srt,vtt,rttm,txt", help="comma-separated subset of jsonl,srt,vtt,rttm,txt (default: %(default)s)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite results that exist already")
     p.add_argument("--demo", action="store_true", help="use the bundled demo models")
+    _add_progress_option(p)
     _add_model_options(p)
+
+    p = sub.add_parser("convert", help="write SRT, WebVTT, RTTM and TXT from a JSON Lines event log",
+                       description="Turn the events of a --jsonl log (run, serve, demo) or of transcribe's STEM.jsonl into "
+                       "the files transcribe writes, with the same writers: STEM.srt, STEM.vtt, STEM.rttm, STEM.txt. "
+                       "Existing files are never overwritten without --force.")
+    p.add_argument("events", metavar="EVENTS.jsonl", help="JSON Lines event log")
+    p.add_argument("-o", "--output", default=None, metavar="STEM",
+                   help="output path without extension (default: the log without .jsonl)")
+    p.add_argument("--formats", default="srt,vtt,rttm,txt", help="comma-separated subset of srt,vtt,rttm,txt (default: %(default)s)")
+    p.add_argument("--stream", type=_positive_int, default=None, metavar="N",
+                   help="a log that several runs appended to holds one stream per run (each ends with an end event): "
+                        "convert the N-th (required when there are several)")
+    p.add_argument("--file-id", default=None, metavar="ID",
+                   help="the RTTM file field, the recording's name (default: the log's name without .jsonl; "
+                        "transcribe writes the audio file's name)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite files that exist already")
 
     p = sub.add_parser("eval", help="measure CER/WER, DER and EER through the streaming pipeline",
                        description="Run the streaming pipeline over a folder of clips with references "
@@ -233,16 +291,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="use the bundled demo models")
     p.add_argument("--collar", type=float, default=0.25, help="DER collar in seconds (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_progress_option(p)
     _add_model_options(p)
 
-    p = sub.add_parser("devices", help="list audio input devices", description="List the audio input devices PortAudio sees.")
+    p = sub.add_parser("devices", help="list audio input devices",
+                       description="List the audio input devices PortAudio sees; exit status 1 when there is none.")
 
     p = sub.add_parser("bench", help="measure the pipeline's real-time factor on this machine",
-                       description="Run the offline pipeline over an audio file and print the real-time factor per task.")
+                       description="Run the offline pipeline over an audio file and print, as one JSON object, the "
+                       "real-time factor of the whole run and of each task's model. Without a model option it runs the "
+                       "bundled demo models (no network needed); give --ctc-model/--diarization-model/--embedding-model "
+                       "to measure other checkpoints (the ones not given are then the public defaults).")
     p.add_argument("file", nargs="?", default=None, help="audio file (default: the bundled demo recording)")
-    p.add_argument("--demo", action="store_true", help="use the bundled demo models")
-    _add_model_options(p)
+    p.add_argument("--demo", action="store_true", help="use the bundled demo models (the default without a model option)")
+    _add_model_options(p, bench=True)
     return parser
+
+
+def _add_progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress-interval", type=_non_negative_float, default=10.0, metavar="SEC",
+                   help="when stderr is not a terminal, print a progress line at most every SEC seconds "
+                        "(default: %(default)s; on a terminal a progress bar is drawn instead)")
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
 
 
 def _configure_logging(verbose: int) -> None:
@@ -251,8 +330,26 @@ def _configure_logging(verbose: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``wavlm-live`` console script; returns the exit status
-    (0 success, 1 runtime failure, 2 usage or input error, 130 interrupted)."""
+    """Entry point of the ``wavlm-live`` console script; returns the exit status:
+    :data:`EXIT_OK` (0), :data:`EXIT_FAILURE` (1), :data:`EXIT_USAGE` (2),
+    :data:`EXIT_INTERRUPTED` (130) or :data:`EXIT_BROKEN_PIPE` (141)."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): stop quietly, as a process that
+        # SIGPIPE ends would, and keep Python from complaining when it flushes stdout at
+        # exit (the recipe in the Python docs' "Note on SIGPIPE", signal module).
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version", "-v", "-vv", "--verbose"):
@@ -269,15 +366,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return app.dispatch(args)
     except CliError as exc:
         print(f"wavlm-live: {exc}", file=sys.stderr)
-        return 2
+        return exc.code
     except KeyboardInterrupt:
         print("wavlm-live: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # handled by main()
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         logging.getLogger("wavlm_live").debug("unexpected error", exc_info=True)
         hint = "" if args.verbose >= 2 else " (run with -vv for the traceback)"
         print(f"wavlm-live: unexpected error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover
