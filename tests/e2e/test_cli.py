@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in the fast lane
+
 DATA = Path(__file__).parents[1] / "data"
 CLIPS = sorted(DATA.glob("sense_and_sensibility_*.wav"))
 CLI = Path(sys.executable).with_name("wavlm-live")

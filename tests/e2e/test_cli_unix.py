@@ -18,6 +18,8 @@ import pytest
 import soundfile as sf
 from websockets.sync.server import serve
 
+pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in the fast lane
+
 DATA = Path(__file__).parents[1] / "data"
 CLIPS = sorted(DATA.glob("sense_and_sensibility_*.wav"))
 CLI = Path(sys.executable).with_name("wavlm-live")

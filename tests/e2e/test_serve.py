@@ -17,6 +17,8 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in the fast lane
+
 DATA = Path(__file__).parents[1] / "data"
 CLIP = DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s
 CLI = Path(sys.executable).with_name("wavlm-live")
