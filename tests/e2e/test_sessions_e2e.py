@@ -18,6 +18,10 @@ import soundfile as sf
 
 DATA = Path(__file__).parents[1] / "data"
 CLI = Path(sys.executable).with_name("wavlm-live")
+SETTINGS = ("--dtype", "float32", "--window", "2", "--hop", "1")
+"""Both sides: float32, where batched windows give bit for bit the single-window outputs (in
+bfloat16 oneDNN's blocking depends on the batch size: ~1 bf16 ulp apart), and a 2 s window,
+which leaves this 2-core machine room for eight float32 streams (bench/sessions.py)."""
 LINE = re.compile(r"^\[(?P<start>[0-9.?]+)-(?P<end>[0-9.?]+)\] (?P<rest>.*)$")
 
 
@@ -53,8 +57,7 @@ def recordings(tmp_path: Path) -> list[Path]:
 
 
 def transcribed_finals(path: Path, out: Path) -> list[str]:
-    subprocess.run([str(CLI), "transcribe", str(path), "--demo", "--dtype", "float32", "-o", str(out),
-                    "--formats", "jsonl"],
+    subprocess.run([str(CLI), "transcribe", str(path), "--demo", *SETTINGS, "-o", str(out), "--formats", "jsonl"],
                    check=True, capture_output=True, timeout=300)
     lines = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
     return [(f"{m['speaker']}: " if m["speaker"] else "") + m["text"]
@@ -66,9 +69,7 @@ def test_eight_live_senders_through_one_server_match_transcribe(tmp_path: Path) 
     files = recordings(tmp_path)
     assert len(files) == 8
     port = free_port()
-    # float32 on both sides: batched windows then give bit for bit the single-window outputs
-    # (in bfloat16, oneDNN's blocking depends on the batch size: ~1 bf16 ulp apart)
-    server = subprocess.Popen([str(CLI), "serve", "--demo", "--dtype", "float32", "--port", str(port)],
+    server = subprocess.Popen([str(CLI), "serve", "--demo", *SETTINGS, "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         health = wait_ready(port, server)

@@ -138,6 +138,10 @@ class Scheduler:
 
     Args:
         name: the thread's name.
+        batch_wait: seconds an idle scheduler waits after the first new audio before it
+            collects, so that windows of streams fed at nearly the same moment share a
+            batch (the max queue delay of Triton's dynamic batcher); a busy scheduler never
+            waits, since windows gather while it computes.
 
     Batch sizes are the runners' own limit (``max_batch``, :mod:`wavlm_live.engine.tasks`).
 
@@ -145,13 +149,14 @@ class Scheduler:
     feed their engines from their own threads (each feed wakes the scheduler).
     """
 
-    def __init__(self, name: str = "wavlm-live-scheduler") -> None:
+    def __init__(self, name: str = "wavlm-live-scheduler", batch_wait: float = 0.005) -> None:
         self._engines: list[Engine] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._dirty = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.batch_wait = batch_wait
         self.cycles = 0
         """Batches run so far."""
         self.windows = 0
@@ -234,6 +239,8 @@ class Scheduler:
                     if self._stopping:
                         return
                     self._dirty = False
+                if self.batch_wait > 0:
+                    time.sleep(self.batch_wait)
                 while items := self._collect():
                     self.busy_seconds += analyse(items)
                     self.cycles += 1
