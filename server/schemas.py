@@ -211,3 +211,39 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
     }, []),
 }
 """Client -> server message type -> JSON Schema."""
+
+
+def _jsonl_line(schema: dict[str, Any]) -> dict[str, Any]:
+    """A server message schema as a JSON Lines file line: no websocket envelope (``seq``,
+    ``wall``), no per-connection fields (``clients``, ``snapshot``)."""
+    drop = {"seq", "wall", "clients", "snapshot"}
+    out = dict(schema)
+    out["$id"] = schema["$id"].replace(":protocol:v1:server:", ":jsonl:v1:")
+    out["properties"] = {k: v for k, v in schema["properties"].items() if k not in drop}
+    out["required"] = [k for k in schema["required"] if k not in drop]
+    return out
+
+
+JSONL_SCHEMAS: dict[str, dict[str, Any]] = {
+    "header": {
+        "$schema": _DRAFT,
+        "$id": "urn:wavlm-live:jsonl:v1:header",
+        "title": "header",
+        "type": "object",
+        "properties": {
+            "type": {"const": "header"},
+            "v": {"const": 1},
+            **{k: PROTOCOL_SCHEMAS["hello"]["properties"][k] for k in (
+                "version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo", "captions_decoder")},
+            "source": {"type": "string"},
+            "started": {"type": "number"},
+        },
+        "required": ["type", "v", "version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo",
+                     "source", "started"],
+        "additionalProperties": True,
+    },
+    **{kind: _jsonl_line(PROTOCOL_SCHEMAS[kind]) for kind in TOPICS},
+}
+"""Lines of a JSON Lines event file (``transcribe``'s STEM.jsonl, ``--jsonl``): one
+``header`` first, then one engine event per line (the message schemas without the
+websocket envelope). docs/protocol.md, "JSON Lines files"."""

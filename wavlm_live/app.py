@@ -438,16 +438,17 @@ def server_config(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from None
 
 
-def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus) -> Any:
+def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus, engine: Engine, source: str) -> Any:
+    """Append every event of ``engine``'s stream to ``--jsonl``, after a header line."""
     if not getattr(args, "jsonl", None):
         return None
-    from wavlm_live.engine.writers import JsonlWriter  # noqa: PLC0415
+    from wavlm_live.engine.writers import JsonlWriter, jsonl_header  # noqa: PLC0415
 
     try:
         stream = open(args.jsonl, "a", encoding="utf-8")  # noqa: SIM115 - closed at exit
     except OSError as exc:
         raise CliError(f"cannot open {args.jsonl} for writing: {exc.strerror}") from None
-    bus.subscribe(JsonlWriter(stream))
+    bus.subscribe(JsonlWriter(stream, header=jsonl_header(engine.hello(), source)))
     return stream
 
 
@@ -475,7 +476,7 @@ def _served(args: argparse.Namespace, demo: bool, spec: str | None) -> tuple[Any
     if source is not None:
         bus = EventBus()
         engine = make_engine(args, models, config, bus, source_stats=source.stats)
-        jsonl = _subscribe_jsonl(args, bus)
+        jsonl = _subscribe_jsonl(args, bus, engine, str(spec))
     elif getattr(args, "jsonl", None):
         raise UsageError("--jsonl records the server's own input; give --input too")
     return host, engine, source, jsonl
@@ -814,7 +815,7 @@ def _file_id(name: str) -> str:
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """``transcribe FILE``: offline analysis writing JSONL/SRT/WebVTT/RTTM/TXT to
     ``STEM.<format>``; refuses to replace existing results without ``--force``."""
-    from wavlm_live.engine.writers import JsonlWriter, ResultCollector, output_path  # noqa: PLC0415
+    from wavlm_live.engine.writers import JsonlWriter, ResultCollector, jsonl_header, output_path  # noqa: PLC0415
 
     formats = _formats(args.formats, ("jsonl", "srt", "vtt", "rttm", "txt"))
     check_analysis_options(args)
@@ -835,10 +836,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             jsonl = open(part, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise CliError(f"cannot write {part}: {exc.strerror}") from None
-        bus.subscribe(JsonlWriter(jsonl))
+
+    def header_then_events(engine: Engine) -> None:
+        if jsonl is not None:
+            bus.subscribe(JsonlWriter(jsonl, header=jsonl_header(engine.hello(), str(src))))
+
     t0 = time.perf_counter()
     try:
-        engine = run_file_offline(args, src, args.demo, bus)
+        engine = run_file_offline(args, src, args.demo, bus, engine_hook=header_then_events)
     except BaseException:
         if jsonl is not None:
             jsonl.close()
@@ -905,8 +910,10 @@ def read_event_log(path: Path, stream: int | None = None) -> tuple[list[Any], in
                 print(f"wavlm-live: warning: {path}:{n}: skipped an incomplete last line", file=sys.stderr)
                 continue
             raise CliError(f"{path}:{n}: not a JSON event ({exc})") from None
+        if data.get("type") == "header" and streams[-1]:
+            streams.append([])  # a new run appended to the log (one that ended without end too)
         if data.get("type") not in EVENT_TYPES:
-            continue  # hello, dropped, pong ... of a websocket recording
+            continue  # the header, or hello, dropped, pong ... of a websocket recording
         try:
             event = event_from_dict(data)
         except ValueError as exc:

@@ -37,6 +37,11 @@ def test_transcribe_writes_every_format(tiny_checkpoints, tmp_path):
     assert out.returncode == 0, out.stderr
     duration = sf.info(CLIPS[0]).duration
     events = [json.loads(line) for line in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    from tests.e2e.test_serve import validate_jsonl
+
+    validate_jsonl(events)
+    header, events = events[0], events[1:]
+    assert header["source"] == str(CLIPS[0]) and header["window"] == 4.0 and header["hop"] == 1.0
     assert events[-1]["type"] == "end" and abs(events[-1]["t"] - duration) < 1e-3
     finals = [e for e in events if e["type"] == "caption" and e["final"]]
     text = (tmp_path / "out" / "clip.txt").read_text().strip()

@@ -85,8 +85,9 @@ def check_coverage(messages, duration):
     assert seqs == sorted(seqs)
 
 
-def test_serve_file_at_real_time_then_sigterm(tiny_checkpoints):
-    proc, url = start_serve(tiny_checkpoints, "--input", str(CLIP), "--wait-client")
+def test_serve_file_at_real_time_then_sigterm(tiny_checkpoints, tmp_path):
+    log = tmp_path / "events.jsonl"
+    proc, url = start_serve(tiny_checkpoints, "--input", str(CLIP), "--wait-client", "--jsonl", str(log))
     duration = sf.info(CLIP).frames / 16000
 
     async def client():
@@ -113,6 +114,24 @@ def test_serve_file_at_real_time_then_sigterm(tiny_checkpoints):
     stats = [m for m in messages if m["type"] == "stats"]
     assert stats[-1]["windows_skipped"] == 0
     assert "Traceback" not in err
+    # the --jsonl log: a header, then the same events without the websocket envelope
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    validate_jsonl(lines)
+    assert lines[0]["source"] == str(CLIP)
+    sent = [{k: v for k, v in m.items() if k not in ("seq", "wall", "clients", "snapshot")}
+            for m in messages if m["type"] == "caption" and m["final"]]
+    assert [line for line in lines if line["type"] == "caption" and line["final"]] == sent
+
+
+def validate_jsonl(lines: list[dict]) -> None:
+    """Every line of a JSON Lines event file against its documented schema."""
+    from jsonschema import Draft202012Validator
+
+    from wavlm_live.server import JSONL_SCHEMAS
+
+    assert lines[0]["type"] == "header" and all(line["type"] != "header" for line in lines[1:])
+    for line in lines:
+        Draft202012Validator(JSONL_SCHEMAS[line["type"]]).validate(line)
 
 
 def test_serve_microphone_through_virtual_mic(tiny_checkpoints, virtual_mic):

@@ -10,32 +10,48 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from wavlm_live.events import CaptionEvent, DiarizationEvent, Event, SpeakerEvent, Turn, Word
+from wavlm_live.events import PROTOCOL_VERSION, CaptionEvent, DiarizationEvent, Event, SpeakerEvent, Turn, Word
+
+
+def jsonl_header(description: dict[str, Any], source: str) -> dict[str, Any]:
+    """The first line of a JSON Lines event file: ``{"type": "header", "v": 1}``, the
+    stream description (an engine's ``hello()``: version, sample rate, frame, tasks,
+    models, window, hop...), the ``source`` analysed and ``started`` (unix seconds).
+    Schema: ``JSONL_SCHEMAS["header"]`` in ``wavlm_live.server.schemas``."""
+    return {"type": "header", "v": PROTOCOL_VERSION, **description, "source": source, "started": round(time.time(), 3)}
 
 
 class JsonlWriter:
     """Event bus subscriber that writes one JSON object per event and line.
 
-    Each line is :meth:`Event.to_dict` plus nothing else; lines are flushed as they are
-    written so a crash loses at most the event being written. Usable as
-    ``bus.subscribe(writer)``; thread-safe.
+    The first line is ``header`` (see :func:`jsonl_header`) when one is given; each other
+    line is :meth:`Event.to_dict` plus nothing else (the JSON Lines format of
+    docs/protocol.md: the message schemas without the websocket envelope). Lines are
+    flushed as they are written, so a crash loses at most the event being written. Usable
+    as ``bus.subscribe(writer)``; thread-safe.
 
     Args:
         stream: a text stream opened for writing (the caller closes it).
         types: event types to write (``None``: all); the SpeakerEvent embedding is
             written only when ``embeddings`` is True.
+        header: the header line's object, written at once.
     """
 
-    def __init__(self, stream: IO[str], types: set[str] | None = None, embeddings: bool = False) -> None:
+    def __init__(self, stream: IO[str], types: set[str] | None = None, embeddings: bool = False,
+                 header: dict[str, Any] | None = None) -> None:
         self.stream = stream
         self.types = types
         self.embeddings = embeddings
         self._lock = threading.Lock()
+        if header is not None:
+            self.stream.write(json.dumps(header, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self.stream.flush()
 
     def __call__(self, event: Event) -> None:
         if self.types is not None and event.TYPE not in self.types:
