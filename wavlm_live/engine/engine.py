@@ -23,13 +23,13 @@ import numpy as np
 from wavlm_live import __version__
 from wavlm_live.audio.level import LevelMeter
 from wavlm_live.engine.bus import EventBus
-from wavlm_live.engine.captions import CaptionStitcher
-from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher, Segment, solo_activity, solo_runs
+from wavlm_live.engine.diarization import DiarizationConfig
 from wavlm_live.engine.ringbuffer import OverwrittenError, RingBuffer
-from wavlm_live.engine.scheduler import Scheduler, Work, analyse
+from wavlm_live.engine.scheduler import Scheduler, analyse
 from wavlm_live.engine.speakers import Speaker, SpeakerTracker
 from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Window, WindowPlan
-from wavlm_live.events import DiarizationEvent, EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
+from wavlm_live.events import EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
+from wavlm_live.tasks import REGISTRY, StreamContext, TaskStream, Work, task_for
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,9 @@ class Engine:
         demo: bool = False,
         source_stats: Callable[[], Any] | None = None,
     ) -> None:
-        if captions is None and diarization is None and embeddings is None:
+        runners = {"captions": captions, "diarization": diarization, "embeddings": embeddings}
+        runners = {name: runner for name, runner in runners.items() if runner is not None}
+        if not runners:
             raise ValueError("enable at least one task (captions, diarization or embeddings)")
         self.config = config
         self.bus = bus
@@ -184,31 +186,16 @@ class Engine:
                 f"ring buffer of {config.ring_seconds} s is too small for a {self.plan.window_seconds} s window"
             )
         self.ring = RingBuffer(config.ring_seconds, SAMPLE_RATE)
-        self.captions_model = captions
-        self.diarization_model = diarization
-        self.embeddings_model = embeddings
         self.demo = demo
         self.source_stats = source_stats
         self.tracker = SpeakerTracker(config.speaker_threshold, config.max_speakers)
-        self.diarizer = DiarizationStitcher(self.tracker, config.diarization) if diarization else None
-        self._current_speaker: str | None = None
-        speaker_of = self.diarizer.speaker_of if self.diarizer else (lambda s, e: self._current_speaker)
-        self.captioner = None
-        if captions is not None:
-            pause = None if config.pause_seconds is None else max(1, round(config.pause_seconds / FRAME_SECONDS))
-            self.captioner = CaptionStitcher(
-                captions.decoder,
-                captions.blank_id,
-                captions.delimiter_id,
-                pause_frames=pause,
-                speaker_of=speaker_of if (diarization or embeddings) else None,
-                final_decoder=captions.final_decoder,
-            )
-        self._min_embedding_frames = max(
-            round(config.min_embedding_seconds / FRAME_SECONDS), embeddings.min_frames if embeddings is not None else 0
-        )
-        # the TDNN needs a few frames more than its span to pool over (>= 2 outputs)
-        self._min_segment_frames = embeddings.min_frames if embeddings is not None else 0 + 2
+        names = tuple(name for name in REGISTRY if name in runners)
+        self.context = StreamContext(config, self.plan, self.ring, self.tracker, names)
+        self.streams: list[TaskStream] = []
+        for name in names:
+            stream = task_for(name, runners[name]).open(self.context)
+            self.context.streams[name] = stream
+            self.streams.append(stream)
         self.windows_analysed = 0
         self.windows_skipped = 0
         self.samples_sanitised = 0
@@ -227,30 +214,44 @@ class Engine:
 
     # -- description --------------------------------------------------------------------
 
-    def _models(self) -> dict[str, Any]:
-        """Enabled task -> model, in fixed order."""
-        models = {"captions": self.captions_model, "diarization": self.diarization_model, "embeddings": self.embeddings_model}
-        return {task: model for task, model in models.items() if model is not None}
-
     @property
     def tasks(self) -> list[str]:
-        """Enabled tasks, in fixed order."""
-        return list(self._models())
+        """Enabled tasks, in fixed order (:data:`wavlm_live.tasks.REGISTRY`)."""
+        return list(self.context.tasks)
+
+    def runner(self, task: str) -> Any:
+        """The model runner of an enabled task, or ``None``."""
+        stream = self.context.streams.get(task)
+        return None if stream is None else stream.task.runner
+
+    @property
+    def captioner(self) -> Any:
+        """The caption stitcher (``None`` without captions)."""
+        stream = self.context.streams.get("captions")
+        return None if stream is None else stream.stitcher
+
+    @property
+    def diarizer(self) -> Any:
+        """The diarization stitcher (``None`` without diarization)."""
+        stream = self.context.streams.get("diarization")
+        return None if stream is None else stream.stitcher
 
     def hello(self) -> dict[str, Any]:
         """Stream description for subscribers (the websocket ``hello`` message body)."""
+        extra: dict[str, Any] = {}
+        for stream in self.streams:
+            extra.update(stream.task.describe())
         return {
             "version": __version__,
             "sample_rate": SAMPLE_RATE,
             "frame": FRAME_SECONDS,
             "tasks": self.tasks,
-            "models": {task: model.name for task, model in self._models().items()},
+            "models": {stream.task.name: stream.task.model_name for stream in self.streams},
             "window": self.plan.window_seconds,
             "hop": self.plan.hop_seconds,
             "right_context": self.plan.right_frames * FRAME_SECONDS,
             "demo": self.demo,
-            **({"captions_decoder": self.captions_model.decoding}
-               if self.captions_model is not None else {}),
+            **extra,
         }
 
     # -- producer side ------------------------------------------------------------------
@@ -279,13 +280,8 @@ class Engine:
     def warmup(self) -> None:
         """Run every enabled model once on a window of silence, so that one-time costs
         (kernel selection, allocator growth) are not paid by the first live windows."""
-        silence = np.zeros(self.plan.window_samples, dtype=np.float32)
-        if self.captions_model is not None:
-            self.captions_model.logits(silence)
-        if self.diarization_model is not None:
-            self.diarization_model.activity(silence)
-        if self.embeddings_model is not None:
-            self.embeddings_model.embed(silence)
+        for stream in self.streams:
+            stream.task.warmup(self.plan.window_samples)
 
     def start(self) -> None:
         """Warm the models up (:meth:`warmup`) and analyse the live stream in a private
@@ -410,93 +406,29 @@ class Engine:
             analyse([(self, work)])
         self._finished.set()
 
-    def embedding_masks(self, probs: np.ndarray) -> tuple[list[int], list[tuple[int, int, int]], np.ndarray] | None:
-        """What the x-vector model must pool for one window's diarization output: the
-        local speakers alone long enough (``min_embedding_seconds``) and the solo runs
-        (:func:`~wavlm_live.engine.diarization.solo_runs`), with one frame mask per
-        x-vector, in that order. ``probs``: float32 ``[frames, local speakers]``.
-
-        Returns:
-            ``(locals, runs, masks)`` with ``masks`` bool ``[len(locals) + len(runs),
-            frames]``, or ``None`` when nothing needs an x-vector (or the embeddings or
-            diarization task is off).
-        """
-        if self.diarizer is None or self.embeddings_model is None:
-            return None
-        cfg = self.diarizer.config
-        alone = solo_activity(self.diarizer.binarize(probs))
-        if alone.shape[0] < self._min_embedding_frames:
-            return None
-        locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= self._min_embedding_frames]
-        runs: list[tuple[int, int, int]] = []
-        if cfg.segment_min_frames > 0:
-            runs = solo_runs(alone, max(cfg.segment_min_frames, self._min_segment_frames), cfg.segment_gap_frames)
-        if not locals_ and not runs:
-            return None
-        masks = [alone[:, k] for k in locals_]
-        for k, start, end in runs:
-            mask = np.zeros(alone.shape[0], bool)
-            mask[start:end] = alone[start:end, k]
-            masks.append(mask)
-        return locals_, runs, np.stack(masks)
-
-    def wants_window_embedding(self, window: Window) -> bool:
-        """Whether a window of a stream without diarization gets one whole-window x-vector
-        (embeddings on, window long enough)."""
-        return (self.diarizer is None and self.embeddings_model is not None
-                and window.frame_end - window.frame_start >= self._min_embedding_frames)
-
     def apply(self, work: Work, seconds: float) -> None:
-        """Stitch one window's model outputs (filled in ``work`` by the scheduler) and
-        publish the resulting events.
+        """Stitch one window's model outputs (``work.outputs``, filled in by the
+        scheduler) and publish the resulting events: every task stream's ``apply`` in
+        order, then every ``settle``, then ``stats``.
 
         Args:
-            work: what :meth:`take` returned, with ``logits`` (captions on), ``probs``
-                (diarization on), ``request`` (from :meth:`embedding_masks`) and
-                ``vectors`` (x-vectors for the request's masks, or the one whole-window
-                x-vector of a stream without diarization) filled in.
+            work: what :meth:`take` returned, with the task outputs filled in.
             seconds: compute time spent on this window (its batch's time), for ``rtf``
                 and ``compute_seconds``.
         """
-        window = work.window
         publish = self.bus.publish
-        logits, probs, vectors = work.logits, work.probs, work.vectors
-        if self.captioner is not None and logits is not None:
-            preview = self.captioner.add(window, logits)
-            if preview is not None:
-                publish(preview)
-        changed: list[Speaker] = []
-        if self.diarizer is not None and probs is not None:
-            embeddings: dict[int, np.ndarray] | None = None  # None: x-vectors are off
-            segments: list[Segment] = []
-            if self.embeddings_model is not None:
-                embeddings = {}
-                if work.request is not None and vectors is not None:
-                    locals_, runs, _ = work.request
-                    embeddings = {k: vectors[i] for i, k in enumerate(locals_)}
-                    segments = [Segment(k, start, end, vectors[len(locals_) + i])
-                                for i, (k, start, end) in enumerate(runs)]
-            result = self.diarizer.update(window, probs, embeddings, segments)
-            if result.event is not None:
-                publish(result.event)
-            changed = result.changed
-        elif vectors is not None:
-            speaker = self.tracker.assign(vectors[0])
-            self._current_speaker = speaker.id
-            for frame in range(window.keep_start, window.keep_end):
-                self.tracker.mark_active(speaker, frame)
-            changed = [speaker]
-        for speaker in changed:
-            publish(self.tracker.event(speaker))
-        if self.captioner is not None:
-            for event in self.captioner.commit():
+        for stream in self.streams:
+            for event in stream.apply(work, work.outputs.get(stream.task.name)):
+                publish(event)
+        for stream in self.streams:
+            for event in stream.settle(work):
                 publish(event)
         self.compute_seconds += seconds
         self.windows_analysed += 1
         rtf = seconds / self.plan.hop_seconds
         self._rtf = rtf if self.windows_analysed == 1 else 0.8 * self._rtf + 0.2 * rtf
         if not work.final:
-            publish(self._stats(window.end))
+            publish(self._stats(work.window.end))
 
     def fail_window(self, work: Work, exc: BaseException) -> None:
         """Report a window whose analysis raised (published as a non-fatal ``model``
@@ -508,17 +440,13 @@ class Engine:
         self.windows_skipped += 1
 
     def complete(self) -> None:
-        """After the final work: settle everything and publish the closing events
-        (final captions, last turns, every speaker, ``stats``, ``end``)."""
+        """After the final work: settle everything and publish the closing events (each
+        task stream's ``finish``: final captions, last turns...; then every speaker,
+        ``stats`` and ``end``)."""
         total = self.ring.written
-        if self.captioner is not None:
-            for event in self.captioner.finish():
+        for stream in self.streams:
+            for event in stream.finish():
                 self.bus.publish(event)
-        if self.diarizer is not None:
-            turns = self.diarizer.finish()
-            if turns:
-                end = round(self.diarizer.settled_end * FRAME_SECONDS, 4)
-                self.bus.publish(DiarizationEvent(start=end, end=end, frame=FRAME_SECONDS, labels=(), turns=tuple(turns)))
         for speaker in list(self.tracker.speakers.values()):
             self.bus.publish(self.tracker.event(speaker))
         self.bus.publish(self._stats(total))
@@ -576,7 +504,8 @@ class Engine:
             ValueError: embeddings are disabled, the recording is shorter than one second,
                 or the name is bad/taken.
         """
-        if self.embeddings_model is None:
+        embedder = self.runner("embeddings")
+        if embedder is None:
             raise ValueError("speaker enrolment needs the embeddings task")
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if audio.size < SAMPLE_RATE:
@@ -584,7 +513,7 @@ class Engine:
         step = max(SAMPLE_RATE, int(chunk_seconds * SAMPLE_RATE) // HOP_SAMPLES * HOP_SAMPLES)
         pieces = [audio[i : i + step] for i in range(0, audio.size, step)]
         pieces = [p for p in pieces if p.size >= SAMPLE_RATE] or [audio]
-        vectors = np.concatenate([self.embeddings_model.embed(p) for p in pieces])
+        vectors = np.concatenate([embedder.embed(p) for p in pieces])
         speaker = self.tracker.enroll(name, vectors)
         self.bus.publish(self.tracker.event(speaker))
         return speaker

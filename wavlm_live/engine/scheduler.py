@@ -16,13 +16,9 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from wavlm_live.engine.windows import Window
+from wavlm_live.tasks.base import Task, Work
 
 if TYPE_CHECKING:
     from wavlm_live.engine.engine import Engine
@@ -30,45 +26,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Work:
-    """One window of one stream on its way through the models.
-
-    Attributes:
-        window: the window (``None`` for a final work with nothing left to settle).
-        audio: its samples, float32 ``[window.num_samples]`` at 16 kHz.
-        final: the stream's last window: the stream completes after it.
-        logits: CTC logits ``[frames, vocab]``, filled in by :func:`analyse`.
-        probs: diarization activity ``[frames, local speakers]``.
-        request: what the x-vector model must pool (``Engine.embedding_masks``).
-        vectors: x-vectors ``[n, dim]`` for ``request``'s masks, or ``[1, dim]`` for the
-            whole window of a stream without diarization.
-    """
-
-    window: Window | None
-    audio: np.ndarray | None
-    final: bool = False
-    logits: np.ndarray | None = None
-    probs: np.ndarray | None = None
-    request: tuple[list[int], list[tuple[int, int, int]], np.ndarray] | None = None
-    vectors: np.ndarray | None = None
-
-
-def _run(model: Any, method: str, items: list[tuple[Engine, Work]], args: Callable[[Work], tuple]) -> list[Any]:
-    """``model.<method>_batch`` over the works' inputs; if the batch raises, each work
-    alone, so that one bad window fails only its own stream's window (returned as the
-    exception in its place)."""
-    batch = getattr(model, method + "_batch")
-    inputs = [args(work) for _, work in items]
+def _run(task: Task, requests: list[Any]) -> list[Any]:
+    """``task.run`` over the requests of several streams; if the batch raises, each
+    request alone, so that one bad window fails only its own stream's window (returned
+    as the exception in its place)."""
     try:
-        return batch(*map(list, zip(*inputs)))
-    except Exception:  # noqa: BLE001 - retried one by one below to find the culprit
-        if len(items) == 1:
-            raise
+        return task.run(requests)
+    except Exception as exc:  # noqa: BLE001 - retried one by one below to find the culprit
+        if len(requests) == 1:
+            return [exc]
     out: list[Any] = []
-    for one in inputs:
+    for request in requests:
         try:
-            out.append(batch(*([x] for x in one))[0])
+            out.append(task.run([request])[0])
         except Exception as exc:  # noqa: BLE001 - reported for that window only
             out.append(exc)
     return out
@@ -79,46 +49,40 @@ def analyse(items: list[tuple[Engine, Work]]) -> float:
     stream's outputs into events (:meth:`Engine.apply`; a final work also completes its
     stream). Returns the compute seconds the batch took.
 
-    Stage 1 runs captions and diarization over every window that needs them; stage 2 the
-    x-vector model over the masks each stream derives from its diarization output (or
-    the whole window without diarization). A model error fails only the windows it
-    concerns (``model`` error events); an error while stitching ends that stream
-    (:meth:`Engine.fail`). Called from one thread per set of streams.
+    Stage by stage (:attr:`Task.stage`), every stream's task streams turn their window
+    into requests; each shared task then runs once over all of them. A model (or
+    request) error fails only the windows it concerns (``model`` error events); an error
+    while stitching ends that stream (:meth:`Engine.fail`). Called from one thread per
+    set of streams.
     """
     t0 = time.perf_counter()
     failed: dict[int, BaseException] = {}
     live = [(e, w) for e, w in items if w.window is not None and w.audio is not None]
-
-    def stage(attr: str, method: str, out: str, args: Callable[[Work], tuple],
-              want: Callable[[Engine, Work], bool] = lambda e, w: True) -> None:
-        groups: dict[int, list[tuple[Engine, Work]]] = defaultdict(list)
-        models: dict[int, Any] = {}
+    stages = sorted({stream.task.stage for engine, _ in live for stream in engine.streams})
+    for stage in stages:
+        groups: dict[int, list[tuple[Work, str, Any]]] = defaultdict(list)
+        tasks: dict[int, Task] = {}
         for engine, work in live:
-            model = getattr(engine, attr)
-            if model is not None and id(work) not in failed and want(engine, work):
-                groups[id(model)].append((engine, work))
-                models[id(model)] = model
+            for stream in engine.streams:
+                if stream.task.stage != stage or id(work) in failed:
+                    continue
+                try:
+                    request = stream.request(work)
+                except Exception as exc:  # noqa: BLE001 - this window fails, the stream goes on
+                    failed[id(work)] = exc
+                    continue
+                if request is None:
+                    continue
+                work.requests[stream.task.name] = request
+                groups[id(stream.task)].append((work, stream.task.name, request))
+                tasks[id(stream.task)] = stream.task
         for key, group in groups.items():
-            try:
-                results = _run(models[key], method, group, args)
-            except Exception as exc:  # noqa: BLE001 - a single window: reported below
-                results = [exc]
-            for (_, work), result in zip(group, results):
+            results = _run(tasks[key], [request for _, _, request in group])
+            for (work, name, _), result in zip(group, results):
                 if isinstance(result, BaseException):
                     failed[id(work)] = result
                 else:
-                    setattr(work, out, result)
-
-    stage("captions_model", "logits", "logits", lambda w: (w.audio,))
-    stage("diarization_model", "activity", "probs", lambda w: (w.audio,))
-    for engine, work in live:
-        if id(work) in failed:
-            continue
-        if work.probs is not None:
-            work.request = engine.embedding_masks(np.asarray(work.probs, dtype=np.float32))
-    stage("embeddings_model", "embed", "vectors",
-          lambda w: (w.audio, None if w.request is None else w.request[2]),
-          lambda e, w: w.request is not None or e.wants_window_embedding(w.window))
+                    work.outputs[name] = result
     seconds = time.perf_counter() - t0
     for engine, work in items:
         try:

@@ -1,0 +1,107 @@
+"""Diarization: who speaks when, with overlapping speech, stitched into global speakers.
+
+The model is a frame-classification checkpoint (``WavLMForAudioFrameClassification`` and
+its equivalents, :class:`~wavlm_live.engine.tasks.FrameRunner`): sigmoid activity per frame
+and local speaker. The stitcher, :class:`~wavlm_live.engine.diarization.DiarizationStitcher`,
+maps each window's local speakers to the stream's global ones (overlap with the settled
+labels, and the x-vectors of the embeddings task when it runs); events: settled
+``diarization`` labels with the turns that ended, and the ``speaker`` updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from wavlm_live.engine.diarization import DiarizationStitcher, Segment, solo_activity, solo_runs
+from wavlm_live.engine.windows import FRAME_SECONDS
+from wavlm_live.events import DiarizationEvent, Event
+
+from .base import StreamContext, Task, TaskStream, Work
+
+
+class DiarizationTask(Task):
+    """Shared frame-classification model (a :class:`~wavlm_live.engine.tasks.FrameRunner`)."""
+
+    name = "diarization"
+    kind = "frames"
+
+    def warmup(self, samples: int) -> None:
+        self.runner.activity(np.zeros(samples, np.float32))
+
+    def run(self, requests: list[np.ndarray]) -> list[np.ndarray]:
+        """Windows ``[samples]`` -> activity ``[frames, local speakers]`` in [0, 1] each."""
+        return [np.asarray(p, dtype=np.float32) for p in self.runner.activity_batch(requests)]
+
+    def open(self, ctx: StreamContext) -> DiarizationStream:
+        return DiarizationStream(self, ctx)
+
+
+class DiarizationStream(TaskStream):
+    """One stream's diarization stitching.
+
+    Attributes:
+        stitcher: the :class:`~wavlm_live.engine.diarization.DiarizationStitcher`.
+    """
+
+    def __init__(self, task: DiarizationTask, ctx: StreamContext) -> None:
+        super().__init__(task, ctx)
+        self.stitcher = DiarizationStitcher(ctx.tracker, ctx.config.diarization)
+        ctx.speaker_of = self.stitcher.speaker_of
+
+    def request(self, work: Work) -> np.ndarray:
+        return work.audio
+
+    def embedding_masks(self, probs: np.ndarray, min_frames: int,
+                        min_segment_frames: int) -> tuple[list[int], list[tuple[int, int, int]], np.ndarray] | None:
+        """What the x-vector model must pool for one window: the local speakers alone for
+        at least ``min_frames`` frames and the solo runs
+        (:func:`~wavlm_live.engine.diarization.solo_runs`, at least ``min_segment_frames``
+        long), with one frame mask per x-vector, in that order.
+
+        Returns:
+            ``(locals, runs, masks)`` with ``masks`` bool ``[len(locals) + len(runs),
+            frames]``, or ``None`` when nothing needs an x-vector.
+        """
+        cfg = self.stitcher.config
+        alone = solo_activity(self.stitcher.binarize(probs))
+        if alone.shape[0] < min_frames:
+            return None
+        locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= min_frames]
+        runs: list[tuple[int, int, int]] = []
+        if cfg.segment_min_frames > 0:
+            runs = solo_runs(alone, max(cfg.segment_min_frames, min_segment_frames), cfg.segment_gap_frames)
+        if not locals_ and not runs:
+            return None
+        masks = [alone[:, k] for k in locals_]
+        for k, start, end in runs:
+            mask = np.zeros(alone.shape[0], bool)
+            mask[start:end] = alone[start:end, k]
+            masks.append(mask)
+        return locals_, runs, np.stack(masks)
+
+    def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
+        if output is None:
+            return ()
+        embeddings: dict[int, np.ndarray] | None = None  # None: x-vectors are off
+        segments: list[Segment] = []
+        if "embeddings" in self.ctx.tasks:
+            embeddings = {}
+            request, vectors = work.requests.get("embeddings"), work.outputs.get("embeddings")
+            if request is not None and vectors is not None and request[1] is not None:
+                locals_, runs, _ = request[1]
+                embeddings = {k: vectors[i] for i, k in enumerate(locals_)}
+                segments = [Segment(k, start, end, vectors[len(locals_) + i]) for i, (k, start, end) in enumerate(runs)]
+        result = self.stitcher.update(work.window, output, embeddings, segments)
+        events: list[Event] = [] if result.event is None else [result.event]
+        events.extend(self.ctx.tracker.event(speaker) for speaker in result.changed)
+        return events
+
+    def finish(self) -> Iterable[Event]:
+        turns = self.stitcher.finish()
+        if not turns:
+            return ()
+        end = round(self.stitcher.settled_end * FRAME_SECONDS, 4)
+        return (DiarizationEvent(start=end, end=end, frame=FRAME_SECONDS, labels=(), turns=tuple(turns)),)

@@ -1,0 +1,78 @@
+"""Speaker embeddings: x-vectors that keep speaker labels stable and recognise people.
+
+The model is an x-vector checkpoint (``WavLMForXVector`` and its equivalents,
+:class:`~wavlm_live.engine.tasks.XVectorRunner`). With diarization, it pools one x-vector
+per local speaker (and per solo run) of each window from one backbone pass, over the frame
+masks the diarization stream derives from its activity (a stage-2 request); the
+diarization stitcher uses them. Without diarization, each window long enough gets one
+whole-window x-vector, assigned to a tracked speaker (``speaker`` events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from wavlm_live.engine.windows import FRAME_SECONDS
+from wavlm_live.events import Event
+
+from .base import StreamContext, Task, TaskStream, Work
+
+
+class EmbeddingsTask(Task):
+    """Shared x-vector model (a :class:`~wavlm_live.engine.tasks.XVectorRunner`)."""
+
+    name = "embeddings"
+    kind = "xvector"
+    stage = 2
+
+    def warmup(self, samples: int) -> None:
+        self.runner.embed(np.zeros(samples, np.float32))
+
+    def run(self, requests: list[tuple[np.ndarray, Any]]) -> list[np.ndarray]:
+        """Requests ``(window, masks request or None)`` -> x-vectors ``[n, dim]`` each."""
+        audios = [audio for audio, _ in requests]
+        masks = [None if mask is None else mask[2] for _, mask in requests]
+        return [np.asarray(v, dtype=np.float32) for v in self.runner.embed_batch(audios, masks)]
+
+    def open(self, ctx: StreamContext) -> EmbeddingsStream:
+        return EmbeddingsStream(self, ctx)
+
+
+class EmbeddingsStream(TaskStream):
+    """One stream's x-vector requests (and, without diarization, speaker assignment)."""
+
+    def __init__(self, task: EmbeddingsTask, ctx: StreamContext) -> None:
+        super().__init__(task, ctx)
+        model_min = int(task.runner.min_frames)
+        self.min_frames = max(round(ctx.config.min_embedding_seconds / FRAME_SECONDS), model_min)
+        # the TDNN needs a few frames more than its span to pool over (>= 2 outputs)
+        self.min_segment_frames = model_min + 2
+        self._current: str | None = None
+        if "diarization" not in ctx.tasks:
+            ctx.speaker_of = lambda start, end: self._current
+
+    def request(self, work: Work) -> tuple[np.ndarray, Any] | None:
+        diarization = self.ctx.streams.get("diarization")
+        if diarization is not None:
+            probs = work.outputs.get("diarization")
+            if probs is None:
+                return None
+            masks = diarization.embedding_masks(probs, self.min_frames, self.min_segment_frames)
+            return None if masks is None else (work.audio, masks)
+        window = work.window
+        if window.frame_end - window.frame_start >= self.min_frames:
+            return (work.audio, None)
+        return None
+
+    def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
+        if output is None or "diarization" in self.ctx.streams:
+            return ()  # with diarization, its stitcher takes the x-vectors
+        tracker = self.ctx.tracker
+        speaker = tracker.assign(output[0])
+        self._current = speaker.id
+        for frame in range(work.window.keep_start, work.window.keep_end):
+            tracker.mark_active(speaker, frame)
+        return (tracker.event(speaker),)
