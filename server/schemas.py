@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-TOPICS: tuple[str, ...] = ("caption", "diarization", "speaker", "level", "stats", "error", "end")
+TOPICS: tuple[str, ...] = ("caption", "diarization", "speaker", "classification", "level", "stats", "error", "end")
 """Engine event types a client can subscribe to."""
 
 DROPPABLE_TYPES: tuple[str, ...] = ("caption", "level", "stats")
 """Types whose messages may be dropped for a slow client (captions only when partial)."""
 
-TASKS: tuple[str, ...] = ("captions", "diarization", "embeddings")
+TASKS: tuple[str, ...] = ("captions", "diarization", "embeddings", "classification")
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -65,6 +65,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "hop": {"type": "number", "exclusiveMinimum": 0},
         "demo": {"type": "boolean"},
         "captions_decoder": {"type": "string"},
+        "classification_labels": {"type": "array", "items": {"type": "string"}},
         "topics": {"type": "array", "items": {"enum": list(TOPICS)}},
         "max_message_bytes": {"type": "integer", "minimum": 1},
         "input": {"type": "boolean"},
@@ -128,6 +129,18 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "embedding": {"anyOf": [{"type": "array", "items": _NUMBER}, {"type": "null"}]},
         "snapshot": _SNAPSHOT,
     }, ["id", "name", "talk_time", "turns", "updates", "similarity", "first_seen", "last_seen"]),
+    "classification": _message("server", "classification", {
+        "start": _SECONDS,
+        "end": _SECONDS,
+        "speaker": {"anyOf": [_SPEAKER_ID, {"type": "null"}]},
+        "scope": {"enum": ["turn", "window"]},
+        "labels": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"label": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}},
+            "required": ["label", "score"],
+            "additionalProperties": False,
+        }, "minItems": 1},
+    }, ["start", "end", "speaker", "scope", "labels"]),
     "level": _message("server", "level", {
         "t": _SECONDS,
         "rms_db": _NUMBER,

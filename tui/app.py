@@ -40,7 +40,7 @@ from .widgets import (
     partial_text,
 )
 
-TOPICS = ("caption", "diarization", "speaker", "level", "stats", "error", "end")
+TOPICS = ("caption", "diarization", "speaker", "classification", "level", "stats", "error", "end")
 """Message topics the dashboard subscribes to (embeddings are not requested)."""
 
 REFUSED = ("auth failed", "forbidden", "refused", "bad url")

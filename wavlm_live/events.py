@@ -231,9 +231,45 @@ class EndEvent(Event):
     t: float
 
 
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One class of an utterance classifier with its probability.
+
+    Attributes:
+        label: the class name, from the checkpoint's ``id2label`` (e.g. ``"yes"``,
+            ``"hap"``, ``"fr"``).
+        score: softmax probability in [0, 1].
+    """
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationEvent(Event):
+    """An utterance classification (keyword, emotion, language...) of a stretch of audio.
+
+    Attributes:
+        start: start time in seconds of the classified audio.
+        end: end time in seconds of the classified audio.
+        speaker: the speaker of the turn (``None`` for a window, or without speakers).
+        scope: ``"turn"`` (one speaker turn) or ``"window"`` (one analysis window, as
+            for keyword spotting).
+        labels: the top classes, best first (at most ``top_k``).
+    """
+
+    TYPE: ClassVar[str] = "classification"
+    start: float
+    end: float
+    speaker: str | None
+    scope: str
+    labels: tuple[Label, ...]
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
-    for cls in (CaptionEvent, DiarizationEvent, SpeakerEvent, LevelEvent, StatsEvent, ErrorEvent, EndEvent)
+    for cls in (CaptionEvent, DiarizationEvent, SpeakerEvent, ClassificationEvent, LevelEvent, StatsEvent,
+                ErrorEvent, EndEvent)
 }
 
 
@@ -262,6 +298,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         elif cls is DiarizationEvent:
             kwargs["turns"] = tuple(Turn(**t) for t in kwargs.get("turns", ()))
             kwargs["labels"] = tuple(tuple(x) for x in kwargs["labels"])
+        elif cls is ClassificationEvent:
+            kwargs["labels"] = tuple(Label(**x) for x in kwargs.get("labels", ()))
         elif cls is SpeakerEvent and kwargs.get("embedding") is not None:
             kwargs["embedding"] = tuple(float(x) for x in kwargs["embedding"])
         return cls(**kwargs)

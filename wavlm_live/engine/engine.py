@@ -30,6 +30,7 @@ from wavlm_live.engine.speakers import Speaker, SpeakerTracker
 from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Window, WindowPlan
 from wavlm_live.events import EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
 from wavlm_live.tasks import REGISTRY, StreamContext, TaskStream, Work, task_for
+from wavlm_live.tasks.classification import ClassificationConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class EngineConfig:
             x-vector is computed for it.
         level_interval: seconds between ``level`` events.
         diarization: diarization stitching settings.
+        classification: what the classification task classifies (turns or windows).
     """
 
     window: float = 4.0
@@ -135,6 +137,7 @@ class EngineConfig:
     min_embedding_seconds: float = 1.0
     level_interval: float = 0.1
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
+    classification: ClassificationConfig = field(default_factory=ClassificationConfig)
 
 
 class Engine:
@@ -150,8 +153,8 @@ class Engine:
     Args:
         config: engine settings.
         bus: where events are published.
-        captions / diarization / embeddings: the enabled task models (any subset, at
-            least one).
+        captions / diarization / embeddings / classification: the enabled task models
+            (runners; any subset, at least one).
         demo: the models are the bundled demo checkpoints (reported in :meth:`hello`).
         source_stats: optional callable returning a mapping with ``overflows`` and
             ``sanitised`` counts of the audio source, included in ``stats`` events.
@@ -171,13 +174,15 @@ class Engine:
         captions: CaptionModel | None = None,
         diarization: DiarizationModel | None = None,
         embeddings: EmbeddingModel | None = None,
+        classification: Any = None,
         demo: bool = False,
         source_stats: Callable[[], Any] | None = None,
     ) -> None:
-        runners = {"captions": captions, "diarization": diarization, "embeddings": embeddings}
+        runners = {"captions": captions, "diarization": diarization, "embeddings": embeddings,
+                   "classification": classification}
         runners = {name: runner for name, runner in runners.items() if runner is not None}
         if not runners:
-            raise ValueError("enable at least one task (captions, diarization or embeddings)")
+            raise ValueError("enable at least one task (captions, diarization, embeddings or classification)")
         self.config = config
         self.bus = bus
         self.plan = WindowPlan(config.window, config.hop, config.right_context)

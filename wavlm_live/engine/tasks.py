@@ -220,3 +220,36 @@ class XVectorRunner(_Runner):
         if bool((m.sum(dim=1) < 2).any()):
             raise ValueError("every mask must select at least 2 frames after the TDNN")
         return m
+
+
+KEYWORD_MARKERS = ("_silence_", "_unknown_")
+"""Classes that mark a keyword-spotting label set (Speech Commands, as in SUPERB KS)."""
+
+
+class SequenceRunner(_Runner):
+    """Runs a ``*ForSequenceClassification`` checkpoint on whole clips.
+
+    Attributes:
+        labels: class names by class id (from ``id2label``; ``"LABEL_<i>"`` where absent).
+        keyword_spotting: the label set is a keyword-spotting one (:data:`KEYWORD_MARKERS`).
+    """
+
+    task = "sequence"
+
+    def __init__(self, pretrained: Any) -> None:
+        super().__init__(pretrained)
+        config = pretrained.config
+        n = int(config.num_labels)
+        names = getattr(config, "id2label", None) or {}
+        self.labels = [str(names.get(i, names.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+        self.keyword_spotting = any(marker in self.labels for marker in KEYWORD_MARKERS)
+
+    @torch.inference_mode()
+    def probabilities(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` float32 ``[samples]`` at 16 kHz -> softmax probabilities ``[classes]``."""
+        return self.probabilities_batch([audio])[0]
+
+    @torch.inference_mode()
+    def probabilities_batch(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`probabilities` of several clips (any lengths), batched by length."""
+        return self._batched(audios, lambda x, _: list(torch.softmax(self.model(x).logits.float(), -1).cpu().numpy()))

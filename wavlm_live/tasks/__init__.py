@@ -11,6 +11,7 @@ from typing import Any
 
 from .base import StreamContext, Task, TaskStream, Work
 from .captions import CaptionsTask
+from .classification import ClassificationTask
 from .diarization import DiarizationTask
 from .embeddings import EmbeddingsTask
 
@@ -18,6 +19,7 @@ REGISTRY: dict[str, type[Task]] = {
     CaptionsTask.name: CaptionsTask,
     DiarizationTask.name: DiarizationTask,
     EmbeddingsTask.name: EmbeddingsTask,
+    ClassificationTask.name: ClassificationTask,
 }
 """Task name -> class, in apply order."""
 

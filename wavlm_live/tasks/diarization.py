@@ -50,6 +50,9 @@ class DiarizationStream(TaskStream):
         super().__init__(task, ctx)
         self.stitcher = DiarizationStitcher(ctx.tracker, ctx.config.diarization)
         ctx.speaker_of = self.stitcher.speaker_of
+        self.last_turns: tuple = ()
+        """The turns closed by the latest window (or by :meth:`finish`), for the tasks
+        that look at turns (classification)."""
 
     def request(self, work: Work) -> np.ndarray:
         return work.audio
@@ -95,12 +98,14 @@ class DiarizationStream(TaskStream):
                 embeddings = {k: vectors[i] for i, k in enumerate(locals_)}
                 segments = [Segment(k, start, end, vectors[len(locals_) + i]) for i, (k, start, end) in enumerate(runs)]
         result = self.stitcher.update(work.window, output, embeddings, segments)
+        self.last_turns = () if result.event is None else tuple(result.event.turns)
         events: list[Event] = [] if result.event is None else [result.event]
         events.extend(self.ctx.tracker.event(speaker) for speaker in result.changed)
         return events
 
     def finish(self) -> Iterable[Event]:
         turns = self.stitcher.finish()
+        self.last_turns = tuple(turns)
         if not turns:
             return ()
         end = round(self.stitcher.settled_end * FRAME_SECONDS, 4)
