@@ -358,3 +358,46 @@ def test_no_transformers_import_at_run_time(tmp_path, hf_checkpoint):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("OK")
     assert "ERROR: model 'someone/not-cached' is not in the local Hugging Face cache" in proc.stdout
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loading_inside_inference_mode(hf_checkpoint, dtype):
+    """The module docstring's usage, with the load inside ``torch.inference_mode()`` too: the
+    weights are normal tensors (the derived-weight cache needs their version counters), the
+    outputs equal a model loaded outside, and the model still trains afterwards."""
+    _, folder = hf_checkpoint("WavLMForXVector", "base", True)
+    torch.manual_seed(0)
+    x = torch.randn(1, 12000).to(getattr(torch, dtype))
+    with torch.inference_mode():
+        pre = load_pretrained(folder, dtype=dtype)
+        first = pre.model(x, output_hidden_states=True)
+        again = pre.model(x, output_hidden_states=True)  # served from the cache this time
+    assert not any(p.is_inference() for p in pre.model.parameters())
+    outside = load_pretrained(folder, dtype=dtype)
+    with torch.inference_mode():
+        ref = outside.model(x, output_hidden_states=True)
+    for a, b, c in zip(ref.hidden_states + (ref.embeddings,), first.hidden_states + (first.embeddings,),
+                       again.hidden_states + (again.embeddings,)):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    if dtype == "float32":
+        out = pre.model.train()(x)
+        (out.embeddings.square().mean() + out.logits.square().mean()).backward()
+        assert all(p.grad is not None for p in pre.model.parameters() if p.requires_grad)
+
+
+def test_model_built_inside_inference_mode_runs_and_sees_weight_changes(hf_checkpoint):
+    """Parameters that are inference tensors (a model built by hand under inference_mode) have
+    no version counter: the derived weights are rebuilt per call, so in-place changes count."""
+    _, folder = hf_checkpoint("WavLMForCTC")
+    ref = load_pretrained(folder, dtype="bfloat16").model
+    x = torch.randn(1, 8000).bfloat16()
+    with torch.inference_mode():
+        model = WavLMForCTC(ref.config).bfloat16().eval()
+        model.load_state_dict(ref.state_dict())
+        assert all(p.is_inference() for p in model.parameters())
+        before = model(x).logits
+        assert torch.equal(before, ref(x).logits)
+        model.wavlm.encoder.layers[0].attention.q_proj.weight.mul_(2)
+        model.wavlm.encoder.layers[0].feed_forward.intermediate_dense.weight.mul_(2)
+        after = model(x).logits
+    assert max_diff(before, after) > 1e-3

@@ -346,14 +346,17 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
             raise ModelLoadError(f"model {source!r}: bad tokenizer files ({e})") from None
         decoder = CTCDecoder(vocab, frame_seconds=config.hop / preprocessor.sampling_rate)
 
-    state = _read_state_dict(weights, source)
-    try:
-        with torch.device("meta"):
-            model = cls(config)
-    except ValueError as e:
-        raise ModelLoadError(f"model {source!r}: {e}") from None
-    _load_weights(model, state, source, arch)
-    model.to(device=dev, dtype=dt).eval()
+    # normal tensors even when called under torch.inference_mode(): inference tensors have no
+    # version counter (the derived-weight cache in kernels.py needs it) and cannot train later
+    with torch.inference_mode(False):
+        state = _read_state_dict(weights, source)
+        try:
+            with torch.device("meta"):
+                model = cls(config)
+        except ValueError as e:
+            raise ModelLoadError(f"model {source!r}: {e}") from None
+        _load_weights(model, state, source, arch)
+        model.to(device=dev, dtype=dt).eval()
     return Pretrained(model=model, config=config, preprocessor=preprocessor, vocab=vocab, decoder=decoder,
                       task=task, source=source, path=folder, device=dev, dtype=dt)
 
