@@ -65,7 +65,27 @@ def test_demo_checkpoints_are_flagged_however_they_are_named(tmp_path):
     args = parse("run", "--ctc-model", str(app.demo_dir() / "captions"), "--no-diarization", "--no-embeddings")
     models = app.load_models(args, demo=False)
     assert models.demo and models.ids == {"captions": "demo/captions"}
+    assert models.captions.name == "demo/captions (WavLM)"  # the hello names the family
     assert not app.is_demo_checkpoint(tmp_path)
+
+
+def test_hello_names_the_family_of_wav2vec2_and_hubert_checkpoints(tmp_path):
+    from tests.model.hub_layouts import write_checkpoint
+
+    write_checkpoint(tmp_path / "ru", "xls-r-300m-ru")
+    write_checkpoint(tmp_path / "sd", "wav2vec2-base-superb-sd")
+    write_checkpoint(tmp_path / "sv", "wav2vec2-base-superb-sv")
+    args = parse("run", "--ctc-model", str(tmp_path / "ru"), "--diarization-model", str(tmp_path / "sd"),
+                 "--embedding-model", str(tmp_path / "sv"))
+    models = app.load_models(args, demo=False)
+    engine = Engine(EngineConfig(realtime=False), EventBus(), captions=models.captions,
+                    diarization=models.diarization, embeddings=models.embeddings)
+    assert engine.hello()["models"] == {"captions": f"{tmp_path / 'ru'} (Wav2Vec2)",
+                                        "diarization": f"{tmp_path / 'sd'} (Wav2Vec2)",
+                                        "embeddings": f"{tmp_path / 'sv'} (Wav2Vec2)"}
+    write_checkpoint(tmp_path / "hu", "hubert-large-ls960-ft")
+    args = parse("run", "--ctc-model", str(tmp_path / "hu"), "--no-diarization", "--no-embeddings")
+    assert app.load_models(args, demo=False).captions.name == f"{tmp_path / 'hu'} (HuBERT)"
 
 
 def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkpoints, tmp_path):

@@ -164,6 +164,14 @@ def _unknown_arch(f):
 
 
 def _other_model_type(f):
+    edit_json(f / "config.json", model_type="sew-d", architectures=["SEWDForCTC"])
+
+
+def _family_mismatch(f):
+    edit_json(f / "config.json", model_type="wav2vec2")  # architectures still WavLMForCTC
+
+
+def _weights_of_another_family(f):
     edit_json(f / "config.json", model_type="wav2vec2", architectures=["Wav2Vec2ForCTC"])
 
 
@@ -198,6 +206,8 @@ def _rate(f):
     (_no_vocab, r"without vocab\.json"),
     (_unknown_arch, r"unknown architecture \(WavLMForSequenceClassification\)"),
     (_other_model_type, r"bad config\.json .*model_type"),
+    (_family_mismatch, r"'model_type' is 'wav2vec2', but the architecture WavLMForCTC is a WavLM model"),
+    (_weights_of_another_family, r"do not match its config\.json for Wav2Vec2ForCTC.*unexpected keys: wavlm\."),
     (_fewer_layers, r"do not match its config\.json.*unexpected keys: wavlm\.encoder\.layers\.1\."),
     (_wider, r"do not match its config\.json.*mis-shaped keys.*feed_forward"),
     (_bad_value, r"bad config\.json .*feat_extract_norm"),

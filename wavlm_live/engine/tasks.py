@@ -11,7 +11,8 @@ from wavlm_live.model import Pretrained
 
 
 def _describe(pretrained: Pretrained) -> str:
-    return str(pretrained.source)
+    """The model as the hello names it: its source and family, "owner/name (Wav2Vec2)"."""
+    return f"{pretrained.source} ({pretrained.family})"
 
 
 class _Runner:
@@ -26,6 +27,7 @@ class _Runner:
         self.pretrained = pretrained
         self.model = pretrained.model
         self.name = _describe(pretrained)
+        self.family = pretrained.family  # "WavLM", "Wav2Vec2" (also XLS-R) or "HuBERT"
         self.device = pretrained.device
         self.dtype = pretrained.dtype
 
@@ -37,7 +39,7 @@ class _Runner:
 
 
 class CTCRunner(_Runner):
-    """Runs a ``WavLMForCTC`` checkpoint on one window.
+    """Runs a CTC checkpoint (``WavLMForCTC``, ``Wav2Vec2ForCTC``, ``HubertForCTC``) on one window.
 
     Attributes:
         decoder: the checkpoint's greedy CTC decoder (:class:`wavlm_live.model.CTCDecoder`).
@@ -75,7 +77,7 @@ class CTCRunner(_Runner):
 
 
 class FrameRunner(_Runner):
-    """Runs a ``WavLMForAudioFrameClassification`` (diarization) checkpoint on one window."""
+    """Runs a ``*ForAudioFrameClassification`` (diarization) checkpoint on one window."""
 
     task = "frames"
 
@@ -87,7 +89,7 @@ class FrameRunner(_Runner):
 
 
 class XVectorRunner(_Runner):
-    """Runs a ``WavLMForXVector`` checkpoint: whole-input x-vectors, or one x-vector per
+    """Runs a ``*ForXVector`` checkpoint: whole-input x-vectors, or one x-vector per
     frame mask from a single backbone pass (masked statistics pooling, as pyannote's
     speaker-embedding inference weights frames by each speaker's activity)."""
 
