@@ -235,3 +235,22 @@ def test_config_fields_of_the_layouts():
     assert hubert.family == "HuBERT" and hubert.feat_proj_layer_norm
     assert "num_buckets" not in base.to_dict() and "feat_proj_layer_norm" in hubert.to_dict()
     assert np.isclose(base.layer_norm_eps, 1e-5)
+
+
+@pytest.mark.parametrize("name", ["wav2vec2-base-960h", "hubert-large-ls960-ft", "xls-r-300m-ru", "xlsr-53-zh-cn"])
+def test_greedy_decode_of_the_logits_matches_the_tokenizer(checkpoint, name):
+    """The checkpoint's own tokenizer files, read by transformers' Wav2Vec2CTCTokenizer and by
+    our loader, decode the model's argmax ids to the same text and offsets."""
+    from transformers import Wav2Vec2CTCTokenizer
+
+    from .test_ctc import assert_same_decode
+
+    hf, folder = checkpoint(name)
+    pre = load_pretrained(folder)
+    tok = Wav2Vec2CTCTokenizer.from_pretrained(str(folder))
+    assert pre.vocab.tokens[:pre.config.vocab_size] == tuple(tok.convert_ids_to_tokens(list(range(pre.config.vocab_size))))
+    assert pre.vocab.blank_id == tok.pad_token_id == pre.config.pad_token_id
+    for clip in ("0870", "0920"):
+        with torch.no_grad():
+            logits = pre.model(speech(4.0, clip)).logits[0]
+        assert_same_decode(tok, pre.decoder, logits.argmax(-1).tolist())

@@ -156,10 +156,72 @@ def test_context_words_are_the_history_of_the_first_word(tmp_path):
 
 def test_beam_decoder_rejects_bad_input():
     decoder = CTCBeamDecoder(VOCAB, None)
-    with pytest.raises(ValueError, match="expected logits"):
-        decoder.decode(np.zeros((5, 3)))
+    for bad in (np.zeros((5, len(TOKENS) + 1)), np.zeros(len(TOKENS)), np.zeros((5, 0))):
+        with pytest.raises(ValueError, match="expected logits"):
+            decoder.decode(bad)
     no_delim = CTCVocabulary(("[PAD]", "A"), pad_token="[PAD]", unk_token="<unk>", bos_token=None, eos_token=None,
                              word_delimiter_token="|")
-    with pytest.raises(ValueError, match="word delimiter"):
+    with pytest.raises(ValueError, match="word delimiter token or character words"):
         CTCBeamDecoder(no_delim, None)
     assert decoder.decode(np.zeros((0, len(TOKENS)))).text == ""
+
+
+def _logits_for(tokens, frames):
+    """Log-probabilities over ``tokens`` from a list of {token: prob} dicts."""
+    out = np.zeros((len(frames), len(tokens)), np.float32)
+    for t, probs in enumerate(frames):
+        row = np.full(len(tokens), (1 - sum(probs.values())) / (len(tokens) - len(probs)))
+        for tok, p in probs.items():
+            row[tokens.index(tok)] = p
+        out[t] = np.log(row)
+    return out
+
+
+def test_lower_case_cyrillic_vocabulary_with_a_language_model(tmp_path):
+    """The XLS-R recipe's vocabulary ("|" first, lower-case letters, [UNK] / [PAD] last): the
+    LM fixes a near-miss, words keep their frames, the text is lower-case Cyrillic."""
+    letters = "абвгдежзийклмнопрстуфхцчшщъыьэюяё"
+    tokens = ("|", *letters, "[UNK]", "[PAD]", "<s>", "</s>")
+    vocab = CTCVocabulary(tokens, pad_token="[PAD]", unk_token="[UNK]")
+    build_arpa(["кот спит", "кот ест", "мама спит"], tmp_path / "lm.arpa", order=2)
+    frames = []
+    for i, w in enumerate(["кот", "спит"]):
+        if i:
+            frames.append({"|": 0.95})
+        for ch in w:
+            frames += [{ch: 0.95}, {ch: 0.95}, {"[PAD]": 0.95}]
+    frames[6] = frames[7] = {"д": 0.55, "т": 0.4}  # "код" sounds slightly better than "кот"
+    x = _logits_for(tokens, frames)
+    assert CTCDecoder(vocab).decode(x).text == "код спит"
+    fused = CTCBeamDecoder(vocab, NGramLM.from_arpa(tmp_path / "lm.arpa"), BeamSettings(alpha=0.8, beta=1.0)).decode(x)
+    assert fused.text == "кот спит"
+    assert [(w.word, w.start_frame, w.end_frame) for w in fused.words] == [("кот", 0, 8), ("спит", 10, 21)]
+
+
+def test_chinese_characters_without_delimiter_are_words_for_the_language_model(tmp_path):
+    """A character vocabulary without "|": each character closes as a word and is scored by
+    a character n-gram LM, which picks 天气 over the acoustically preferred 天器."""
+    tokens = ("[PAD]", "[UNK]", *"今天气器很好", "|")  # "|" appended past the head, as transformers does
+    vocab = CTCVocabulary(tokens, pad_token="[PAD]", unk_token="[UNK]", bos_token=None, eos_token=None)
+    build_arpa(["今 天 天 气 很 好", "天 气 好", "今 天 很 好", "器"], tmp_path / "lm.arpa", order=2)
+    frames = []
+    for ch in "今天天气很好":
+        frames += [{ch: 0.95}, {ch: 0.95}, {"[PAD]": 0.95}]
+    frames[9] = frames[10] = {"器": 0.55, "气": 0.4}
+    x = _logits_for(tokens[:-1], frames)  # the model's head has no "|"
+    assert CTCDecoder(vocab).decode(x).text == "今天天器很好"
+    beam = CTCBeamDecoder(vocab, NGramLM.from_arpa(tmp_path / "lm.arpa"), BeamSettings(alpha=1.0, beta=0.5))
+    out = beam.decode(x)
+    assert out.text == "今天天气很好"
+    assert [(w.word, w.start_frame, w.end_frame) for w in out.words] == [
+        (ch, 3 * i, 3 * i + 2) for i, ch in enumerate("今天天气很好")]
+    assert CTCBeamDecoder(vocab, None).decode(x).text == "今天天器很好"
+
+
+def test_do_lower_case_vocabulary_gives_lower_case_words(tmp_path):
+    vocab = CTCVocabulary(TOKENS, pad_token="[PAD]", unk_token="[UNK]", bos_token=None, eos_token=None,
+                          do_lower_case=True)
+    build_arpa(["the cat sat"], tmp_path / "lm.arpa", order=2)
+    out = CTCBeamDecoder(vocab, NGramLM.from_arpa(tmp_path / "lm.arpa")).decode(_logits(_spell(["THE", "CAT"])))
+    assert out.text == "the cat" and [w.word for w in out.words] == ["the", "cat"]
+    assert [w.word for w in out.words] == [w.word for w in CTCDecoder(vocab).decode(_logits(_spell(["THE", "CAT"]))).words]

@@ -44,7 +44,8 @@ class CTCRunner(_Runner):
     Attributes:
         decoder: the checkpoint's greedy CTC decoder (:class:`wavlm_live.model.CTCDecoder`).
         blank_id: CTC blank id (the ``[PAD]`` token).
-        delimiter_id: id of the word delimiter ``|`` (``None`` if absent).
+        delimiter_id: id of the word delimiter ``|`` (``None`` if the model cannot emit one:
+            character vocabularies such as Chinese, whose words are single characters).
         final_decoder: decoder of final caption segments' logits with a ``describe()``, e.g. a
             :class:`wavlm_live.model.lm.CTCBeamDecoder` with the checkpoint's language
             model; ``None`` (the default) keeps greedy decoding.
@@ -61,6 +62,8 @@ class CTCRunner(_Runner):
         self.blank_id = vocab.blank_id
         delimiter = vocab.word_delimiter_token
         self.delimiter_id = vocab.tokens.index(delimiter) if delimiter in vocab.tokens else None
+        if self.delimiter_id is not None and self.delimiter_id >= (pretrained.config.vocab_size or 0):
+            self.delimiter_id = None  # appended by the tokenizer rules past the head (character vocabularies)
         self.final_decoder: Any = None
 
     @property

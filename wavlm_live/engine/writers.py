@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO
 
 from wavlm_live.events import CaptionEvent, DiarizationEvent, Event, Turn, Word
+from wavlm_live.text import display_width, join_words
 
 
 class JsonlWriter:
@@ -63,9 +64,12 @@ def group_cues(
     """Group final caption words into subtitle cues.
 
     A new cue starts at a speaker change, after a pause longer than ``max_pause`` seconds,
-    or when the cue would exceed ``max_chars`` characters or ``max_seconds`` seconds (the
-    usual one-line subtitle limits, e.g. the BBC subtitle guidelines' ~37-42 characters).
-    A cue's text is prefixed ``"S1: "`` (or the speaker's name) when it has a speaker.
+    or when the cue would exceed ``max_chars`` display cells or ``max_seconds`` seconds (the
+    usual one-line subtitle limits, e.g. the BBC subtitle guidelines' ~37-42 characters; a
+    Chinese or Japanese character counts two cells, so a cue holds up to ~21 of them). Words
+    are joined as :func:`wavlm_live.text.join_words` does (no space between two Chinese /
+    Japanese characters). A cue's text is prefixed ``"S1: "`` (or the speaker's name) when
+    it has a speaker.
     """
     names = names or {}
     cues: list[Cue] = []
@@ -74,7 +78,7 @@ def group_cues(
     def flush() -> None:
         if current:
             speaker = current[0].speaker
-            text = " ".join(w.text for w in current)
+            text = join_words(w.text for w in current)
             if speaker is not None:
                 text = f"{names.get(speaker) or speaker}: {text}"
             cues.append(Cue(current[0].start, current[-1].end, text, speaker))
@@ -82,7 +86,7 @@ def group_cues(
 
     for w in words:
         if current:
-            length = sum(len(x.text) + 1 for x in current) + len(w.text)
+            length = display_width(join_words([*(x.text for x in current), w.text]))
             if (
                 w.speaker != current[0].speaker
                 or w.start - current[-1].end > max_pause
@@ -158,8 +162,9 @@ class ResultCollector:
 
     @property
     def transcript(self) -> str:
-        """All final caption text joined by single spaces."""
-        return " ".join(t for t in self.text_segments if t)
+        """All final caption text, segments joined by single spaces (none between two
+        Chinese / Japanese characters, :func:`wavlm_live.text.join_words`)."""
+        return join_words(self.text_segments)
 
     def write(self, stem: Path, file_id: str, formats: set[str]) -> list[Path]:
         """Write ``stem.srt``/``stem.vtt``/``stem.rttm``/``stem.txt`` for the requested

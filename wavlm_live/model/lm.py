@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .ctc import CharOffset, CTCVocabulary, Transcript, WordOffset
+from wavlm_live.text import join_words
+
+from .ctc import CharOffset, CTCVocabulary, Transcript, WordOffset, spaceless_token
 
 LN10 = math.log(10.0)
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
@@ -269,26 +271,39 @@ class CTCBeamDecoder:
     entry per word character, spanning the word). Word frames are where the hypothesis
     emitted the word's first and last label (an end frame is exclusive).
 
+    Words close at the word delimiter (``|``). A token that is a word by itself (a Chinese
+    or Japanese character, :func:`~wavlm_live.model.ctc.spaceless_token`) closes the open
+    word and is a word of its own at once, so character vocabularies without a delimiter
+    get an LM score per character (a character n-gram LM, or a word LM of single-character
+    words). Words and text take the vocabulary's ``do_lower_case``; the text joins words as
+    :func:`wavlm_live.text.join_words` (no space between two Chinese / Japanese characters).
+
     Args:
-        vocab: the CTC vocabulary (blank = pad token, word delimiter ``|``).
+        vocab: the CTC vocabulary (blank = pad token); logits may have fewer columns than it
+            has tokens (special tokens appended past the model's head never occur).
         lm: the language model, or ``None`` for a plain CTC beam search.
         settings: fusion weights and beam size.
         frame_seconds: hop between logit frames (0.02 s for WavLM).
 
-    Raises ``ValueError`` when the vocabulary has no word delimiter token.
+    Raises ``ValueError`` when the vocabulary has neither a word delimiter token nor tokens
+    that are words by themselves (nothing could ever close a word).
     """
 
     def __init__(self, vocab: CTCVocabulary, lm: NGramLM | None, settings: BeamSettings = BeamSettings(),
                  frame_seconds: float = 0.02):
-        if vocab.word_delimiter_token not in vocab.tokens:
-            raise ValueError("beam search needs a vocabulary with a word delimiter token")
+        self._char_word = [spaceless_token(t) for t in vocab.tokens]
+        self.delim = vocab.tokens.index(vocab.word_delimiter_token) if vocab.word_delimiter_token in vocab.tokens \
+            else -1
+        if self.delim < 0 and not any(self._char_word):
+            raise ValueError("beam search needs a vocabulary with a word delimiter token or character words")
         self.vocab, self.lm, self.settings = vocab, lm, settings
         self.frame_seconds = frame_seconds
         self.blank = vocab.blank_id
-        self.delim = vocab.tokens.index(vocab.word_delimiter_token)
         special = {vocab.pad_token, vocab.unk_token, vocab.bos_token, vocab.eos_token}
         self._text = [t if t not in special else "" for t in vocab.tokens]
-        self._text[self.delim] = ""
+        if self.delim >= 0:
+            self._text[self.delim] = ""
+            self._char_word[self.delim] = False
 
     def describe(self) -> str:
         """One line naming the search and its LM, e.g. for reports."""
@@ -306,8 +321,8 @@ class CTCBeamDecoder:
         """Decode one utterance, or one piece of a longer one.
 
         Args:
-            logits: float array-like ``[T, vocab]`` (logits or log-probabilities; a
-                log-softmax is applied).
+            logits: float array-like ``[T, C]`` (logits or log-probabilities; a
+                log-softmax is applied), ``C`` at most the vocabulary's size.
             context: the words just before these logits in the same utterance (the LM
                 history of the first word); empty: the logits start an utterance
                 (history ``<s>``).
@@ -317,8 +332,8 @@ class CTCBeamDecoder:
         n = self.lm.order - 1 if self.lm is not None else 0
         prefix = tuple(context)[-n:] if context and n else (BOS,)
         x = np.asarray(logits, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != len(self.vocab):
-            raise ValueError(f"expected logits [T, {len(self.vocab)}], got shape {x.shape}")
+        if x.ndim != 2 or not 0 < x.shape[1] <= len(self.vocab) or x.shape[1] <= self.blank:
+            raise ValueError(f"expected logits [T, <= {len(self.vocab)}] holding the blank, got shape {x.shape}")
         x = x - x.max(axis=1, keepdims=True)
         logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
         s, lm = self.settings, self.lm
@@ -350,23 +365,32 @@ class CTCBeamDecoder:
                     lp = float(row[c])
                     if c == b.last:  # repeat without a blank between: same prefix
                         stay.p_nb = _logaddexp(stay.p_nb, b.p_nb + lp)
-                        if b.partial and b.p_nb + lp > p + blank_lp:  # the letter, not a blank, goes on
-                            stay.w_end = max(stay.w_end, t + 1)
+                        if b.p_nb + lp > p + blank_lp:  # the label, not a blank, goes on
+                            if b.partial:
+                                stay.w_end = max(stay.w_end, t + 1)
+                            elif self._char_word[c] and stay.words:  # a character word goes on
+                                w, ws, we = stay.words[-1]
+                                stay.words = stay.words[:-1] + ((w, ws, max(we, t + 1)),)
                         src_p = b.p_b
                     else:
                         src_p = p
                     if src_p == -math.inf:
                         continue
-                    if c == self.delim:
-                        if not b.partial:
+                    if c == self.delim or self._char_word[c]:
+                        if not b.partial and c == self.delim:
                             ext = get(key, b)  # a delimiter with no open word changes nothing
                             ext.p_nb = _logaddexp(ext.p_nb, src_p + lp)
                             ext.last = c
                             continue
-                        words = b.words + ((b.partial, b.w_start, b.w_end),)
+                        words, score = b.words, b.lm
+                        if b.partial:  # close the open word
+                            score += self._word_score(prefix, words, b.partial)
+                            words = words + ((b.partial, b.w_start, b.w_end),)
+                        if self._char_word[c]:  # the character is a word of its own
+                            score += self._word_score(prefix, words, self._text[c])
+                            words = words + ((self._text[c], t, t + 1),)
                         nkey = (tuple(w[0] for w in words), "")
-                        ext = get(nkey, b, lm=b.lm + self._word_score(prefix, b.words, b.partial), last=c,
-                                  words=words, partial="", oov=False)
+                        ext = get(nkey, b, lm=score, last=c, words=words, partial="", oov=False)
                     else:
                         ch = self._text[c]
                         partial = b.partial + ch
@@ -387,17 +411,16 @@ class CTCBeamDecoder:
 
         b = max(beams.values(), key=final)
         words = b.words + (((b.partial, b.w_start, b.w_end),) if b.partial else ())
+        words = tuple(w for w in words if w[0])
         fs = self.frame_seconds
-        offsets = [WordOffset(w, st, en, st * fs, en * fs) for w, st, en in words]
+        lower = self.vocab.do_lower_case
+        offsets = [WordOffset(w.lower() if lower else w, st, en, st * fs, en * fs) for w, st, en in words]
         chars: list[CharOffset] = []
         for i, w in enumerate(offsets):
             if i:
                 chars.append(CharOffset(self.vocab.replace_word_delimiter_char, offsets[i - 1].end_frame, w.start_frame))
             chars += [CharOffset(ch, w.start_frame, w.end_frame) for ch in w.word]
-        text = " ".join(w.word for w in offsets)
-        if self.vocab.do_lower_case:
-            text = text.lower()
-        return Transcript(text, chars, offsets)
+        return Transcript(join_words(w.word for w in offsets), chars, offsets)
 
 
 ATTRS_FILE = "attrs.json"
