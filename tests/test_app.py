@@ -101,17 +101,17 @@ def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkp
     (ckpt / "language_model" / "attrs.json").write_text('{"alpha": 0.7, "beam_width": 8}')
     decoder = app.load_models(parse(*base), demo=False).captions.final_decoder
     assert isinstance(decoder, CTCBeamDecoder) and decoder.settings.alpha == 0.7 and decoder.settings.beam_width == 8
-    assert decoder.lm.vocabulary == {"a", "cat", "sat"}
-    assert decoder.describe() == "beam search (width 8, 2-gram LM of 3 words, alpha 0.7, beta 1.5)"
+    assert decoder.lm.words == ("a", "cat", "sat")
+    assert decoder.describe() == "beam search (width 8, 2-gram LM of 3 words (lm.arpa.gz), alpha 0.7, beta 1.5)"
     models = app.load_models(parse(*base), demo=False)
     engine = Engine(EngineConfig(realtime=False), EventBus(), captions=models.captions)
     assert engine.hello()["captions_decoder"] == decoder.describe()  # told to subscribers
     greedy = app.load_models(parse(*base, "--no-lm"), demo=False).captions
     assert greedy.final_decoder is None and greedy.decoding == "greedy"
     other = tmp_path / "other.arpa"
-    build_arpa(["the dog ran"], other, order=1)
+    build_arpa(["the dog ran"], other, order=2)
     decoder = app.load_models(parse(*base, "--lm", str(other)), demo=False).captions.final_decoder
-    assert decoder.lm.vocabulary == {"the", "dog", "ran"} and decoder.settings == BeamSettings()  # defaults
+    assert set(decoder.lm.words) == {"the", "dog", "ran"} and decoder.settings == BeamSettings()  # defaults
     with pytest.raises(CliError, match="--no-lm"):
         app.load_models(parse(*base, "--lm", str(tmp_path / "missing.arpa")), demo=False)
     with pytest.raises(CliError, match="contradict"):
@@ -121,4 +121,4 @@ def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkp
 def test_demo_captions_decode_with_their_language_model():
     args = parse("demo", "--no-diarization", "--no-embeddings")
     decoder = app.load_models(args, demo=True).captions.final_decoder
-    assert decoder is not None and decoder.lm.order >= 2 and len(decoder.lm.vocabulary) > 10000
+    assert decoder is not None and decoder.lm.order >= 2 and decoder.lm.vocabulary_size > 10000

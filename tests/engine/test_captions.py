@@ -84,10 +84,10 @@ def test_bad_settings_are_rejected(bad):
 
 
 def test_final_decoder_rereads_each_final_segment_while_partials_stay_greedy(tmp_path):
-    from wavlm_live.model.lm import BeamSettings, CTCBeamDecoder, NGramLM, build_arpa
+    from wavlm_live.model.lm import BeamSettings, CTCBeamDecoder, KenLM, build_arpa
 
     build_arpa(["the cat sat", "a cat ran"], tmp_path / "lm.arpa", order=2)
-    beam = CTCBeamDecoder(VOCAB, NGramLM.from_arpa(tmp_path / "lm.arpa"), BeamSettings(alpha=0.8, beta=1.0))
+    beam = CTCBeamDecoder(VOCAB, KenLM(tmp_path / "lm.arpa"), BeamSettings(alpha=0.8, beta=1.0))
     ids = frames_of("THE KAT SAT" + "_" * 4 + "A KAT RAN")
     probs = np.full((len(ids), len(TOKENS)), 0.002)
     probs[np.arange(len(ids)), ids] = 0.9
@@ -115,9 +115,12 @@ def test_final_decoder_gets_the_previous_words_only_when_a_segment_was_cut_for_l
     greedy = CTCDecoder(VOCAB)
     contexts = []
 
+    ends = []
+
     class Recorder:
-        def decode(self, logits, context=()):
+        def decode(self, logits, context=(), ends_utterance=True):
             contexts.append(tuple(context))
+            ends.append(ends_utterance)
             return greedy.decode(logits.argmax(-1))
 
     ids = frames_of("ONE TWO THREE FOUR FIVE SIX SEVEN" + "_" * 4 + "EIGHT NINE")
@@ -129,6 +132,8 @@ def test_final_decoder_gets_the_previous_words_only_when_a_segment_was_cut_for_l
     assert contexts[0] == () and contexts[after_pause] == ()
     for k in range(1, after_pause):
         assert contexts[k] == tuple(texts[k - 1].split())
+    # a segment the next one continues does not end the utterance (no </s> for the LM)
+    assert ends == [False] * (after_pause - 1) + [True] * (len(texts) - after_pause + 1)
 
 
 ZH_TOKENS = ("[PAD]", "[UNK]", *"你好世界我们在这里", *"abcxyz")

@@ -37,9 +37,10 @@ class LogitsDecoder(Protocol):
     """A decoder of a segment's logits ``[frames, vocab]`` into words with frame offsets
     relative to its first frame (e.g. :class:`wavlm_live.model.lm.CTCBeamDecoder`)."""
 
-    def decode(self, logits: np.ndarray, context: Sequence[str] = ()) -> _TranscriptLike:
+    def decode(self, logits: np.ndarray, context: Sequence[str] = (), ends_utterance: bool = True) -> _TranscriptLike:
         """``context``: the words just before ``logits`` in the same utterance (empty at
-        its start)."""
+        its start); ``ends_utterance``: False when the next segment continues this one
+        (a cut for length only)."""
         ...
 
 
@@ -265,13 +266,15 @@ class CaptionStitcher:
             return p, True
         return 0, False
 
-    def _words(self, ids: np.ndarray, start_frame: int, logits: np.ndarray | None = None) -> list[Word]:
+    def _words(self, ids: np.ndarray, start_frame: int, logits: np.ndarray | None = None,
+               continues: bool = False) -> list[Word]:
         if ids.size == 0:
             return []
         if logits is None:
             decoded = self.decoder.decode(ids)
         else:
-            decoded = self.final_decoder.decode(logits, context=self._context)  # type: ignore[union-attr]
+            decoded = self.final_decoder.decode(logits, context=self._context,  # type: ignore[union-attr]
+                                                ends_utterance=not continues)
         out = []
         for w in decoded.words:
             s, e = start_frame + w.start_frame, start_frame + w.end_frame
@@ -304,7 +307,7 @@ class CaptionStitcher:
         logits = None
         if self._pending_logits is not None:
             logits, self._pending_logits = self._pending_logits[:p], self._pending_logits[p:]
-        words = self._words(ids, start, logits)
+        words = self._words(ids, start, logits, continues)
         self._context = tuple(w.text for w in words) if continues else ()
         if not words:
             return []
