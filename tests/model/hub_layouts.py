@@ -177,26 +177,28 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "in
 """Size fields replaced in the layouts (only those the layout has): the rest stays as shipped."""
 
 
-def tiny_config(layout: dict) -> dict:
-    """``layout`` with its size fields shrunk to :data:`TINY`."""
-    return {**layout, **{k: v for k, v in TINY.items() if k in layout}}
+def tiny_config(layout: dict, sizes: dict | None = None) -> dict:
+    """``layout`` with its size fields shrunk to :data:`TINY` (updated with ``sizes``)."""
+    sizes = {**TINY, **(sizes or {})}
+    return {**layout, **{k: v for k, v in sizes.items() if k in layout}}
 
 
 def write_checkpoint(folder: Path, name: str, *, fmt: str = "safetensors", old_weight_norm: bool = False,
-                     seed: int = 0):
+                     seed: int = 0, sizes: dict | None = None):
     """Write a random-weight checkpoint in the layout ``name`` (see :data:`LAYOUTS`) to
     ``folder``: weights from transformers (every parameter perturbed, so norms and biases are
     not at their identity init), then the Hub's JSON files with the sizes shrunk.
 
     fmt: "safetensors" (model.safetensors) or "bin" (pytorch_model.bin).
     old_weight_norm: store the positional conv as ``weight_g`` / ``weight_v`` (older Hub files).
+    sizes: size fields to use instead of :data:`TINY`'s (e.g. a wider ``hidden_size``).
 
     Returns the transformers model (eval mode) holding the same weights.
     """
     import transformers
 
     config_json, tokenizer, preprocessor = LAYOUTS[name]
-    config_json = tiny_config(config_json)
+    config_json = tiny_config(config_json, sizes)
     config_cls = {"wav2vec2": transformers.Wav2Vec2Config, "hubert": transformers.HubertConfig}[config_json["model_type"]]
     config = config_cls.from_dict({k: v for k, v in config_json.items() if not k.startswith("_")})
     torch.manual_seed(seed)
