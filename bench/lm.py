@@ -255,24 +255,26 @@ def speed(args: argparse.Namespace) -> None:
 # -- accuracy ------------------------------------------------------------------------
 
 PYCTCDECODE_ACCURACY = r"""
-import json, re, sys
+import json, re, sys, time
 import numpy as np
 from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
 alphabet_path, lm_dir, logits_path = sys.argv[1:4]
 data = np.load(logits_path)
-out = {}
+out, times = {}, {}
 for boundary in (True, False):
     lm = LanguageModel.load_from_dir(lm_dir)
     lm.score_boundary = boundary
     decoder = BeamSearchDecoderCTC(Alphabet.loads(open(alphabet_path).read()), lm)
     for beam in (24, 100):
         hyps = {}
+        t = time.perf_counter()
         for k in data.files:
             x = data[k] - data[k].max(1, keepdims=True)
             text = decoder.decode(x - np.log(np.exp(x).sum(1, keepdims=True)), beam_width=beam, token_min_logp=-8.0)
             hyps[k] = re.sub(" +", " ", text).strip()
         out[f"pyctcdecode, beam {beam}, score_boundary {boundary}"] = hyps
-print(json.dumps(out))
+        times[f"pyctcdecode, beam {beam}, score_boundary {boundary}"] = time.perf_counter() - t
+print(json.dumps({"hyps": out, "times": times}))
 """
 
 
@@ -316,11 +318,12 @@ def accuracy(args: argparse.Namespace) -> None:
     if args.pyctcdecode_python:
         with tempfile.NamedTemporaryFile(suffix=".npz") as f:
             np.savez(f.name, **logits)
-            t = time.perf_counter()
             out = subprocess.run([args.pyctcdecode_python, "-c", PYCTCDECODE_ACCURACY,
                                   str(DEMO / "captions" / "alphabet.json"), str(DEMO / "captions" / "language_model"),
                                   f.name], capture_output=True, text=True, check=True)
-            hyps.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            hyps.update(result["hyps"])
+            timing.update(result["times"])
     seconds = sum(len(x) for x in logits.values()) * 0.02
     print(f"{len(logits)} utterances ({seconds / 60:.1f} min of audio); LM settings {settings.attrs()}; "
           f"load average {os.getloadavg()[0]:.2f}")
