@@ -56,7 +56,7 @@ def _explicit_softmax(x: Tensor) -> bool:
             and not torch.is_grad_enabled())
 
 
-def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor | None, bias: Tensor | None,
+def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, bias: Tensor,
                            key_padding: Tensor | None) -> Tensor:
     """Attention for bfloat16 on the CPU with float32 scores: q and k are widened to
     float32 for ``q k^T``, the gated bias ``gate * bias`` is added in float32, padded keys
@@ -65,9 +65,8 @@ def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor | None,
 
     Args:
         q, k, v: ``[B, heads, T, d]`` bfloat16, q already scaled by ``1/sqrt(d)``.
-        gate: ``[B, heads, T]`` per-query gate (the layer's dtype; promoted to float32), or
-            None with ``bias`` None (plain attention).
-        bias: ``[heads, T, T]`` float32 ungated relative position bias, or None.
+        gate: ``[B, heads, T]`` per-query gate (the layer's dtype; promoted to float32).
+        bias: ``[heads, T, T]`` float32 ungated relative position bias.
         key_padding: ``[B, T]`` bool, True for padded keys, or None.
 
     Returns: ``[B, heads, T, d]`` bfloat16.
@@ -83,8 +82,7 @@ def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor | None,
     b, h, t, d = q.shape
     scores = torch.bmm(q.reshape(b * h, t, d).float(), k.reshape(b * h, t, d).float().transpose(1, 2))
     scores = scores.view(b, h, t, t)
-    if bias is not None:
-        scores.addcmul_(gate.unsqueeze(-1), bias)
+    scores.addcmul_(gate.unsqueeze(-1), bias)
     if key_padding is not None:
         scores.masked_fill_(key_padding[:, None, None, :], float("-inf"))
     probs = torch.softmax(scores, dim=-1, out=scores).to(v.dtype)  # in place: half the memory traffic
@@ -211,10 +209,12 @@ class SelfAttention(nn.Module):
     transformers' ``Wav2Vec2Attention`` (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``).
 
     Same call signature as :class:`WavLMAttention` (the ``position_bias`` argument is
-    ignored and ``None`` is handed on), and the same CPU fast paths: without autograd q, k
-    and v are one cached ``[3H, H]`` matmul (q's rows pre-scaled, pre-packed for bfloat16),
-    and bfloat16 CPU inference takes the float32-score softmax (:func:`_attention_fp32_scores`).
-    """
+    ignored and ``None`` is handed on), and the same projection fast path: without autograd
+    q, k and v are one cached ``[3H, H]`` matmul (q's rows pre-scaled, pre-packed for
+    bfloat16). Attention itself is SDPA in every dtype: with no bias to add, PyTorch's CPU
+    flash kernel is 2-4x faster in bfloat16 than the explicit float32-score form WavLM's
+    layers use (200-400 frames, 12 heads, this project's CPU) and as exact (~0.45% relative
+    error against float64 on random inputs, tested)."""
 
     def __init__(self, embed_dim: int, num_heads: int):
         super().__init__()
@@ -264,10 +264,7 @@ class SelfAttention(nn.Module):
         """
         b, t, _ = hidden_states.shape
         q, k, v = self._project(hidden_states)
-        if _explicit_softmax(hidden_states):
-            out = _attention_fp32_scores(q, k, v, None, None, key_padding)
-        else:
-            mask = None if key_padding is None else ~key_padding[:, None, None, :]  # True: attend
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
+        mask = None if key_padding is None else ~key_padding[:, None, None, :]  # True: attend
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
         out = out.transpose(1, 2).reshape(b, t, self.embed_dim)
         return linear(out, self.out_proj, residual=residual), None
