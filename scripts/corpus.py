@@ -51,7 +51,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from wavlm_live.metrics import normalize_transcript, write_rttm as _write_rttm
+from wavlm_live.engine.writers import write_rttm as _write_rttm
+from wavlm_live.metrics import normalize_transcript
 
 SAMPLE_RATE = 16000
 """Output sample rate, Hz (espeak-ng synthesises at 22050 Hz; resampled with soxr)."""

@@ -10,11 +10,12 @@ from .client import listen
 from .config import ServerConfig
 from .publisher import Control, Publisher
 from .run import run_server
-from .schemas import CLIENT_SCHEMAS, DROPPABLE_TYPES, PROTOCOL_SCHEMAS, TOPICS
+from .schemas import CLIENT_SCHEMAS, DROPPABLE_TYPES, JSONL_SCHEMAS, PROTOCOL_SCHEMAS, TOPICS
 
 __all__ = [
     "CLIENT_SCHEMAS",
     "DROPPABLE_TYPES",
+    "JSONL_SCHEMAS",
     "PROTOCOL_SCHEMAS",
     "TOPICS",
     "Control",

@@ -27,13 +27,14 @@ def _clock(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds:.2f}"
 
 
-class _Printer:
+class Printer:
     """Turns server messages into lines; keeps speaker names for caption labels."""
 
     def __init__(self, print_fn: Callable[..., Any], partials: bool) -> None:
         self.print = print_fn
         self.partials = partials
         self.names: dict[str, str | None] = {}
+        self.joined: set[str] = set()
         self.partial_shown = False
 
     def label(self, speaker: str | None) -> str:
@@ -72,10 +73,15 @@ class _Printer:
                 self.partial_shown = True
         elif kind == "speaker":
             sid, name = msg["id"], msg.get("name")
-            if sid not in self.names:
-                named = f" ({name})" if name else ""
-                self.line(f"{sid}{named} joined at {_clock(msg['first_seen'])} s")
-            elif self.names[sid] != name:
+            if sid not in self.joined:
+                # A speaker exists before it has spoken (an enrolled voice, or an
+                # x-vector whose frames have not settled yet): its first_seen is not a
+                # time yet. Announce it when it has talk time.
+                if (msg.get("talk_time") or 0) > 0:
+                    named = f" ({name})" if name else ""
+                    self.line(f"{sid}{named} joined at {_clock(msg['first_seen'])} s")
+                    self.joined.add(sid)
+            elif self.names.get(sid) != name:
                 self.line(f'{sid} is now "{name}"' if name else f"{sid} has no name now")
             self.names[sid] = name
         elif kind == "error":
@@ -118,7 +124,7 @@ async def listen(url: str, *, token: str | None = None, topics: Iterable[str] | 
         return 2
     if partials is None:
         partials = print_fn is print and sys.stdout.isatty()
-    printer = _Printer(print_fn, partials)
+    printer = Printer(print_fn, partials)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         async with connect(url, additional_headers=headers, compression=None,

@@ -24,10 +24,11 @@ class ServerConfig:
     """Bearer token clients must send as ``Authorization: Bearer <token>``; ``None``
     disables authentication. Never logged."""
     allowed_origins: tuple[str, ...] | None = None
-    """Exact ``Origin`` header values accepted from browsers (e.g.
-    ``"http://localhost:3000"``); requests carrying another Origin get HTTP 403.
-    Requests without an Origin header (non-browser clients) are accepted. ``None``
-    accepts every origin."""
+    """Exact ``Origin`` header values accepted from browsers besides the server's own
+    page (e.g. ``"http://localhost:3000"``); requests carrying another Origin get HTTP
+    403. The page the server serves itself (Origin host and port equal to the request's
+    Host header) and requests without an Origin header (non-browser clients) are always
+    accepted. ``None`` accepts every origin."""
     max_clients: int = 32
     """Concurrent connections (including ones still in the handshake); more get 503."""
     max_message_bytes: int = 4096
@@ -47,6 +48,17 @@ class ServerConfig:
     recent_captions: int = 50
     """Final captions kept for the snapshot sent to a new client; at most
     ``queue_size // 2``."""
+    max_sessions: int = 16
+    """Client audio sessions open at once (``start`` beyond gets ``too_many_sessions``);
+    0 refuses sessions."""
+    max_audio_frame_bytes: int = 1 << 20
+    """Largest binary (audio) frame in bytes; bigger closes with 1009."""
+    session_buffer_s: float = 30.0
+    """Per-session cap on buffered audio, in seconds: a live session may not send more
+    than this ahead of real time (``buffer_full``), a paced one is slowed down (the
+    server stops reading) while this much audio waits for analysis."""
+    session_idle_s: float = 30.0
+    """A session that sends no audio for this many seconds is ended (``idle_timeout``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -75,6 +87,10 @@ class ServerConfig:
         if not (math.isfinite(self.stall_timeout_s) and 0 < self.stall_timeout_s <= 5):
             raise ValueError(f"stall_timeout_s must be in (0, 5] seconds, got {self.stall_timeout_s}")
         _check_int("recent_captions", self.recent_captions, 0, self.queue_size // 2)
+        _check_int("max_sessions", self.max_sessions, 0, 100_000)
+        _check_int("max_audio_frame_bytes", self.max_audio_frame_bytes, 1024, 1 << 26)
+        _check_seconds("session_buffer_s", self.session_buffer_s, 1.0, 3600.0)
+        _check_seconds("session_idle_s", self.session_idle_s, 0.1, 86400.0)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -82,3 +98,10 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise TypeError(f"{name} must be an int, got {value!r}")
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def _check_seconds(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}] seconds, got {value}")

@@ -92,11 +92,37 @@ class BadMessage(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """Parsed ``subscribe``: ``None`` fields keep the client's current setting."""
+    """Parsed ``subscribe``: ``None`` fields keep the client's current setting;
+    ``session`` switches the connection to watching that session (read-only)."""
 
     topics: frozenset[str] | None
     embeddings: bool | None
     snapshot: bool
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Parsed ``start``: open an audio session on this connection.
+
+    Attributes:
+        sample_rate: input rate in Hz; channels: interleaved channels; format: sample
+            format (``pcm_s16le`` or ``f32le``); tasks: subset of the server's tasks
+            (``None``: all); speaker_threshold: cosine similarity (``None``: the
+            server's); live: real-time stream (skips windows when behind) or paced.
+    """
+
+    sample_rate: int
+    channels: int = 1
+    format: str = "pcm_s16le"
+    tasks: tuple[str, ...] | None = None
+    speaker_threshold: float | None = None
+    live: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Parsed ``stop``: no more audio; analyse the rest and send ``end``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +140,20 @@ class Ping:
     id: str | int | None
 
 
+MAX_SESSION_ID_CHARS = 64
+
 _FIELDS = {
-    "subscribe": {"type", "topics", "embeddings", "snapshot"},
+    "subscribe": {"type", "topics", "embeddings", "snapshot", "session"},
+    "start": {"type", "sample_rate", "channels", "format", "tasks", "speaker_threshold", "live"},
+    "stop": {"type"},
     "rename": {"type", "speaker", "name"},
     "ping": {"type", "id"},
 }
 
 
-def parse_client_message(raw: str | bytes) -> Subscribe | Rename | Ping:
-    """Check one client message against the protocol (``CLIENT_SCHEMAS``) and parse it.
+def parse_client_message(raw: str | bytes) -> Subscribe | Rename | Ping | Start | Stop:
+    """Check one client text message against the protocol (``CLIENT_SCHEMAS``) and parse
+    it. (Binary frames are a session's audio; the server handles them apart.)
 
     Raises:
         BadMessage: binary frame, invalid JSON, not an object, unknown ``type``, unknown
@@ -138,7 +169,7 @@ def parse_client_message(raw: str | bytes) -> Subscribe | Rename | Ping:
         raise BadMessage(f"message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in _FIELDS:
-        raise BadMessage(f"unknown message type {kind!r}; expected subscribe, rename or ping")
+        raise BadMessage(f"unknown message type {kind!r}; expected subscribe, start, stop, rename or ping")
     unknown = sorted(set(data) - _FIELDS[kind])
     if unknown:
         raise BadMessage(f"{kind} has unknown field(s) {', '.join(map(repr, unknown))}")
@@ -146,6 +177,10 @@ def parse_client_message(raw: str | bytes) -> Subscribe | Rename | Ping:
         return _parse_subscribe(data)
     if kind == "rename":
         return _parse_rename(data)
+    if kind == "start":
+        return _parse_start(data)
+    if kind == "stop":
+        return Stop()
     ping_id = data.get("id")
     if "id" in data:
         if isinstance(ping_id, bool) or not isinstance(ping_id, (str, int)):
@@ -172,7 +207,37 @@ def _parse_subscribe(data: dict[str, Any]) -> Subscribe:
         if key in data and not isinstance(value, bool):
             raise BadMessage(f"subscribe {key} must be true or false, got {value!r}")
         flags[key] = value
-    return Subscribe(topics, flags["embeddings"], bool(flags["snapshot"]))
+    session = data.get("session")
+    if "session" in data and (not isinstance(session, str) or not 1 <= len(session) <= MAX_SESSION_ID_CHARS):
+        raise BadMessage(f"subscribe session must be a session id string, got {session!r}")
+    return Subscribe(topics, flags["embeddings"], bool(flags["snapshot"]), session)
+
+
+def _parse_start(data: dict[str, Any]) -> Start:
+    """Types only; the ranges (rates, channels, tasks the server runs) are the
+    session's to check, with ``bad_start`` errors."""
+    if "sample_rate" not in data:
+        raise BadMessage("start needs 'sample_rate' (Hz)")
+    for key in ("sample_rate", "channels"):
+        value = data.get(key)
+        if key in data and (isinstance(value, bool) or not isinstance(value, int)):
+            raise BadMessage(f"start {key} must be an integer, got {value!r}")
+    fmt = data.get("format", "pcm_s16le")
+    if not isinstance(fmt, str):
+        raise BadMessage(f"start format must be a string, got {fmt!r}")
+    tasks = data.get("tasks")
+    if "tasks" in data:
+        if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks) or len(set(tasks)) != len(tasks):
+            raise BadMessage("start tasks must be a list of distinct task names")
+        tasks = tuple(tasks)
+    threshold = data.get("speaker_threshold")
+    if "speaker_threshold" in data and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise BadMessage(f"start speaker_threshold must be a number, got {threshold!r}")
+    live = data.get("live", True)
+    if not isinstance(live, bool):
+        raise BadMessage(f"start live must be true or false, got {live!r}")
+    return Start(data["sample_rate"], data.get("channels", 1), fmt, tasks,
+                 None if threshold is None else float(threshold), live)
 
 
 def _parse_rename(data: dict[str, Any]) -> Rename:

@@ -1,10 +1,19 @@
-"""Websocket publisher: fans engine events out to any number of subscribers.
+"""Websocket server: fans the events of its streams out to subscribers and takes client
+audio sessions.
 
-Threads are crossed one way: the engine thread calls the bus subscriber
-(:meth:`Publisher._on_event`), which appends to an inbox and wakes the asyncio loop with
+A *stream* is one engine's event sequence: the server's own input (the ``bus`` given to
+:class:`Publisher`, if any) and every client session opened with ``start`` (its own
+:class:`~wavlm_live.engine.engine.Engine` from the :class:`SessionHost`, whose binary
+frames this server decodes and feeds). Every connection watches at most one stream: the
+server's input by default, its own session after ``start``, or any session by id after
+``subscribe`` with ``session``.
+
+Threads are crossed one way: the scheduler thread calls the bus subscribers
+(:meth:`Publisher._on_event`), which append to an inbox and wake the asyncio loop with
 ``loop.call_soon_threadsafe``; everything else runs on that loop. Each client has a
 bounded outgoing queue and its own writer task, so a slow client never delays the engine
-or the other clients (see ``docs/protocol.md``, "Backpressure").
+or the other clients (see ``docs/protocol.md``, "Backpressure"). Plain HTTP requests get
+the browser page (``GET /``) and the health report (``GET /healthz``).
 """
 
 from __future__ import annotations
@@ -12,25 +21,42 @@ from __future__ import annotations
 import asyncio
 import hmac
 import http
+import json
 import logging
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from wavlm_live import __version__
+from wavlm_live.audio.pcm import MAX_CHANNELS, MAX_RATE, MIN_RATE, PCM_FORMATS, PcmError, PcmStream
 from wavlm_live.engine.bus import EventBus
-from wavlm_live.events import CaptionEvent, Event, LevelEvent, StatsEvent
+from wavlm_live.engine.sessions import SessionHost, SessionLimitError, SessionOptions
+from wavlm_live.events import CaptionEvent, EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
 
 from .config import ServerConfig
-from .protocol import BadMessage, Outgoing, Ping, Rename, Subscribe, encode_body, parse_client_message, render
+from .protocol import (
+    BadMessage,
+    Outgoing,
+    Ping,
+    Rename,
+    Start,
+    Stop,
+    Subscribe,
+    encode_body,
+    parse_client_message,
+    render,
+)
 from .schemas import TASKS, TOPICS
 from .state import StreamState
 
@@ -41,8 +67,12 @@ HELLO_KEYS = ("version", "sample_rate", "frame", "tasks", "models", "window", "h
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_SLOW = 1008
+CLOSE_POLICY = 1008  # the client broke a rule of its session (bad audio, idle, too fast)
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011  # the session's analysis failed on the server
 _TOO_SLOW_GRACE_S = 1.0  # a dropped slow client's close handshake, then abort
 _FLUSH_GRACE_S = 3.0  # shutdown: flush queue + close handshake, then abort
+_SESSION_DRAIN_S = 10.0  # shutdown: open sessions' last windows analysed, at most this long
 _CLOSE_TIMEOUT_S = 2.0  # websockets' wait for the client's close frame
 _INBOX_LIMIT = 10_000  # events waiting for the loop before level/stats/partials are shed
 
@@ -89,11 +119,57 @@ class _DroppedNotice:
         return render("dropped", self.seq, self.wall, body)
 
 
+class _Stream:
+    """One engine's events as the server sees them: the state for late joiners and the
+    clients watching it (``session`` is set for client sessions)."""
+
+    def __init__(self, stream_id: str, recent_captions: int, control: Any = None) -> None:
+        self.id = stream_id
+        self.state = StreamState(recent_captions)
+        self.clients: set[_Client] = set()
+        self.control = control
+        self.session: _Session | None = None
+        self.unsubscribe: Callable[[], None] | None = None
+        self.ended = False
+
+
+class _Session:
+    """A client's audio session: its decoder, engine, stream and owner connection."""
+
+    def __init__(self, session_id: str, engine: Any, stream: _Stream, owner: _Client, pcm: PcmStream,
+                 live: bool, now: float) -> None:
+        self.id = session_id
+        self.engine = engine
+        self.stream = stream
+        self.owner: _Client | None = owner
+        self.pcm = pcm
+        self.live = live
+        self.started = now
+        self.last_audio = now
+        self.input_closed = False
+        self.close_code: tuple[int, str] | None = None  # close the owner so once ``end`` is out
+        self.warned_nonfinite = False
+        self.warned_stopped = False
+
+    def stats(self) -> Any:
+        """Source counters for the engine's ``stats`` (called from the scheduler thread)."""
+        return _SessionStats(self.pcm.sanitised)
+
+
+class _SessionStats:
+    __slots__ = ("overflows", "sanitised", "dropped_blocks")
+
+    def __init__(self, sanitised: int) -> None:
+        self.overflows, self.sanitised, self.dropped_blocks = 0, sanitised, 0
+
+
 class _Client:
     """Per-connection state: subscription, bounded queue, sequence counter."""
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
+        self.stream: _Stream | None = None  # the stream this connection watches
+        self.session: _Session | None = None  # the session this connection owns
         peer = ws.remote_address
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.topics: frozenset[str] = frozenset(TOPICS)
@@ -136,17 +212,23 @@ class _Client:
 
 
 class Publisher:
-    """Websocket server publishing the events of ``bus`` to its clients.
+    """Websocket server publishing the events of its streams and taking client sessions.
 
     Args:
-        bus: the engine's event bus; subscribed on :meth:`start`, unsubscribed on
+        bus: the event bus of the server's own input stream, or ``None`` when the server
+            serves client sessions only; subscribed on :meth:`start`, unsubscribed on
             :meth:`stop`. Events published before :meth:`start` are not seen (start the
             server before the engine).
         hello: stream description sent in every ``hello`` message: at least ``version``,
             ``sample_rate`` (Hz), ``frame`` and ``window``/``hop`` (seconds), ``tasks``,
             ``models``, ``demo``; more keys are passed through. JSON-serialisable.
-        control: the engine's rename hook, or ``None`` (``rename`` then gets an error).
+        control: the input stream's rename hook (its engine), or ``None`` (``rename`` then
+            gets an error).
         config: server settings.
+        sessions: the shared models that client sessions run on (``start`` messages), or
+            ``None`` to refuse sessions. Its scheduler must be running.
+        first_client: set (from the loop's thread) when the first client has connected,
+            for other threads that wait for one.
 
     Use ``async with Publisher(...) as pub:`` or ``await pub.start()`` /
     ``await pub.stop()`` inside one running event loop. Every method except the bus
@@ -159,8 +241,9 @@ class Publisher:
             JSON-serialisable.
     """
 
-    def __init__(self, bus: EventBus, hello: dict[str, Any], control: Control | None,
-                 config: ServerConfig) -> None:
+    def __init__(self, bus: EventBus | None, hello: dict[str, Any], control: Control | None,
+                 config: ServerConfig, *, sessions: SessionHost | None = None,
+                 first_client: threading.Event | None = None) -> None:
         if not isinstance(config, ServerConfig):
             raise TypeError(f"config must be a ServerConfig, got {type(config).__name__}")
         if not isinstance(hello, dict):
@@ -171,28 +254,42 @@ class Publisher:
         fields = {k: v for k, v in hello.items() if k not in ("type", "v", "seq", "wall")}
         fields["topics"] = list(TOPICS)
         fields["max_message_bytes"] = config.max_message_bytes
+        fields["input"] = bus is not None
+        if sessions is not None and config.max_sessions > 0:
+            fields["sessions"] = {
+                "formats": list(PCM_FORMATS),
+                "sample_rates": [MIN_RATE, MAX_RATE],
+                "max_channels": MAX_CHANNELS,
+                "max_audio_frame_bytes": config.max_audio_frame_bytes,
+                "buffer_seconds": config.session_buffer_s,
+                "idle_timeout": config.session_idle_s,
+            }
         try:
             self._hello_body = encode_body(fields)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"hello is not JSON-serialisable: {exc}") from None
+        self._hello = fields
         self._bus = bus
         self._control = control
         self._config = config
-        self._state = StreamState(config.recent_captions)
+        self._host = sessions if config.max_sessions > 0 else None
+        self._main: _Stream | None = _Stream("main", config.recent_captions, control) if bus is not None else None
+        self._streams: dict[str, _Stream] = {}
+        self._sessions: dict[str, _Session] = {}
         self._clients: set[_Client] = set()
         self._slots: set[ServerConnection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._inbox: list[Event] = []
+        self._inbox: list[tuple[_Stream, Event]] = []
         self._inbox_lock = threading.Lock()
         self._inbox_wake_pending = False
         self._inbox_shed = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._port: int | None = None
-        self._unsubscribe: Callable[[], None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._stop_started = False
         self._stopping = False
+        self._first_client = first_client
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -213,29 +310,42 @@ class Publisher:
             cfg.port,
             process_request=self._process_request,
             compression=None,
-            max_size=cfg.max_message_bytes,
+            max_size=max(cfg.max_message_bytes, cfg.max_audio_frame_bytes if self._host else 0),
             write_limit=cfg.write_buffer_limit,
             close_timeout=_CLOSE_TIMEOUT_S,
             server_header=None,
             logger=_WS_LOGGER,
         )
         self._port = self._server.sockets[0].getsockname()[1]
-        self._unsubscribe = self._bus.subscribe(self._on_event)
-        self._watchdog = asyncio.create_task(self._watch_stalls())
+        if self._main is not None and self._bus is not None:
+            self._streams[self._main.id] = self._main
+            main = self._main
+            self._main.unsubscribe = self._bus.subscribe(lambda event: self._on_event(main, event))
+        self._watchdog = asyncio.create_task(self._watch())
         log.info("publishing on %s", self.url)
         return self.port
 
     async def stop(self, code: int = CLOSE_GOING_AWAY) -> None:
-        """Unsubscribe from the bus, stop accepting connections (handshakes in progress
+        """Unsubscribe from the buses, stop accepting connections (handshakes in progress
         get 503), send each client what is already queued, then close it with ``code``.
-        A client that does not complete the close within about 3 s is aborted.
-        Idempotent; returns when every connection is closed."""
+        Open client sessions are ended first: their input is closed and their last
+        windows are analysed and sent (waiting up to 10 s). A client that does not
+        complete the close within about 3 s is aborted. Idempotent; returns when every
+        connection is closed."""
         if self._server is None or self._stop_started:
             return
         self._stop_started = True
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        self._drain_inbox()  # what the engine published before stop() still goes out
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            self._close_input(session)
+        # the open sessions' last windows are analysed and sent before the clients go
+        deadline = asyncio.get_running_loop().time() + _SESSION_DRAIN_S
+        while any(not s.engine.finished.is_set() for s in sessions) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        for stream in self._streams.values():
+            if stream.unsubscribe is not None:
+                stream.unsubscribe()
+        self._drain_inbox()  # what the engines published before stop() still goes out
         self._stopping = True
         self._server.close(close_connections=False)
         for client in list(self._clients):
@@ -276,10 +386,15 @@ class Publisher:
         """Number of connected clients being served (read it on the loop's thread)."""
         return len(self._clients)
 
-    # -- engine thread -> loop --------------------------------------------------------
+    @property
+    def sessions(self) -> int:
+        """Client sessions whose input is still open (read it on the loop's thread)."""
+        return sum(1 for s in self._sessions.values() if not s.input_closed)
 
-    def _on_event(self, event: Event) -> None:
-        """Bus subscriber, called in the engine thread: hand ``event`` to the loop.
+    # -- engine threads -> loop -------------------------------------------------------
+
+    def _on_event(self, stream: _Stream, event: Event) -> None:
+        """Bus subscriber, called in the publishing thread: hand ``event`` to the loop.
 
         Never blocks. If the loop is so far behind that ``_INBOX_LIMIT`` events wait,
         level, stats and partial-caption events are shed (counted and logged).
@@ -288,7 +403,7 @@ class Publisher:
             if len(self._inbox) >= _INBOX_LIMIT and _sheddable(event):
                 self._inbox_shed += 1
                 return
-            self._inbox.append(event)
+            self._inbox.append((stream, event))
             if self._inbox_wake_pending:
                 return
             self._inbox_wake_pending = True
@@ -306,22 +421,161 @@ class Publisher:
             log.warning("server loop fell behind: shed %d level/stats/partial events", shed)
         if self._stopping:
             return
-        for event in events:
-            self._fan_out(event)
+        for stream, event in events:
+            self._fan_out(stream, event)
 
-    def _fan_out(self, event: Event) -> None:
-        self._state.update(event)
-        if not self._clients:
+    def _fan_out(self, stream: _Stream, event: Event) -> None:
+        stream.state.update(event)
+        session = stream.session
+        if session is not None and isinstance(event, ErrorEvent) and event.fatal and session.close_code is None:
+            session.close_code = (CLOSE_INTERNAL, "session analysis failed")
+        if stream.clients:
+            extra = {"clients": len(self._clients)} if isinstance(event, StatsEvent) else None
+            try:
+                out = Outgoing.from_event(event, time.time(), extra=extra)
+            except (TypeError, ValueError):
+                log.exception("cannot encode %s event; not sent", type(event).__name__)
+                out = None
+            if out is not None:
+                for client in list(stream.clients):
+                    if out.kind in client.topics:
+                        self._offer(client, out)
+        if isinstance(event, EndEvent):
+            stream.ended = True
+            if session is not None:
+                self._session_ended(session)
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def _start_session(self, client: _Client, msg: Start) -> None:
+        host, cfg = self._host, self._config
+        if host is None:
+            self._reply_error(client, "unsupported", "this server does not accept audio sessions")
             return
-        extra = {"clients": len(self._clients)} if isinstance(event, StatsEvent) else None
+        if client.session is not None:
+            self._reply_error(client, "already_started",
+                              f"this connection already has session {client.session.id}; one per connection")
+            return
         try:
-            out = Outgoing.from_event(event, time.time(), extra=extra)
-        except (TypeError, ValueError):
-            log.exception("cannot encode %s event; not sent", type(event).__name__)
+            pcm = PcmStream(msg.sample_rate, msg.channels, msg.format)
+        except ValueError as exc:
+            self._reply_error(client, "bad_start", str(exc))
             return
-        for client in list(self._clients):
-            if out.kind in client.topics:
-                self._offer(client, out)
+        live = msg.live
+        bus = EventBus()
+        holder: list[_Session] = []
+        try:
+            session_id, engine = host.open(bus, SessionOptions(msg.tasks, msg.speaker_threshold, live),
+                                           source_stats=lambda: holder[0].stats() if holder else None)
+        except SessionLimitError as exc:
+            self._reply_error(client, "too_many_sessions", str(exc))
+            return
+        except ValueError as exc:
+            self._reply_error(client, "bad_start", str(exc))
+            return
+        stream = _Stream(session_id, cfg.recent_captions, engine)
+        session = _Session(session_id, engine, stream, client, pcm, live, asyncio.get_running_loop().time())
+        holder.append(session)
+        stream.session = session
+        self._streams[session_id] = stream
+        self._sessions[session_id] = session
+        client.session = session
+        self._watch_stream(client, stream)
+        stream.unsubscribe = bus.subscribe(lambda event: self._on_event(stream, event))
+        self._offer(client, Outgoing.make(
+            "started", time.time(), session=session_id, sample_rate=pcm.sample_rate, channels=pcm.channels,
+            format=pcm.format, tasks=engine.tasks, window=engine.plan.window_seconds,
+            hop=engine.plan.hop_seconds, live=live, buffer_seconds=cfg.session_buffer_s,
+            idle_timeout=cfg.session_idle_s))
+        log.info("client %s started session %s (%d Hz, %d ch, %s, %s)", client.peer, session_id,
+                 pcm.sample_rate, pcm.channels, pcm.format, "live" if live else "paced")
+
+    async def _on_audio(self, client: _Client, data: bytes) -> None:
+        session = client.session
+        if session is None:
+            self._reply_error(client, "no_session", "audio before start: send a start message first")
+            return
+        if session.input_closed:
+            if not session.warned_stopped and session.close_code is None:
+                # once, after the client's own stop (a session ended for cause got its fatal error)
+                session.warned_stopped = True
+                self._reply_error(client, "session_stopped", f"session {session.id} takes no more audio; "
+                                  "frames after stop (or after a fatal error) are discarded")
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            blocks = session.pcm.decode(data)
+        except PcmError as exc:
+            self._end_session(session, "bad_audio", str(exc), CLOSE_POLICY)
+            return
+        if session.pcm.nonfinite and not session.warned_nonfinite:
+            session.warned_nonfinite = True
+            session.engine.publish(ErrorEvent(
+                code="bad_samples", message="the audio holds NaN or infinite samples; they are replaced "
+                "(counted in stats' samples_sanitised)"))
+        now = loop.time()
+        session.last_audio = now
+        cap = self._config.session_buffer_s
+        if session.live and session.pcm.seconds - (now - session.started) > cap:
+            self._end_session(session, "buffer_full",
+                              f"the audio arrives more than {cap:g} s ahead of real time; send at real-time "
+                              "pace or start the session with live false", CLOSE_POLICY)
+            return
+        engine = session.engine
+        for block in blocks:
+            # paced sessions: stop reading (TCP backpressure) while the cap of audio waits
+            while (not session.live and engine.pending_seconds > cap and not engine.finished.is_set()
+                   and not session.input_closed):
+                await asyncio.sleep(0.01)
+                session.last_audio = loop.time()
+            if session.input_closed:
+                return
+            engine.feed(block)
+
+    def _close_input(self, session: _Session) -> None:
+        """No more audio for ``session``: feed the resampler's tail and let the engine
+        analyse the last window and publish ``end``."""
+        if session.input_closed:
+            return
+        session.input_closed = True
+        try:
+            for block in session.pcm.flush():
+                session.engine.feed(block)
+        finally:
+            session.engine.close_input()
+
+    def _end_session(self, session: _Session, code: str, message: str, close_code: int) -> None:
+        """The session cannot go on: ``error`` (fatal), then every result of the audio
+        received so far and ``end``, then the owner is closed with ``close_code``."""
+        log.warning("ending session %s: %s", session.id, message)
+        if session.close_code is None:
+            session.close_code = (close_code, code)
+        session.engine.publish(ErrorEvent(code=code, message=message, fatal=True))
+        self._close_input(session)
+
+    def _session_ended(self, session: _Session) -> None:
+        session.input_closed = True
+        owner = session.owner
+        if owner is not None and session.close_code is not None:
+            code, reason = session.close_code
+            self._close_client(owner, code, reason, flush=True)
+        self._sessions.pop(session.id, None)
+        self._forget_if_unwatched(session.stream)
+
+    def _forget_if_unwatched(self, stream: _Stream) -> None:
+        if stream.session is not None and stream.ended and not stream.clients:
+            self._streams.pop(stream.id, None)
+            if stream.unsubscribe is not None:
+                stream.unsubscribe()
+
+    def _watch_stream(self, client: _Client, stream: _Stream | None) -> None:
+        old = client.stream
+        if old is not None:
+            old.clients.discard(client)
+            self._forget_if_unwatched(old)
+        client.stream = stream
+        if stream is not None and client.closing is None:
+            stream.clients.add(client)
 
     # -- per client --------------------------------------------------------------------
 
@@ -330,8 +584,10 @@ class Publisher:
             self._close_client(client, CLOSE_TOO_SLOW, "client too slow: send queue full", flush=False)
 
     def _offer_snapshot(self, client: _Client) -> None:
+        if client.stream is None:
+            return
         wall = time.time()
-        for event in self._state.snapshot():
+        for event in client.stream.state.snapshot():
             out = Outgoing.from_event(event, wall, snapshot=True)
             if out.kind in client.topics:
                 self._offer(client, out)
@@ -344,6 +600,7 @@ class Publisher:
             return
         client.closing = (code, reason, flush)
         self._clients.discard(client)
+        self._watch_stream(client, None)
         client.wake.set()
         if not flush:
             client.queue.clear()
@@ -361,16 +618,38 @@ class Publisher:
             self._close_client(client, CLOSE_GOING_AWAY, "server shutting down", flush=True)
         else:
             self._clients.add(client)
+            self._watch_stream(client, self._main)
             self._offer_snapshot(client)
+            if self._first_client is not None:
+                self._first_client.set()
         log.info("client %s connected (%d clients)", client.peer, len(self._clients))
         writer = asyncio.create_task(self._write_loop(client))
+        limit = self._config.max_message_bytes
         try:
             async for raw in ws:
-                await self._on_message(client, raw)
+                if isinstance(raw, str):
+                    if len(raw) > limit and len(raw.encode()) > limit:
+                        await ws.close(CLOSE_TOO_BIG, f"message over {limit} bytes")
+                        break
+                    await self._on_message(client, raw)
+                elif self._host is None or len(raw) > self._config.max_audio_frame_bytes:
+                    if self._host is not None:
+                        await ws.close(CLOSE_TOO_BIG, f"audio frame over {self._config.max_audio_frame_bytes} bytes")
+                        break
+                    self._reply_error(client, "bad_message", "binary frames are not accepted; send JSON text")
+                else:
+                    await self._on_audio(client, raw)
         except ConnectionClosed:
             pass
         finally:
             self._clients.discard(client)
+            self._watch_stream(client, None)
+            session = client.session
+            if session is not None:
+                session.owner = None
+                if not session.input_closed:
+                    log.info("client %s left session %s: analysing the audio received", client.peer, session.id)
+                    self._close_input(session)
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             log.info("client %s disconnected (code %s)", client.peer, ws.close_code)
@@ -404,15 +683,31 @@ class Publisher:
             self._reply_error(client, "bad_message", str(exc))
             return
         if isinstance(msg, Subscribe):
+            if msg.session is not None:
+                stream = self._streams.get(msg.session)
+                if stream is None or stream.session is None:
+                    self._reply_error(client, "unknown_session", f"no session with id {msg.session!r}")
+                    return
             if msg.topics is not None:
                 client.topics = msg.topics
             if msg.embeddings is not None:
                 client.embeddings = msg.embeddings
             topics = [t for t in TOPICS if t in client.topics]
-            self._offer(client, Outgoing.make("subscribed", time.time(), topics=topics,
-                                              embeddings=client.embeddings))
-            if msg.snapshot:
+            fields: dict[str, Any] = {"topics": topics, "embeddings": client.embeddings}
+            if msg.session is not None:
+                self._watch_stream(client, self._streams[msg.session])
+            if client.stream is not None and client.stream.session is not None:
+                fields["session"] = client.stream.id
+            self._offer(client, Outgoing.make("subscribed", time.time(), **fields))
+            if msg.snapshot or msg.session is not None:
                 self._offer_snapshot(client)
+        elif isinstance(msg, Start):
+            self._start_session(client, msg)
+        elif isinstance(msg, Stop):
+            if client.session is None:
+                self._reply_error(client, "no_session", "stop without a session")
+            else:
+                self._close_input(client.session)
         elif isinstance(msg, Ping):
             fields = {} if msg.id is None else {"id": msg.id}
             self._offer(client, Outgoing.make("pong", time.time(), **fields))
@@ -420,11 +715,16 @@ class Publisher:
             await self._rename(client, msg)
 
     async def _rename(self, client: _Client, msg: Rename) -> None:
-        if self._control is None:
+        stream = client.stream
+        control = self._control if stream is None or stream.session is None else stream.control
+        if stream is not None and stream.session is not None and stream.session is not client.session:
+            self._reply_error(client, "read_only", "only the session's own connection may rename its speakers")
+            return
+        if control is None:
             self._reply_error(client, "unsupported", "this server does not accept renames")
             return
         try:
-            await asyncio.to_thread(self._control.rename_speaker, msg.speaker, msg.name)
+            await asyncio.to_thread(control.rename_speaker, msg.speaker, msg.name)
         except KeyError:
             self._reply_error(client, "unknown_speaker", f"no speaker with id {msg.speaker!r}")
         except ValueError as exc:
@@ -436,14 +736,45 @@ class Publisher:
     def _reply_error(self, client: _Client, code: str, message: str) -> None:
         self._offer(client, Outgoing.make("error", time.time(), code=code, message=message, fatal=False))
 
-    # -- handshake and watchdog ----------------------------------------------------
+    # -- HTTP, handshake and watchdog ------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The ``GET /healthz`` report: ready, version, connected clients, open sessions
+        and their limit, the models."""
+        report: dict[str, Any] = {
+            "ready": not self._stopping and (self._host is None or self._host.scheduler.error is None),
+            "version": __version__,
+            "clients": len(self._clients),
+            "input": self._main is not None,
+            "sessions": self.sessions,
+            "max_sessions": self._config.max_sessions if self._host is not None else 0,
+            "tasks": self._hello.get("tasks", []),
+            "models": self._hello.get("models", {}),
+        }
+        return report
+
+    def _http(self, ws: ServerConnection, request: Request) -> Response:
+        """A plain HTTP request (no websocket upgrade): the page, its scripts, health."""
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            body = json.dumps(self.health()).encode()
+            return _response(http.HTTPStatus.OK, body, "application/json")
+        page = _PAGE_FILES.get(path)
+        if page is not None:
+            name, kind = page
+            return _response(http.HTTPStatus.OK, _page_file(name), kind)
+        return _response(http.HTTPStatus.NOT_FOUND, b"Not found. This is a wavlm-live server: open / in a browser.\n",
+                         "text/plain; charset=utf-8")
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        """Refuse tokens in the URL (400), a missing/wrong bearer token (401), a foreign
-        Origin (403) and connections beyond ``max_clients`` (503); else take a slot,
-        freed when the connection closes. Never logs the token."""
+        """Serve plain HTTP requests (page, ``/healthz``); for websocket handshakes refuse
+        tokens in the URL (400), a missing/wrong bearer token (401), a foreign Origin
+        (403) and connections beyond ``max_clients`` (503); else take a slot, freed when
+        the connection closes. Never logs the token."""
         cfg = self._config
         peer = ws.remote_address
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            return self._http(ws, request)
         query = urlsplit(request.path).query
         if any(k.lower() in ("token", "access_token") for k, _ in parse_qsl(query, keep_blank_values=True)):
             log.warning("refused %s: token in the URL", peer)
@@ -455,8 +786,7 @@ class Publisher:
             response.headers["WWW-Authenticate"] = 'Bearer realm="wavlm-live"'
             return response
         origins = request.headers.get_all("Origin")
-        if cfg.allowed_origins is not None and origins and (
-                len(origins) != 1 or origins[0] not in cfg.allowed_origins):
+        if origins and not _origin_ok(origins, cfg.allowed_origins, request.headers.get_all("Host")):
             log.warning("refused %s: origin %r not allowed", peer, origins[0][:200])
             return ws.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed.\n")
         if len(self._slots) >= cfg.max_clients:
@@ -477,11 +807,13 @@ class Publisher:
         finally:
             self._slots.discard(ws)
 
-    async def _watch_stalls(self) -> None:
-        """Disconnect clients whose transport write buffer stays above
-        ``write_buffer_limit`` for ``stall_timeout_s``: they stopped reading (their
-        keepalive ping would wait behind the full buffer, so keepalive cannot tell)."""
+    async def _watch(self) -> None:
+        """Every 0.1 s: disconnect clients whose transport write buffer stays above
+        ``write_buffer_limit`` for ``stall_timeout_s`` (they stopped reading; their
+        keepalive ping would wait behind the full buffer, so keepalive cannot tell), and
+        end sessions that sent no audio for ``session_idle_s``."""
         limit, timeout = self._config.write_buffer_limit, self._config.stall_timeout_s
+        idle = self._config.session_idle_s
         period = min(0.1, timeout / 4)
         loop = asyncio.get_running_loop()
         while True:
@@ -498,11 +830,50 @@ class Publisher:
                     client.stalled_since = now
                 elif now - client.stalled_since >= timeout:
                     self._close_client(client, CLOSE_TOO_SLOW, "client too slow: not reading", flush=False)
+            for session in list(self._sessions.values()):
+                if not session.input_closed and now - session.last_audio > idle:
+                    self._end_session(session, "idle_timeout", f"no audio for {idle:g} s", CLOSE_POLICY)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+_PAGE_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/worklet.js": ("worklet.js", "text/javascript; charset=utf-8"),
+}
+"""Paths of the browser page (files in ``wavlm_live/server/page``)."""
+
+
+def _page_file(name: str) -> bytes:
+    return (resources.files(__package__) / "page" / name).read_bytes()
+
+
+def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers([
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Connection", "close"),
+    ])
+    return Response(status.value, status.phrase, headers, body)
+
+
+def _origin_ok(origins: list[str], allowed: tuple[str, ...] | None, hosts: list[str]) -> bool:
+    """One Origin that is the server's own (the page it serves: the same host and port as
+    the request's Host header), in the allow-list, or any when ``allowed`` is ``None``."""
+    if len(origins) != 1:
+        return False
+    origin = origins[0]
+    if allowed is None or origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and len(hosts) == 1 and parts.netloc.lower() == hosts[0].strip().lower()
 
 
 def _check_hello(hello: dict[str, Any]) -> None:

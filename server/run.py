@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wavlm_live.engine.bus import EventBus
+from wavlm_live.engine.sessions import SessionHost
 
 from .config import ServerConfig
 from .publisher import CLOSE_GOING_AWAY, Control, Publisher
@@ -19,10 +20,12 @@ log = logging.getLogger(__name__)
 _STOP_POLL_S = 0.1
 
 
-def run_server(bus: EventBus, hello: dict[str, Any], control: Control | None, config: ServerConfig, *,
+def run_server(bus: EventBus | None, hello: dict[str, Any], control: Control | None, config: ServerConfig, *,
                ready: threading.Event | None = None, stop: threading.Event | None = None,
-               on_ready: Callable[[str], None] | None = None) -> int:
-    """Serve ``bus``'s events until SIGINT/SIGTERM or until ``stop`` is set; block meanwhile.
+               on_ready: Callable[[str], None] | None = None, sessions: SessionHost | None = None,
+               first_client: threading.Event | None = None) -> int:
+    """Serve ``bus``'s events (and client sessions on ``sessions``) until SIGINT/SIGTERM or
+    until ``stop`` is set; block meanwhile.
 
     Creates a new asyncio event loop in the calling thread and runs a
     :class:`~wavlm_live.server.Publisher` on it. In the main thread SIGINT and SIGTERM
@@ -32,6 +35,8 @@ def run_server(bus: EventBus, hello: dict[str, Any], control: Control | None, co
 
     Args:
         bus, hello, control, config: as for :class:`~wavlm_live.server.Publisher`.
+        sessions: shared models for client audio sessions (``None``: no sessions).
+        first_client: set when the first client has connected.
         ready: set once the server listens.
         stop: set it from another thread to stop the server.
         on_ready: called once the server listens, in the server's thread, with its URL
@@ -44,12 +49,13 @@ def run_server(bus: EventBus, hello: dict[str, Any], control: Control | None, co
         OSError: the address cannot be bound (``ready`` is then never set).
         TypeError, ValueError: bad arguments (see Publisher).
     """
-    return asyncio.run(_serve(bus, hello, control, config, ready, stop, on_ready))
+    return asyncio.run(_serve(bus, hello, control, config, ready, stop, on_ready, sessions, first_client))
 
 
-async def _serve(bus: EventBus, hello: dict[str, Any], control: Control | None, config: ServerConfig,
+async def _serve(bus: EventBus | None, hello: dict[str, Any], control: Control | None, config: ServerConfig,
                  ready: threading.Event | None, stop: threading.Event | None,
-                 on_ready: Callable[[str], None] | None) -> int:
+                 on_ready: Callable[[str], None] | None, sessions: SessionHost | None,
+                 first_client: threading.Event | None) -> int:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     signals: list[signal.Signals] = []
@@ -60,7 +66,7 @@ async def _serve(bus: EventBus, hello: dict[str, Any], control: Control | None, 
                 signals.append(sig)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not on POSIX
                 pass
-    publisher = Publisher(bus, hello, control, config)
+    publisher = Publisher(bus, hello, control, config, sessions=sessions, first_client=first_client)
     try:
         await publisher.start()
         if on_ready is not None:

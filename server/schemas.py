@@ -49,6 +49,10 @@ _COUNT = {"type": "integer", "minimum": 0}
 _SPEAKER_ID = {"type": "string", "pattern": "^S[0-9]+$"}
 _SNAPSHOT = {"const": True}
 _TOPIC_LIST = {"type": "array", "items": {"enum": list(TOPICS)}, "uniqueItems": True}
+_SESSION_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+
+PCM_FORMAT_NAMES: tuple[str, ...] = ("pcm_s16le", "f32le")
+"""Sample formats of session audio frames (``wavlm_live.audio.pcm.PCM_FORMATS``)."""
 
 PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
     "hello": _message("server", "hello", {
@@ -63,6 +67,21 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "captions_decoder": {"type": "string"},
         "topics": {"type": "array", "items": {"enum": list(TOPICS)}},
         "max_message_bytes": {"type": "integer", "minimum": 1},
+        "input": {"type": "boolean"},
+        "sessions": {
+            "type": "object",
+            "properties": {
+                "formats": {"type": "array", "items": {"enum": list(PCM_FORMAT_NAMES)}},
+                "sample_rates": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+                "max_channels": {"type": "integer", "minimum": 1},
+                "max_audio_frame_bytes": {"type": "integer", "minimum": 1},
+                "buffer_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "idle_timeout": {"type": "number", "exclusiveMinimum": 0},
+            },
+            "required": ["formats", "sample_rates", "max_channels", "max_audio_frame_bytes",
+                         "buffer_seconds", "idle_timeout"],
+            "additionalProperties": False,
+        },
     }, ["version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo",
         "topics", "max_message_bytes"], extra=True, seq={"const": 0}),
     "caption": _message("server", "caption", {
@@ -146,7 +165,21 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
     "subscribed": _message("server", "subscribed", {
         "topics": _TOPIC_LIST,
         "embeddings": {"type": "boolean"},
+        "session": _SESSION_ID,
     }, ["topics", "embeddings"]),
+    "started": _message("server", "started", {
+        "session": _SESSION_ID,
+        "sample_rate": {"type": "integer", "minimum": 1},
+        "channels": {"type": "integer", "minimum": 1},
+        "format": {"enum": list(PCM_FORMAT_NAMES)},
+        "tasks": {"type": "array", "items": {"enum": list(TASKS)}, "uniqueItems": True},
+        "window": {"type": "number", "exclusiveMinimum": 0},
+        "hop": {"type": "number", "exclusiveMinimum": 0},
+        "live": {"type": "boolean"},
+        "buffer_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "idle_timeout": {"type": "number", "exclusiveMinimum": 0},
+    }, ["session", "sample_rate", "channels", "format", "tasks", "window", "hop", "live",
+        "buffer_seconds", "idle_timeout"]),
     "pong": _message("server", "pong", {
         "id": {"type": ["string", "integer"]},
     }, []),
@@ -158,7 +191,17 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
         "topics": _TOPIC_LIST,
         "embeddings": {"type": "boolean"},
         "snapshot": {"type": "boolean"},
+        "session": _SESSION_ID,
     }, []),
+    "start": _message("client", "start", {
+        "sample_rate": {"type": "integer", "minimum": 8000, "maximum": 192000},
+        "channels": {"type": "integer", "minimum": 1, "maximum": 8},
+        "format": {"enum": list(PCM_FORMAT_NAMES)},
+        "tasks": {"type": "array", "items": {"enum": list(TASKS)}, "uniqueItems": True, "minItems": 1},
+        "speaker_threshold": {"type": "number", "minimum": -1, "maximum": 1},
+        "live": {"type": "boolean"},
+    }, ["sample_rate"]),
+    "stop": _message("client", "stop", {}, []),
     "rename": _message("client", "rename", {
         "speaker": {"type": "string", "minLength": 1, "maxLength": 32},
         "name": {"type": ["string", "null"], "maxLength": 64},
@@ -168,3 +211,39 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
     }, []),
 }
 """Client -> server message type -> JSON Schema."""
+
+
+def _jsonl_line(schema: dict[str, Any]) -> dict[str, Any]:
+    """A server message schema as a JSON Lines file line: no websocket envelope (``seq``,
+    ``wall``), no per-connection fields (``clients``, ``snapshot``)."""
+    drop = {"seq", "wall", "clients", "snapshot"}
+    out = dict(schema)
+    out["$id"] = schema["$id"].replace(":protocol:v1:server:", ":jsonl:v1:")
+    out["properties"] = {k: v for k, v in schema["properties"].items() if k not in drop}
+    out["required"] = [k for k in schema["required"] if k not in drop]
+    return out
+
+
+JSONL_SCHEMAS: dict[str, dict[str, Any]] = {
+    "header": {
+        "$schema": _DRAFT,
+        "$id": "urn:wavlm-live:jsonl:v1:header",
+        "title": "header",
+        "type": "object",
+        "properties": {
+            "type": {"const": "header"},
+            "v": {"const": 1},
+            **{k: PROTOCOL_SCHEMAS["hello"]["properties"][k] for k in (
+                "version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo", "captions_decoder")},
+            "source": {"type": "string"},
+            "started": {"type": "number"},
+        },
+        "required": ["type", "v", "version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo",
+                     "source", "started"],
+        "additionalProperties": True,
+    },
+    **{kind: _jsonl_line(PROTOCOL_SCHEMAS[kind]) for kind in TOPICS},
+}
+"""Lines of a JSON Lines event file (``transcribe``'s STEM.jsonl, ``--jsonl``): one
+``header`` first, then one engine event per line (the message schemas without the
+websocket envelope). docs/protocol.md, "JSON Lines files"."""

@@ -177,3 +177,44 @@ def tiny_checkpoints(tmp_path_factory):
         "diarization": save_tiny(root / "sd", "frames", seed=2),
         "embeddings": save_tiny(root / "sv", "xvector", seed=3),
     }
+
+
+# -- media files written by the ffmpeg binary -------------------------------------------
+
+MEDIA_SOURCE = REPO / "tests" / "data" / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.10 s, 16 kHz mono
+
+
+def ffmpeg(*args: str) -> None:
+    """Run the ffmpeg binary (quiet); fail the test with its message when it fails."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg not found: apt-get install ffmpeg (scripts/setup.sh installs it)")
+    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        pytest.fail(f"ffmpeg {' '.join(args)} failed: {done.stderr.strip()}")
+
+
+@pytest.fixture(scope="session")
+def media_files(tmp_path_factory) -> dict[str, Path]:
+    """Media files of the 7.1 s LibriVox clip, encoded by the ffmpeg binary: ``m4a`` (AAC),
+    ``mp4`` (H.264 video track first, then AAC), ``opus`` (Ogg Opus, 48 kHz), ``mp3``
+    (stereo 48 kHz: left = the clip, right = the clip at half amplitude), ``video_only``
+    (an MP4 without audio), ``m4a_faststart`` (the M4A with its index first) and ``source`` (the WAV they were made from)."""
+    out = tmp_path_factory.mktemp("media")
+    src = str(MEDIA_SOURCE)
+    files = {"source": MEDIA_SOURCE}
+    files["m4a"] = out / "clip.m4a"
+    ffmpeg("-i", src, "-c:a", "aac", "-b:a", "96k", str(files["m4a"]))
+    files["mp4"] = out / "clip.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=7.1", "-i", src, "-map", "0:v", "-map", "1:a",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", str(files["mp4"]))
+    files["opus"] = out / "clip.opus"
+    ffmpeg("-i", src, "-c:a", "libopus", "-b:a", "48k", str(files["opus"]))
+    files["mp3"] = out / "clip.mp3"
+    ffmpeg("-i", src, "-af", "aresample=48000:resampler=soxr,pan=stereo|c0=c0|c1=0.5*c0", "-c:a", "libmp3lame",
+           "-b:a", "192k", str(files["mp3"]))
+    files["m4a_faststart"] = out / "faststart.m4a"  # the index (moov) before the data
+    ffmpeg("-i", str(files["m4a"]), "-c", "copy", "-movflags", "+faststart", str(files["m4a_faststart"]))
+    files["video_only"] = out / "video.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(files["video_only"]))
+    return files

@@ -3,7 +3,7 @@
 import pytest
 
 from wavlm_live import app
-from wavlm_live.cli import CliError, build_parser, main
+from wavlm_live.cli import CliError, UsageError, build_parser, main
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine, EngineConfig
 
@@ -23,8 +23,21 @@ def test_window_and_hop_options_reach_the_engine_config():
     cfg = app.engine_config(parse("run", "--window", "3", "--hop", "0.5"), demo=False, realtime=True)
     assert (cfg.window, cfg.hop) == (3.0, 0.5)
     cfg = app.engine_config(parse("run", "--window", "1.5"), demo=False, realtime=True)
-    assert cfg.hop == 0.75  # a shorter window brings the hop down with it
+    assert (cfg.window, cfg.hop) == (1.5, 1.0)  # --window alone changes only the window
     assert cfg.ring_seconds >= cfg.window + 3 * cfg.hop
+    assert "the hop stays 1 s" in " ".join(build_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
+
+
+def test_a_window_too_short_for_the_hop_is_a_usage_error(capsys):
+    app.check_analysis_options(parse("run", "--window", "1.5"))  # 1 s hop, 0.5 s overlap: fine
+    for argv in (["--window", "1"], ["--window", "0.8"], ["--window", "2", "--hop", "2"]):
+        with pytest.raises(UsageError, match="--hop") as exc:
+            app.check_analysis_options(parse("run", *argv))
+        assert exc.value.code == 2
+    # through the command line: exit status 2 and one line, before any model is loaded
+    assert main(["transcribe", "missing.wav", "--window", "1", "--ctc-model", "no/such-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--window 1 s is too short for the default hop of 1 s" in err
 
 
 def test_max_speakers_option_reaches_the_engine_and_is_validated(capsys):

@@ -109,6 +109,7 @@ class DashboardApp(App[int]):
         token: str | None = None,
         transcript_path: str | Path | None = None,
         config: DashboardConfig | None = None,
+        session: str | None = None,
     ) -> None:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -129,6 +130,8 @@ class DashboardApp(App[int]):
         self.last_saved: Path | None = None
         """Where ``s`` last wrote the transcript."""
         self._token = token
+        self.session = session
+        """Client session watched instead of the server's own input (``None``: the input)."""
         self._ws: Any = None
         self._view_key: tuple | None = None
         self._rendered_total = 0
@@ -190,7 +193,10 @@ class DashboardApp(App[int]):
                     self._ws = ws
                     self.link = Link("live")
                     delay = self.config.backoff_initial_s
-                    await ws.send(json.dumps({"type": "subscribe", "topics": list(TOPICS), "embeddings": False}))
+                    subscribe: dict[str, Any] = {"type": "subscribe", "topics": list(TOPICS), "embeddings": False}
+                    if self.session is not None:
+                        subscribe["session"] = self.session
+                    await ws.send(json.dumps(subscribe))
                     burst = 0
                     async for raw in ws:
                         try:
@@ -417,12 +423,13 @@ def _reason(exc: BaseException) -> str:
 
 
 def run_dashboard(url: str, token: str | None = None, *, transcript_path: str | Path | None = None,
-                  config: DashboardConfig | None = None) -> int:
+                  config: DashboardConfig | None = None, session: str | None = None) -> int:
     """Run the dashboard in the terminal until the user quits.
 
     Args:
         url: websocket URL (``ws://`` or ``wss://``) of a wavlm-live server.
         token: optional bearer token.
+        session: watch this client session (read-only) instead of the server's input.
         transcript_path: file that ``s`` writes (see :class:`DashboardApp`).
         config: dashboard settings.
 
@@ -433,7 +440,7 @@ def run_dashboard(url: str, token: str | None = None, *, transcript_path: str | 
     import sys
 
     try:
-        app = DashboardApp(url, token=token, transcript_path=transcript_path, config=config)
+        app = DashboardApp(url, token=token, transcript_path=transcript_path, config=config, session=session)
     except ValueError as exc:
         print(f"wavlm-live dashboard: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from wavlm_live.cli import DEFAULT_MODELS, CliError
+from wavlm_live.cli import DEFAULT_MODELS, CliError, UsageError
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine, EngineConfig
 from wavlm_live.events import ErrorEvent
@@ -76,7 +76,7 @@ def model_sources(args: argparse.Namespace, demo: bool) -> dict[str, str]:
         if getattr(args, f"no_{task}", False):
             del chosen[task]
     if not chosen:
-        raise CliError("all tasks are disabled; drop one of --no-captions/--no-diarization/--no-embeddings")
+        raise UsageError("all tasks are disabled; drop one of --no-captions/--no-diarization/--no-embeddings")
     return chosen
 
 
@@ -127,7 +127,7 @@ def attach_language_model(runner: Any, args: argparse.Namespace) -> None:
     chosen = getattr(args, "lm", None)
     if getattr(args, "no_lm", False):
         if chosen:
-            raise CliError("--lm and --no-lm contradict each other; pass one")
+            raise UsageError("--lm and --no-lm contradict each other; pass one")
         return
     pretrained = runner.pretrained
     path = Path(chosen).expanduser() if chosen else pretrained.path / "language_model"
@@ -150,9 +150,51 @@ def is_demo_checkpoint(path: Path) -> bool:
         return False
 
 
+def enrolments(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(name, path)`` of each ``--enroll NAME=FILE``.
+
+    Raises:
+        UsageError: an item is not NAME=FILE, or the embeddings task is disabled.
+    """
+    out = []
+    for item in getattr(args, "enroll", []) or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise UsageError(f"--enroll takes NAME=FILE, got {item!r}")
+        out.append((name, path))
+    if out and getattr(args, "no_embeddings", False):
+        raise UsageError("--enroll needs the embeddings task; drop --no-embeddings")
+    return out
+
+
+def check_analysis_options(args: argparse.Namespace) -> None:
+    """Refuse option values that cannot work, before any file is read or model loaded:
+    ``--enroll`` items (:func:`enrolments`) and a ``--window``/``--hop`` pair the window
+    plan cannot run. ``--window`` alone changes only the window: the hop stays the
+    default (1 s), so a window of 1 s or less needs a shorter ``--hop``.
+
+    Raises:
+        UsageError: a bad ``--enroll``, or a hop not at least one 20 ms frame shorter
+            than the window.
+    """
+    enrolments(args)
+    from wavlm_live.engine.windows import WindowPlan  # noqa: PLC0415
+
+    defaults = EngineConfig()
+    window = getattr(args, "window", None) or defaults.window
+    hop = getattr(args, "hop", None) or defaults.hop
+    try:
+        WindowPlan(window, hop)
+    except ValueError as exc:
+        given = "--hop" if getattr(args, "hop", None) else f"the default hop of {defaults.hop:g} s"
+        raise UsageError(f"--window {window:g} s is too short for {given} ({exc}); pass a shorter --hop, "
+                         f"e.g. --hop {window / 2:g}") from None
+
+
 def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> EngineConfig:
-    """Engine settings from the options (defaults where not given); ``demo``: the bundled
-    demo checkpoints are loaded (their speaker threshold applies unless one is given)."""
+    """Engine settings from the options (defaults where not given; ``--window`` without
+    ``--hop`` keeps the default hop); ``demo``: the bundled demo checkpoints are loaded
+    (their speaker threshold applies unless one is given)."""
     config = EngineConfig(realtime=realtime)
     changes: dict[str, Any] = {}
     if getattr(args, "window", None):
@@ -166,8 +208,6 @@ def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> Engin
         changes["speaker_threshold"] = DEMO_SPEAKER_THRESHOLD
     if getattr(args, "max_speakers", None):
         changes["max_speakers"] = args.max_speakers
-    if "window" in changes and "hop" not in changes:
-        changes["hop"] = min(config.hop, changes["window"] / 2)
     config = replace(config, **changes)
     needed = config.window + 3 * config.hop + 5
     if config.ring_seconds < needed:
@@ -181,10 +221,22 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
     Raises:
         CliError: bad options, models or enrolment files.
     """
+    check_analysis_options(args)  # before minutes of model loading
+    models = load_models(args, demo)
+    return make_engine(args, models, engine_config(args, models.demo, realtime), bus, source_stats)
+
+
+def make_engine(args: argparse.Namespace, models: Models, config: EngineConfig, bus: EventBus,
+                source_stats: Any = None) -> Engine:
+    """An engine over already loaded (possibly shared) models, with the ``--enroll``
+    speakers enrolled.
+
+    Raises:
+        CliError: bad settings or enrolment files.
+    """
     import gc  # noqa: PLC0415
 
-    models = load_models(args, demo)
-    config = engine_config(args, models.demo, realtime)
+    enrol = enrolments(args)
     gc.collect()
     gc.freeze()  # the model objects never die: keep them out of the collector's scans (shorter pauses)
     try:
@@ -198,11 +250,8 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
             source_stats=source_stats,
         )
     except ValueError as exc:
-        raise CliError(str(exc)) from None
-    for item in getattr(args, "enroll", []) or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path:
-            raise CliError(f"--enroll takes NAME=FILE, got {item!r}")
+        raise UsageError(str(exc)) from None
+    for name, path in enrol:
         try:
             engine.enroll(name, read_audio(path))
         except ValueError as exc:
@@ -210,8 +259,27 @@ def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: Even
     return engine
 
 
+def session_host(args: argparse.Namespace, models: Models, config: EngineConfig) -> Any:
+    """The :class:`~wavlm_live.engine.sessions.SessionHost` that serves client sessions
+    (and the server's own input) with ``models``.
+
+    Raises:
+        UsageError: bad limits.
+    """
+    from wavlm_live.engine.sessions import SessionHost  # noqa: PLC0415
+
+    try:
+        return SessionHost(config, captions=models.captions, diarization=models.diarization,
+                           embeddings=models.embeddings, demo=models.demo,
+                           max_sessions=getattr(args, "max_sessions", 16),
+                           buffer_seconds=getattr(args, "session_buffer", 30.0))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def read_audio(path: str | Path) -> np.ndarray:
-    """A whole audio file as 16 kHz mono float32 (any format/rate soundfile reads).
+    """A whole audio file as 16 kHz mono float32 (any format and rate :class:`FileSource`
+    decodes: libsndfile's formats, and MP3/M4A/video sound tracks through FFmpeg).
 
     Raises:
         CliError: unreadable, corrupt or empty file.
@@ -249,52 +317,54 @@ def open_source(spec: str | None, device: str | None, speed: float, loop: bool) 
 
 
 class ServerThread:
-    """Runs a :class:`wavlm_live.server.Publisher` on its own asyncio loop in a daemon
-    thread (for ``run``/``demo``, where the dashboard owns the main thread)."""
+    """Runs :func:`wavlm_live.server.run_server` in a daemon thread (for ``run``/``demo``
+    and ``serve``, where the dashboard or the signal handling owns the main thread).
 
-    def __init__(self, bus: EventBus, hello: dict[str, Any], control: Any, config: Any) -> None:
+    Args:
+        bus, hello, control, config: as for :class:`wavlm_live.server.Publisher`.
+        sessions: the session host for client audio sessions, or ``None``.
+    """
+
+    def __init__(self, bus: EventBus | None, hello: dict[str, Any], control: Any, config: Any,
+                 sessions: Any = None) -> None:
         self._args = (bus, hello, control, config)
+        self._sessions = sessions
         self._ready = threading.Event()
         self._stop = threading.Event()
-        self.port = 0
+        self.first_client = threading.Event()
+        self.url = ""
         self.error: BaseException | None = None
-        self.publisher: Any = None
         self._thread = threading.Thread(target=self._run, name="wavlm-live-server", daemon=True)
 
-    def start(self, timeout: float = 10.0) -> int:
-        """Start serving; returns the bound port.
+    def start(self, timeout: float = 10.0) -> str:
+        """Start serving; returns the server's URL (``ws://host:port``, the real port).
 
         Raises:
             CliError: the address cannot be bound.
         """
         self._thread.start()
-        if not self._ready.wait(timeout) or self.error is not None:
-            raise CliError(f"cannot start the websocket server: {self.error or 'timed out'}")
-        return self.port
+        while not self._ready.wait(0.05):
+            if not self._thread.is_alive() or (timeout := timeout - 0.05) <= 0:
+                break
+        if not self._ready.is_set():
+            error = self.error
+            if isinstance(error, OSError) and error.errno == 98:
+                raise CliError(f"cannot start the websocket server: port {self._args[3].port} is in use "
+                               "(pick another with --port, or --port 0 for any free port)")
+            raise CliError(f"cannot start the websocket server: {error or 'timed out'}")
+        return self.url
 
     def _run(self) -> None:
-        from wavlm_live.server import Publisher  # noqa: PLC0415
+        from wavlm_live.server import run_server  # noqa: PLC0415
 
-        async def main() -> None:
-            publisher = self.publisher = Publisher(*self._args)
-            try:
-                self.port = await publisher.start()
-            except BaseException as exc:  # noqa: BLE001 - reported by start()
-                self.error = exc
-                self._ready.set()
-                return
-            self._ready.set()
-            try:
-                while not self._stop.is_set():
-                    await asyncio.sleep(0.1)
-            finally:
-                await publisher.stop()
+        def ready(url: str) -> None:
+            self.url = url
 
-        asyncio.run(main())
-
-    def clients(self) -> int:
-        """Connected clients now."""
-        return 0 if self.publisher is None else int(self.publisher.clients)
+        try:
+            run_server(*self._args, ready=self._ready, stop=self._stop, on_ready=ready,
+                       sessions=self._sessions, first_client=self.first_client)
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self.error = exc
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close every client (1001) and stop the thread."""
@@ -306,16 +376,21 @@ class Pipeline:
     """A source feeding an engine, with the glue threads: when the source ends the engine
     settles and ends the stream; a source error is published as an ``error`` event."""
 
-    def __init__(self, engine: Engine, source: Any) -> None:
+    def __init__(self, engine: Engine, source: Any, host: Any = None) -> None:
         self.engine = engine
         self.source = source
+        self.host = host
         self._watcher = threading.Thread(target=self._watch, name="wavlm-live-source-watch", daemon=True)
 
     def start(self) -> None:
-        """Start the engine thread, then the source."""
+        """Start the engine (in the session host's scheduler when there is one, else in a
+        thread of its own), then the source."""
         from wavlm_live.audio import AudioError  # noqa: PLC0415
 
-        self.engine.start()
+        if self.host is not None:
+            self.host.add(self.engine)
+        else:
+            self.engine.start()
         try:
             self.source.start(self.engine.feed)
         except AudioError as exc:
@@ -348,26 +423,32 @@ def server_config(args: argparse.Namespace) -> Any:
             host=args.host,
             port=args.port,
             token=args.token,
-            # No browser page may read the stream unless its origin is allowed explicitly:
-            # a token-less local server would otherwise be readable by any open web page.
-            # Clients that send no Origin (the dashboard, listen, scripts) are unaffected.
-            allowed_origins=tuple(args.allow_origin) if args.allow_origin else (),
+            # No other site's page may read the stream or talk into it unless its origin
+            # is allowed explicitly (--allow-origin, '*' for any): a token-less local server
+            # would otherwise be open to any web page. The server's own page is accepted;
+            # clients that send no Origin (the dashboard, listen, send, scripts) too.
+            allowed_origins=(None if args.allow_origin and "*" in args.allow_origin
+                             else tuple(args.allow_origin) if args.allow_origin else ()),
             max_clients=args.max_clients,
+            max_sessions=getattr(args, "max_sessions", 16),
+            session_buffer_s=getattr(args, "session_buffer", 30.0),
+            session_idle_s=getattr(args, "session_idle", 30.0),
         )
     except (TypeError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
-def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus) -> Any:
+def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus, engine: Engine, source: str) -> Any:
+    """Append every event of ``engine``'s stream to ``--jsonl``, after a header line."""
     if not getattr(args, "jsonl", None):
         return None
-    from wavlm_live.engine.writers import JsonlWriter  # noqa: PLC0415
+    from wavlm_live.engine.writers import JsonlWriter, jsonl_header  # noqa: PLC0415
 
     try:
         stream = open(args.jsonl, "a", encoding="utf-8")  # noqa: SIM115 - closed at exit
     except OSError as exc:
         raise CliError(f"cannot open {args.jsonl} for writing: {exc.strerror}") from None
-    bus.subscribe(JsonlWriter(stream))
+    bus.subscribe(JsonlWriter(stream, header=jsonl_header(engine.hello(), source)))
     return stream
 
 
@@ -379,20 +460,48 @@ def _url(host: str, port: int) -> str:
 # -- commands ---------------------------------------------------------------------------
 
 
+def _served(args: argparse.Namespace, demo: bool, spec: str | None) -> tuple[Any, Engine | None, Any, Any]:
+    """Models loaded once and shared: the session host, the engine of the server's own
+    input (``None`` without ``spec``) and its source, and the JSONL file (or ``None``).
+
+    Raises:
+        CliError: bad options, models, input or files.
+    """
+    source = open_source(spec, args.input_device, args.speed, args.loop) if spec is not None else None
+    models = load_models(args, demo)
+    config = engine_config(args, models.demo, realtime=True)
+    host = session_host(args, models, config)
+    engine = None
+    jsonl = None
+    if source is not None:
+        bus = EventBus()
+        engine = make_engine(args, models, config, bus, source_stats=source.stats)
+        jsonl = _subscribe_jsonl(args, bus, engine, str(spec))
+    elif getattr(args, "jsonl", None):
+        raise UsageError("--jsonl records the server's own input; give --input too")
+    return host, engine, source, jsonl
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
 def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
     """``run`` and ``demo``: capture, analyse, serve, and show the dashboard (or print
     captions when ``--no-tui`` or not on a terminal). Returns the exit status."""
     spec = args.input
     if demo and spec is None:
         spec = str(demo_recording())
-    source = open_source(spec, args.input_device, args.speed, args.loop)
-    bus = EventBus()
-    engine = build_engine(args, demo, realtime=True, bus=bus, source_stats=source.stats)
-    jsonl = _subscribe_jsonl(args, bus)
-    server = ServerThread(bus, engine.hello(), engine, server_config(args))
-    port = server.start()
-    url = _url(args.host, port)
-    pipeline = Pipeline(engine, source)
+    host, engine, source, jsonl = _served(args, demo, spec)
+    assert engine is not None and source is not None
+    host.start()
+    server = ServerThread(engine.bus, engine.hello(), engine, server_config(args), sessions=host)
+    try:
+        url = _url(args.host, _port_of(server.start()))
+    except BaseException:
+        host.stop()
+        raise
+    pipeline = Pipeline(engine, source, host)
     use_tui = not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty()
     print(f"wavlm-live: {source.describe()} -> {url}" + (" (demo models)" if demo else ""), file=sys.stderr)
     try:
@@ -410,40 +519,50 @@ def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
     finally:
         pipeline.stop(timeout=5.0)
         server.stop()
+        host.stop()
         if jsonl is not None:
             jsonl.close()
     return status
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``serve``: headless publisher until SIGINT/SIGTERM (or the end of a file with
-    ``--exit-at-end``); on a signal every client is closed with 1001 and the exit status
+    """``serve``: headless server until SIGINT/SIGTERM (or the end of a file with
+    ``--exit-at-end``): client audio sessions on the shared models, plus the server's own
+    ``--input`` if given. On a signal every client is closed with 1001 and the exit status
     is 0."""
     import signal  # noqa: PLC0415
 
-    source = open_source(args.input, args.input_device, args.speed, args.loop)
-    bus = EventBus()
-    engine = build_engine(args, False, realtime=True, bus=bus, source_stats=source.stats)
-    jsonl = _subscribe_jsonl(args, bus)
+    if args.exit_at_end and args.input is None:
+        raise UsageError("--exit-at-end needs --input (a file whose end ends the server)")
+    if args.wait_client and args.input is None:
+        raise UsageError("--wait-client needs --input (the input that waits for the first client)")
+    host, engine, source, jsonl = _served(args, args.demo, args.input)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    server = ServerThread(bus, engine.hello(), engine, server_config(args))
-    pipeline = Pipeline(engine, source)
+    host.start()
+    server = ServerThread(engine.bus if engine else None, (engine or host.template()).hello(), engine,
+                          server_config(args), sessions=host)
+    pipeline = Pipeline(engine, source, host) if engine is not None else None
     try:
-        port = server.start()
-        print(f"wavlm-live: serving {source.describe()} on {_url(args.host, port)}", file=sys.stderr, flush=True)
-        if args.wait_client:
-            while not stop.is_set() and server.clients() == 0:
+        url = _url(args.host, _port_of(server.start()))
+        what = source.describe() if source is not None else "client sessions"
+        demo_note = " (demo models)" if host.demo else ""
+        print(f"wavlm-live: serving {what} on {url}{demo_note}; browser page at "
+              f"{url.replace('ws://', 'http://', 1)}/", file=sys.stderr, flush=True)
+        if args.wait_client and pipeline is not None:
+            while not stop.is_set() and not server.first_client.is_set():
                 stop.wait(0.05)
-        if not stop.is_set():
+        if not stop.is_set() and pipeline is not None:
             pipeline.start()
         while not stop.is_set():
-            if args.exit_at_end and engine.finished.is_set():
+            if args.exit_at_end and engine is not None and engine.finished.is_set():
                 break  # stopping the server first sends what was published
             stop.wait(0.1)
     finally:
         server.stop()
-        pipeline.stop(timeout=5.0)
+        if pipeline is not None:
+            pipeline.stop(timeout=5.0)
+        host.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if jsonl is not None:
@@ -455,7 +574,146 @@ def cmd_tui(args: argparse.Namespace) -> int:
     """``tui URL``: the dashboard only."""
     from wavlm_live.tui import run_dashboard  # noqa: PLC0415
 
-    return run_dashboard(args.url, args.token)
+    return run_dashboard(args.url, args.token, session=args.session)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """``send FILE|mic URL``: stream audio into a session of a running server and print
+    its results (or show them in the dashboard with ``--tui``). Exit status 0 when the
+    session ended normally, 1 when the server refused or ended it with an error."""
+    tasks = None
+    if args.tasks:
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in tasks if t not in DEMO_TASK_FOLDERS]
+        if unknown or not tasks:
+            raise UsageError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from captions,diarization,embeddings")
+    options: dict[str, Any] = {"token": args.token, "tasks": tasks, "speaker_threshold": args.speaker_threshold}
+    if args.input != "mic":
+        from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415
+
+        try:
+            FileSource(args.input, speed=None).describe()  # a bad file fails here, in one line
+        except AudioError as exc:
+            raise CliError(str(exc)) from None
+    if args.tui:
+        return _send_with_dashboard(args, options)
+    return asyncio.run(_send(args, options, print))
+
+
+async def _send(args: argparse.Namespace, options: dict[str, Any], print_fn: Any,
+                on_started: Any = None, stop: threading.Event | None = None) -> int:
+    """Stream ``args.input`` and print the results with the ``listen`` printer."""
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI  # noqa: PLC0415
+
+    from wavlm_live.client import SessionError, open_session, send_file  # noqa: PLC0415
+    from wavlm_live.server.client import Printer  # noqa: PLC0415
+
+    printer = Printer(print_fn, partials=print_fn is print and sys.stdout.isatty())
+    failed = False
+    stats: dict[str, Any] = {}
+    try:
+        if args.input == "mic":
+            messages = _send_microphone(args, options, open_session, stop)
+        else:
+            messages = send_file(args.url, args.input, speed=args.speed, live=args.live, **options)
+        async for msg in messages:
+            if msg["type"] == "started":
+                printer.line(f"session {msg['session']} started ({', '.join(msg['tasks'])}; "
+                             f"window {msg['window']:g} s, hop {msg['hop']:g} s)")
+                if on_started is not None:
+                    on_started(msg["session"])
+                continue
+            failed |= msg.get("type") == "error" and bool(msg.get("fatal"))
+            if msg["type"] == "stats":
+                stats = msg
+            printer.handle(msg)
+        if stats:
+            printer.line(f"{stats['windows_analysed']} windows analysed, {stats['windows_skipped']} skipped "
+                         f"(RTF {stats['rtf']})")
+    except SessionError as exc:
+        print_fn(f"wavlm-live: the server refused the session: {exc}")
+        return 1
+    except InvalidStatus as exc:
+        print_fn(f"wavlm-live: cannot connect to {args.url}: HTTP {exc.response.status_code}")
+        return 1
+    except InvalidURI:
+        print_fn(f"wavlm-live: not a websocket URL: {args.url!r} (expected ws://host:port)")
+        return 2
+    except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        print_fn(f"wavlm-live: cannot stream to {args.url}: {detail}")
+        return 1
+    return 1 if failed else 0
+
+
+async def _send_microphone(args: argparse.Namespace, options: dict[str, Any], open_session: Any,
+                           stop: threading.Event | None) -> Any:
+    """Messages of a live session fed from the local microphone until Ctrl-C (or ``stop``)."""
+    source = open_source("mic", args.input_device, 1.0, False)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=200)
+
+    def sink(block: Any) -> None:  # audio thread: hand over, never block
+        def put() -> None:
+            if not queue.full():
+                queue.put_nowait(block)
+        loop.call_soon_threadsafe(put)
+
+    async with open_session(args.url, sample_rate=16000, channels=1, format="f32le", live=True, **options) as session:
+        yield session.started
+        source.start(sink)
+
+        async def pump() -> None:
+            try:
+                while not (stop is not None and stop.is_set()) and not source.finished.is_set():
+                    try:
+                        block = await asyncio.wait_for(queue.get(), 0.2)
+                    except TimeoutError:
+                        continue
+                    await session.send(block)
+            finally:
+                source.stop()
+                await session.stop()
+
+        task = asyncio.create_task(pump())
+        try:
+            async for msg in session:
+                yield msg
+        finally:
+            task.cancel()
+            source.stop()
+
+
+def _send_with_dashboard(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """``send --tui``: the sender in a thread, the dashboard watching its session."""
+    from wavlm_live.tui import run_dashboard  # noqa: PLC0415
+
+    started = threading.Event()
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    lines: list[str] = []
+
+    def on_started(session_id: str) -> None:
+        result["session"] = session_id
+        started.set()
+
+    def worker() -> None:
+        result["status"] = asyncio.run(_send(args, options, lambda *a, **k: lines.append(" ".join(map(str, a))),
+                                             on_started, stop))
+        started.set()
+
+    thread = threading.Thread(target=worker, name="wavlm-live-send", daemon=True)
+    thread.start()
+    started.wait()
+    if "session" not in result:
+        thread.join(5)
+        for line in lines:
+            print(line, file=sys.stderr)
+        return int(result.get("status", 1))
+    status = run_dashboard(args.url, args.token, session=result["session"])
+    stop.set()
+    thread.join(10)
+    return status or int(result.get("status", 0))
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -466,93 +724,141 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    """``devices``: the input device table."""
+    """``devices``: the input device table; no device found is a failure (exit 1)."""
     from wavlm_live.audio import AudioError, format_device_table, list_input_devices  # noqa: PLC0415
 
     try:
         devices = list_input_devices()
     except AudioError as exc:
         raise CliError(str(exc)) from None
+    if not devices:
+        raise CliError(format_device_table(devices))  # one line on stderr, exit status 1
     print(format_device_table(devices))
     return 0
 
 
-def run_file_offline(args: argparse.Namespace, path: str | Path, demo: bool, bus: EventBus, progress: bool = True) -> Engine:
+def run_file_offline(args: argparse.Namespace, path: str | Path, demo: bool, bus: EventBus, progress: bool = True,
+                     engine_hook: Any = None) -> Engine:
     """Run the streaming engine over a whole file as fast as possible (no skipping).
+
+    With ``progress``, a bar on a terminal, else a plain line on stderr at most every
+    ``args.progress_interval`` seconds (:class:`wavlm_live.progress.Progress`).
+    ``engine_hook(engine)`` runs once the engine is built, before the first block.
 
     Raises:
         CliError: unreadable file or models.
     """
     from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415
+    from wavlm_live.progress import Progress  # noqa: PLC0415
 
+    check_analysis_options(args)
     try:
         source = FileSource(path, speed=None)
     except AudioError as exc:
         raise CliError(str(exc)) from None
-    engine = build_engine(args, demo, realtime=False, bus=bus)
-    total = int(round(source.duration * 16000))
-    bar = None
-    if progress and sys.stderr.isatty():
-        from tqdm import tqdm  # noqa: PLC0415
-
-        bar = tqdm(total=round(source.duration, 1), unit="s", desc=Path(path).name, file=sys.stderr, leave=False)
+    engine = build_engine(args, demo, realtime=False, bus=bus, source_stats=source.stats)
+    if engine_hook is not None:
+        engine_hook(engine)
+    meter = None
+    if progress:
+        meter = Progress(Path(path).name, round(source.duration, 1), "s",
+                         interval=getattr(args, "progress_interval", 10.0))
 
     def on_progress(samples: int) -> None:
-        if bar is not None:
-            bar.n = round(min(samples, total) / 16000, 1)
-            bar.refresh()
+        if meter is not None:
+            meter.update(samples / 16000)
 
     try:
         engine.run_offline(source.blocks(), progress=on_progress)
     except AudioError as exc:
         raise CliError(str(exc)) from None
     finally:
-        if bar is not None:
-            bar.close()
+        if meter is not None:
+            meter.close()
     return engine
 
 
-def cmd_transcribe(args: argparse.Namespace) -> int:
-    """``transcribe FILE``: offline analysis writing JSONL/SRT/WebVTT/RTTM/TXT."""
-    from wavlm_live.engine.writers import JsonlWriter, ResultCollector  # noqa: PLC0415
-
-    formats = {f.strip().lower() for f in args.formats.split(",") if f.strip()}
-    unknown = formats - {"jsonl", "srt", "vtt", "rttm", "txt"}
+def _formats(text: str, allowed: tuple[str, ...]) -> set[str]:
+    formats = {f.strip().lower() for f in text.split(",") if f.strip()}
+    unknown = formats - set(allowed)
     if unknown or not formats:
-        raise CliError(f"unknown output format(s) {', '.join(sorted(unknown)) or '(none)'}; choose from jsonl,srt,vtt,rttm,txt")
-    src = Path(args.file)
-    stem = Path(args.output) if args.output else src.with_suffix("")
+        raise UsageError(f"unknown output format(s) {', '.join(sorted(unknown)) or '(none)'}; "
+                         f"choose from {','.join(allowed)}")
+    return formats
+
+
+def _refuse_to_overwrite(paths: list[Path], force: bool) -> None:
+    """Raise unless none of ``paths`` exists or ``force`` is set.
+
+    Raises:
+        CliError: results exist (exit status 1, like ``ln`` refusing an existing target).
+    """
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise CliError(f"{existing[0]}{more} exist{'s' if not more else ''} already; pass --force to overwrite, "
+                       "or -o another STEM")
+
+
+def _make_parent(stem: Path) -> None:
     try:
         stem.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create {stem.parent}: {exc.strerror}") from None
+
+
+def _file_id(name: str) -> str:
+    """An RTTM file field from a file name's stem (whitespace becomes ``_``)."""
+    return "".join(c if not c.isspace() else "_" for c in name) or "audio"
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """``transcribe FILE``: offline analysis writing JSONL/SRT/WebVTT/RTTM/TXT to
+    ``STEM.<format>``; refuses to replace existing results without ``--force``."""
+    from wavlm_live.engine.writers import JsonlWriter, ResultCollector, jsonl_header, output_path  # noqa: PLC0415
+
+    formats = _formats(args.formats, ("jsonl", "srt", "vtt", "rttm", "txt"))
+    check_analysis_options(args)
+    src = Path(args.file)
+    stem = Path(args.output) if args.output else src.with_name(src.stem)
+    targets = [output_path(stem, fmt) for fmt in sorted(formats)]
+    _refuse_to_overwrite(targets, args.force)
+    _make_parent(stem)
     bus = EventBus()
     collector = ResultCollector()
     bus.subscribe(collector)
     jsonl = None
+    part = output_path(stem, "jsonl.part")
     if "jsonl" in formats:
         # Written to a temporary name and renamed at the end: a failed run never leaves
         # a truncated result in place of a good one.
-        tmp = stem.with_suffix(".jsonl.part")
-        jsonl = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
-        bus.subscribe(JsonlWriter(jsonl))
+        try:
+            jsonl = open(part, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise CliError(f"cannot write {part}: {exc.strerror}") from None
+
+    def header_then_events(engine: Engine) -> None:
+        if jsonl is not None:
+            bus.subscribe(JsonlWriter(jsonl, header=jsonl_header(engine.hello(), str(src))))
+
     t0 = time.perf_counter()
     try:
-        engine = run_file_offline(args, src, args.demo, bus)
+        engine = run_file_offline(args, src, args.demo, bus, engine_hook=header_then_events)
     except BaseException:
         if jsonl is not None:
             jsonl.close()
-            stem.with_suffix(".jsonl.part").unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
         raise
     elapsed = time.perf_counter() - t0
     written = []
-    if jsonl is not None:
-        jsonl.close()
-        final = stem.with_suffix(".jsonl")
-        stem.with_suffix(".jsonl.part").replace(final)
-        written.append(final)
-    file_id = "".join(c if not c.isspace() else "_" for c in src.stem) or "audio"
-    written += collector.write(stem, file_id, formats - {"jsonl"})
+    try:
+        if jsonl is not None:
+            jsonl.close()
+            part.replace(output_path(stem, "jsonl"))
+            written.append(output_path(stem, "jsonl"))
+        written += collector.write(stem, _file_id(src.stem), formats - {"jsonl"})
+    except OSError as exc:
+        raise CliError(f"cannot write the results next to {stem}: {exc.strerror or exc}") from None
     duration = engine.ring.written / 16000
     print(collector.transcript)
     print(
@@ -563,22 +869,182 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_event_log(path: Path, stream: int | None = None) -> tuple[list[Any], int, bool]:
+    """The events of one stream of a JSON Lines event log (``--jsonl``, transcribe's
+    ``STEM.jsonl``, or a websocket client's recording: envelope fields and non-event
+    messages such as ``hello`` are ignored). Runs appended to one log are separate
+    streams, each ending with an ``end`` event.
+
+    Args:
+        path: the log.
+        stream: 1-based stream number; ``None`` when the log must hold exactly one.
+
+    Returns:
+        (events of the chosen stream, number of streams, whether it ends with ``end``).
+
+    Raises:
+        CliError: the log cannot be read, or a line is not a JSON object or not a valid
+            event (names the line); a last line cut short by a crash is skipped with a
+            warning instead.
+        UsageError: several streams and no ``stream``, or ``stream`` out of range.
+    """
+    from wavlm_live.events import EVENT_TYPES, EndEvent, event_from_dict  # noqa: PLC0415
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"event log not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read event log {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    lines = text.split("\n")
+    streams: list[list[Any]] = [[]]
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            if n == len(lines):  # no newline after it: the writer was cut off mid-line
+                print(f"wavlm-live: warning: {path}:{n}: skipped an incomplete last line", file=sys.stderr)
+                continue
+            raise CliError(f"{path}:{n}: not a JSON event ({exc})") from None
+        if data.get("type") == "header" and streams[-1]:
+            streams.append([])  # a new run appended to the log (one that ended without end too)
+        if data.get("type") not in EVENT_TYPES:
+            continue  # the header, or hello, dropped, pong ... of a websocket recording
+        try:
+            event = event_from_dict(data)
+        except ValueError as exc:
+            raise CliError(f"{path}:{n}: {exc}") from None
+        streams[-1].append(event)
+        if isinstance(event, EndEvent):
+            streams.append([])
+    if not streams[-1]:
+        streams.pop()
+    if not streams:
+        raise CliError(f"{path} holds no events")
+    if stream is None and len(streams) > 1:
+        raise UsageError(f"{path} holds {len(streams)} streams (one per run appended to it); "
+                         f"choose one with --stream 1..{len(streams)}")
+    index = 1 if stream is None else stream
+    if index > len(streams):
+        raise UsageError(f"--stream {index}: {path} holds {len(streams)} stream(s)")
+    chosen = streams[index - 1]
+    return chosen, len(streams), isinstance(chosen[-1], EndEvent)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``convert EVENTS.jsonl``: the SRT/WebVTT/RTTM/TXT files ``transcribe`` writes, from
+    an event log, by the same :class:`~wavlm_live.engine.writers.ResultCollector`;
+    refuses to replace existing files without ``--force``."""
+    from wavlm_live.engine.writers import SUBTITLE_FORMATS, ResultCollector, output_path  # noqa: PLC0415
+
+    formats = _formats(args.formats, SUBTITLE_FORMATS)
+    src = Path(args.events)
+    name = src.name[: -len(".jsonl")] if src.name.endswith(".jsonl") else src.stem
+    stem = Path(args.output) if args.output else src.with_name(name)
+    targets = [output_path(stem, fmt) for fmt in sorted(formats)]
+    if src.resolve() in {t.resolve() for t in targets}:
+        raise UsageError(f"-o {stem} would overwrite the log {src} itself")
+    _refuse_to_overwrite(targets, args.force)
+    events, streams, ended = read_event_log(src, args.stream)
+    if not ended:
+        print(f"wavlm-live: warning: stream {args.stream or 1} of {src} has no end event (the run did not finish); "
+              "converting what it holds", file=sys.stderr)
+    collector = ResultCollector()
+    for event in events:
+        collector(event)
+    _make_parent(stem)
+    try:
+        written = collector.write(stem, _file_id(args.file_id or name), formats)
+    except OSError as exc:
+        raise CliError(f"cannot write the results next to {stem}: {exc.strerror or exc}") from None
+    print(f"wavlm-live: {len(events)} events ({len(collector.words)} words, {len(collector.turns)} turns) of stream "
+          f"{args.stream or 1}/{streams}; wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    return 0
+
+
+class TimedModel:
+    """Wraps a task runner: every call of one of its ``methods`` adds its wall time to
+    ``seconds``; everything else is the runner's own (for ``bench``'s per-task times)."""
+
+    def __init__(self, runner: Any, methods: tuple[str, ...]) -> None:
+        self._runner = runner
+        self._methods = methods
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._runner, name)
+        if name not in self._methods:
+            return attr
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return attr(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
+
+
+BENCH_METHODS = {"captions": ("logits", "logits_batch"), "diarization": ("activity", "activity_batch"),
+                 "embeddings": ("embed", "embed_batch")}
+"""The model calls of each task that ``bench`` times (the Engine's model protocols; the
+scheduler calls the ``*_batch`` forms)."""
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``bench [FILE]``: offline real-time factor of the configured pipeline."""
+    """``bench [FILE]``: offline real-time factor of the pipeline and of each task's model
+    (model seconds per audio second), as one JSON object. Without a model option the
+    bundled demo models run (no network); otherwise the options not given are the
+    public defaults.
+
+    Printed keys: ``load_seconds`` (models and enrolment), ``wall_seconds`` (the run: file
+    decoding, resampling, every window, stitching, language-model search), ``rtf`` (that
+    per audio second), ``task_seconds``/``task_rtf`` (time inside each task's model calls:
+    captions' ``logits``, diarization's ``activity``, embeddings' ``embed``, single or
+    batched) and
+    ``other_seconds`` (the run's time outside them)."""
+    given = [getattr(args, k, None) for k in ("ctc_model", "diarization_model", "embedding_model")]
+    demo = args.demo or not any(given)
+    if not demo:
+        for key, task in (("ctc_model", "captions"), ("diarization_model", "diarization"), ("embedding_model", "embeddings")):
+            if getattr(args, key, None) is None:
+                setattr(args, key, DEFAULT_MODELS[task])
     path = args.file or str(demo_recording())
     bus = EventBus()
+    timers: dict[str, TimedModel] = {}
+    started: list[float] = []
+
+    def instrument(engine: Engine) -> None:
+        started.append(time.perf_counter())
+        for task, method in BENCH_METHODS.items():
+            attr = f"{task}_model"
+            if getattr(engine, attr) is not None:
+                timers[task] = TimedModel(getattr(engine, attr), method)
+                setattr(engine, attr, timers[task])
+
     t0 = time.perf_counter()
-    engine = run_file_offline(args, path, args.demo, bus, progress=False)
-    elapsed = time.perf_counter() - t0
+    engine = run_file_offline(args, path, demo, bus, progress=False, engine_hook=instrument)
+    elapsed = time.perf_counter() - started[0]
     duration = engine.ring.written / 16000
+    task_seconds = {task: round(t.seconds, 3) for task, t in timers.items()}
     print(
         json.dumps(
             {
                 "file": str(path),
+                "models": engine.hello()["models"],
+                "demo": engine.demo,
                 "audio_seconds": round(duration, 2),
+                "load_seconds": round(started[0] - t0, 3),
                 "wall_seconds": round(elapsed, 3),
-                "model_seconds": round(engine.compute_seconds, 3),
                 "rtf": round(elapsed / max(duration, 1e-9), 4),
+                "task_seconds": task_seconds,
+                "task_rtf": {task: round(t.seconds / max(duration, 1e-9), 4) for task, t in timers.items()},
+                "other_seconds": round(elapsed - sum(t.seconds for t in timers.values()), 3),
                 "windows": engine.windows_analysed,
                 "tasks": engine.tasks,
                 "window": engine.plan.window_seconds,
@@ -611,8 +1077,10 @@ def dispatch(args: argparse.Namespace) -> int:
         "serve": cmd_serve,
         "tui": cmd_tui,
         "listen": cmd_listen,
+        "send": cmd_send,
         "devices": cmd_devices,
         "transcribe": cmd_transcribe,
+        "convert": cmd_convert,
         "bench": cmd_bench,
         "eval": cmd_eval,
     }

@@ -30,13 +30,42 @@ examples:
   wavlm-live serve --input mic --port 8765      # headless websocket publisher
   wavlm-live tui ws://127.0.0.1:8765            # dashboard for a running server
   wavlm-live listen ws://127.0.0.1:8765         # print captions with speakers
-  wavlm-live transcribe talk.wav -o out/talk    # offline: JSONL, SRT, WebVTT, RTTM
+  wavlm-live transcribe talk.m4a -o out/talk    # offline: JSONL, SRT, WebVTT, RTTM, TXT
+  wavlm-live convert events.jsonl -o out/talk   # subtitles from a --jsonl log
   wavlm-live devices                            # list microphones
+
+exit status: 0 success, 1 failure (unreadable input, model, existing or unwritable
+results, connection, no device), 2 usage error, 130 interrupted, 141 output pipe closed
 """
 
 
+EXIT_OK = 0
+"""Success."""
+EXIT_FAILURE = 1
+"""The command could not do its work: an input that cannot be read or decoded, a model
+that cannot be loaded, results that exist already (without ``--force``) or cannot be
+written, a failed connection, no input device found, an unexpected error."""
+EXIT_USAGE = 2
+"""The command line is wrong: an unknown option, a bad value, options that contradict
+each other (argparse's own status for its errors)."""
+EXIT_INTERRUPTED = 130
+"""Interrupted by Ctrl-C (SIGINT), as shells report a process ended by it."""
+EXIT_BROKEN_PIPE = 141
+"""Standard output was closed before everything was written (``wavlm-live listen | head``):
+the status of a process ended by SIGPIPE, as ``yes | head`` leaves it."""
+
+
 class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+    """A user-facing error: printed as one line; exit status :data:`EXIT_FAILURE`."""
+
+    code = EXIT_FAILURE
+
+
+class UsageError(CliError):
+    """The command line itself is wrong (a bad option value or combination): printed as
+    one line; exit status :data:`EXIT_USAGE`, like argparse's own errors."""
+
+    code = EXIT_USAGE
 
 
 def _positive_float(text: str) -> float:
@@ -59,6 +88,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _seconds(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        if not low <= value <= high:  # False for NaN
+            raise argparse.ArgumentTypeError(f"expected seconds within [{low:g}, {high:g}], got {text!r}")
+        return value
+
+    return parse
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -69,15 +121,19 @@ def _port(text: str) -> int:
     return value
 
 
-def _add_model_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
+def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bool = False) -> None:
     g = p.add_argument_group("models")
     if not demo:
-        g.add_argument("--ctc-model", metavar="ID|DIR", default=DEFAULT_MODELS["captions"],
-                       help="captions checkpoint: Hub id or local folder (default: %(default)s)")
-        g.add_argument("--diarization-model", metavar="ID|DIR", default=DEFAULT_MODELS["diarization"],
-                       help="diarization checkpoint (default: %(default)s)")
-        g.add_argument("--embedding-model", metavar="ID|DIR", default=DEFAULT_MODELS["embeddings"],
-                       help="speaker-embedding checkpoint (default: %(default)s)")
+        def default(task: str) -> str | None:
+            return None if bench else DEFAULT_MODELS[task]
+
+        note = ("the bundled demo model when no model option is given, else " if bench else "") + "%s"
+        g.add_argument("--ctc-model", metavar="ID|DIR", default=default("captions"),
+                       help="captions checkpoint: Hub id or local folder (default: " + note % DEFAULT_MODELS["captions"] + ")")
+        g.add_argument("--diarization-model", metavar="ID|DIR", default=default("diarization"),
+                       help="diarization checkpoint (default: " + note % DEFAULT_MODELS["diarization"] + ")")
+        g.add_argument("--embedding-model", metavar="ID|DIR", default=default("embeddings"),
+                       help="speaker-embedding checkpoint (default: " + note % DEFAULT_MODELS["embeddings"] + ")")
     g.add_argument("--lm", metavar="DIR|FILE", default=None,
                    help="word n-gram language model for the captions' beam search (KenLM): an .arpa(.gz) or KenLM "
                         "binary .bin file, or a Hub language_model/ folder (attrs.json, unigrams.txt, the model) "
@@ -92,7 +148,9 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help="model precision (default: %(default)s: bfloat16 where the hardware supports it)")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for the models (default: torch's choice)")
     a = p.add_argument_group("analysis")
-    a.add_argument("--window", type=_positive_float, default=None, metavar="SEC", help="analysis window in seconds (default: 4)")
+    a.add_argument("--window", type=_positive_float, default=None, metavar="SEC",
+                   help="analysis window in seconds (default: 4); it changes only the window: the hop stays 1 s "
+                        "unless --hop is given, and must be at least 20 ms shorter than the window")
     a.add_argument("--hop", type=_positive_float, default=None, metavar="SEC", help="seconds between results (default: 1)")
     a.add_argument("--speaker-threshold", type=float, default=None, metavar="COS",
                    help="cosine similarity for an x-vector to join a known speaker (default: the model's, 0.86 for the public -sv model)")
@@ -102,10 +160,12 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help="name a speaker from a reference recording (repeatable)")
 
 
-def _add_input_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
+def _add_input_options(p: argparse.ArgumentParser, demo: bool = False, default: str | None = "mic") -> None:
     g = p.add_argument_group("input")
     if not demo:
-        g.add_argument("--input", default="mic", metavar="mic|PATH", help="'mic' or an audio file (default: %(default)s)")
+        g.add_argument("--input", default=default, metavar="mic|PATH",
+                       help="'mic' or an audio file" + (" (default: %(default)s)" if default else
+                                                         " the server analyses itself (default: none, client sessions only)"))
         g.add_argument("--input-device", default=None, metavar="INDEX|NAME", help="microphone by index or name substring (see 'wavlm-live devices')")
     g.add_argument("--speed", type=_positive_float, default=1.0, help="file replay speed, 1 = real time (default: %(default)s)")
     g.add_argument("--loop", action="store_true", help="replay the file forever")
@@ -117,13 +177,19 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--port", type=_port, default=8765, help="websocket port, 0 = any free port (default: %(default)s)")
     g.add_argument("--token", default=None, help=f"require this bearer token from clients (or set {TOKEN_ENV})")
     g.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN", help="allow browser pages from this Origin (repeatable); by default no browser page may connect")
-    g.add_argument("--max-clients", type=int, default=32, help="concurrent clients (default: %(default)s)")
+    g.add_argument("--max-clients", type=_positive_int, default=32, help="concurrent clients (default: %(default)s)")
+    g.add_argument("--max-sessions", type=_count, default=16, metavar="N",
+                   help="client audio sessions at once; 0 refuses them (default: %(default)s)")
+    g.add_argument("--session-buffer", type=_seconds(1, 3600), default=30.0, metavar="SEC",
+                   help="per-session cap on audio waiting for analysis (default: %(default)s)")
+    g.add_argument("--session-idle", type=_seconds(0.1, 86400), default=30.0, metavar="SEC",
+                   help="end a session that sends no audio for this long (default: %(default)s)")
     g.add_argument("--jsonl", default=None, metavar="PATH", help="also append every event to this JSON Lines file")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``wavlm-live`` argument parser (subcommands run, serve, demo, tui, listen,
-    transcribe, eval, devices, bench)."""
+    transcribe, convert, eval, devices, bench)."""
     parser = argparse.ArgumentParser(
         prog="wavlm-live",
         description="Streaming WavLM speech analysis: live captions, who spoke when, and speaker embeddings, "
@@ -142,9 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(p)
     p.add_argument("--no-tui", action="store_true", help="print captions instead of opening the dashboard")
 
-    p = sub.add_parser("serve", help="headless websocket publisher",
-                       description="Capture and analyse audio and publish the results over websockets until SIGINT/SIGTERM.")
-    _add_input_options(p)
+    p = sub.add_parser("serve", help="headless server: client audio sessions and/or its own input",
+                       description="Serve clients that stream their own audio (websocket sessions, the browser page at /), "
+                       "and optionally analyse an input of the server's own (--input), until SIGINT/SIGTERM.")
+    _add_input_options(p, default=None)
+    p.add_argument("--demo", action="store_true", help="use the bundled demo models (no network)")
     _add_model_options(p)
     _add_server_options(p)
     p.add_argument("--exit-at-end", action="store_true", help="exit when a file input ends (default: keep serving)")
@@ -163,19 +231,59 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tui", help="dashboard for a running server", description="Open the dashboard for a wavlm-live websocket URL.")
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
     p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
+    p.add_argument("--session", default=None, metavar="ID", help="watch this client session instead of the server's input")
+
+    p = sub.add_parser("send", help="stream a file or the microphone to a server and show its results",
+                       description="Open an audio session on a wavlm-live server, stream a file (at real-time pace, or "
+                       "--speed) or the microphone to it, and print the results (or show them in the dashboard with --tui).")
+    p.add_argument("input", metavar="FILE|mic", help="an audio file, or 'mic' for the microphone")
+    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
+    p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
+    p.add_argument("--input-device", default=None, metavar="INDEX|NAME", help="microphone by index or name substring")
+    p.add_argument("--speed", type=_positive_float, default=1.0,
+                   help="file pace, 1 = real time; a file is sent as a paced session, every window analysed (default: %(default)s)")
+    p.add_argument("--tasks", default=None, metavar="LIST", help="comma-separated subset of captions,diarization,embeddings")
+    p.add_argument("--speaker-threshold", type=float, default=None, metavar="COS", help="this session's speaker threshold")
+    p.add_argument("--live", action="store_true",
+                   help="send a file as a live session: the server skips windows if it falls behind "
+                        "(default for the microphone; a file is paced by default, every window analysed)")
+    p.add_argument("--tui", action="store_true", help="show the session in the dashboard")
 
     p = sub.add_parser("listen", help="print captions and speakers from a running server",
                        description="Subscribe to a wavlm-live server and print final captions with speaker labels.")
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
     p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
 
-    p = sub.add_parser("transcribe", help="analyse a file offline: JSONL, SRT, WebVTT, RTTM",
-                       description="Run the streaming pipeline over a whole file as fast as the machine allows and write the results.")
-    p.add_argument("file", help="audio file (anything soundfile reads: WAV, FLAC, OGG...)")
-    p.add_argument("-o", "--output", default=None, metavar="STEM", help="output path without extension (default: next to the input)")
+    p = sub.add_parser("transcribe", help="analyse a file offline: JSONL, SRT, WebVTT, RTTM, TXT",
+                       description="Run the streaming pipeline over a whole file as fast as the machine allows and write "
+                       "the results: JSONL (STEM.jsonl: every event), SRT and WebVTT (STEM.srt, STEM.vtt: captions with "
+                       "speakers), RTTM (STEM.rttm: who spoke when) and TXT (STEM.txt: the plain transcript, also "
+                       "printed). Existing results are never overwritten without --force.")
+    p.add_argument("file", help="audio or video file (WAV, FLAC, OGG, Opus, MP3, M4A, the sound of MP4/MKV/WebM...)")
+    p.add_argument("-o", "--output", default=None, metavar="STEM",
+                   help="output path without extension, the format is appended (default: the input without its "
+                        "extension: meeting.day1.wav -> meeting.day1.srt)")
     p.add_argument("--formats", default="jsonl,srt,vtt,rttm,txt", help="comma-separated subset of jsonl,srt,vtt,rttm,txt (default: %(default)s)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite results that exist already")
     p.add_argument("--demo", action="store_true", help="use the bundled demo models")
+    _add_progress_option(p)
     _add_model_options(p)
+
+    p = sub.add_parser("convert", help="write SRT, WebVTT, RTTM and TXT from a JSON Lines event log",
+                       description="Turn the events of a --jsonl log (run, serve, demo) or of transcribe's STEM.jsonl into "
+                       "the files transcribe writes, with the same writers: STEM.srt, STEM.vtt, STEM.rttm, STEM.txt. "
+                       "Existing files are never overwritten without --force.")
+    p.add_argument("events", metavar="EVENTS.jsonl", help="JSON Lines event log")
+    p.add_argument("-o", "--output", default=None, metavar="STEM",
+                   help="output path without extension (default: the log without .jsonl)")
+    p.add_argument("--formats", default="srt,vtt,rttm,txt", help="comma-separated subset of srt,vtt,rttm,txt (default: %(default)s)")
+    p.add_argument("--stream", type=_positive_int, default=None, metavar="N",
+                   help="a log that several runs appended to holds one stream per run (each ends with an end event): "
+                        "convert the N-th (required when there are several)")
+    p.add_argument("--file-id", default=None, metavar="ID",
+                   help="the RTTM file field, the recording's name (default: the log's name without .jsonl; "
+                        "transcribe writes the audio file's name)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite files that exist already")
 
     p = sub.add_parser("eval", help="measure CER/WER, DER and EER through the streaming pipeline",
                        description="Run the streaming pipeline over a folder of clips with references "
@@ -184,16 +292,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="use the bundled demo models")
     p.add_argument("--collar", type=float, default=0.25, help="DER collar in seconds (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_progress_option(p)
     _add_model_options(p)
 
-    p = sub.add_parser("devices", help="list audio input devices", description="List the audio input devices PortAudio sees.")
+    p = sub.add_parser("devices", help="list audio input devices",
+                       description="List the audio input devices PortAudio sees; exit status 1 when there is none.")
 
     p = sub.add_parser("bench", help="measure the pipeline's real-time factor on this machine",
-                       description="Run the offline pipeline over an audio file and print the real-time factor per task.")
+                       description="Run the offline pipeline over an audio file and print, as one JSON object, the "
+                       "real-time factor of the whole run and of each task's model. Without a model option it runs the "
+                       "bundled demo models (no network needed); give --ctc-model/--diarization-model/--embedding-model "
+                       "to measure other checkpoints (the ones not given are then the public defaults).")
     p.add_argument("file", nargs="?", default=None, help="audio file (default: the bundled demo recording)")
-    p.add_argument("--demo", action="store_true", help="use the bundled demo models")
-    _add_model_options(p)
+    p.add_argument("--demo", action="store_true", help="use the bundled demo models (the default without a model option)")
+    _add_model_options(p, bench=True)
     return parser
+
+
+def _add_progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress-interval", type=_non_negative_float, default=10.0, metavar="SEC",
+                   help="when stderr is not a terminal, print a progress line at most every SEC seconds "
+                        "(default: %(default)s; on a terminal a progress bar is drawn instead)")
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
 
 
 def _configure_logging(verbose: int) -> None:
@@ -202,8 +331,26 @@ def _configure_logging(verbose: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``wavlm-live`` console script; returns the exit status
-    (0 success, 1 runtime failure, 2 usage or input error, 130 interrupted)."""
+    """Entry point of the ``wavlm-live`` console script; returns the exit status:
+    :data:`EXIT_OK` (0), :data:`EXIT_FAILURE` (1), :data:`EXIT_USAGE` (2),
+    :data:`EXIT_INTERRUPTED` (130) or :data:`EXIT_BROKEN_PIPE` (141)."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): stop quietly, as a process that
+        # SIGPIPE ends would, and keep Python from complaining when it flushes stdout at
+        # exit (the recipe in the Python docs' "Note on SIGPIPE", signal module).
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version", "-v", "-vv", "--verbose"):
@@ -220,15 +367,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return app.dispatch(args)
     except CliError as exc:
         print(f"wavlm-live: {exc}", file=sys.stderr)
-        return 2
+        return exc.code
     except KeyboardInterrupt:
         print("wavlm-live: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # handled by main()
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         logging.getLogger("wavlm_live").debug("unexpected error", exc_info=True)
         hint = "" if args.verbose >= 2 else " (run with -vv for the traceback)"
         print(f"wavlm-live: unexpected error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 """``wavlm-live eval``: CER/WER, DER and EER measured through the streaming engine.
 
 Folder layout (written by ``scripts/corpus.py eval-*``; see docs/demo-models.md): one clip
-per ``NAME.wav`` / ``NAME.flac`` / ``NAME.ogg``; its transcript in ``NAME.txt`` (one line);
+per ``NAME.wav`` / ``NAME.flac`` / ``NAME.mp3`` / ``NAME.m4a`` / ... (any name ending in
+:data:`wavlm_live.audio.file.MEDIA_SUFFIXES`); its transcript in ``NAME.txt`` (one line);
 its diarization reference in ``NAME.rttm`` (NIST RTTM); and optionally ``trials.txt`` with
 VoxCeleb-style lines ``LABEL ENROL TEST`` (1 same speaker, 0 different; paths relative to
 the folder). Every clip runs through :class:`wavlm_live.engine.Engine` window by window,
@@ -21,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from wavlm_live.cli import CliError
+from wavlm_live.audio.file import MEDIA_SUFFIXES
+from wavlm_live.cli import CliError, UsageError
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine
 from wavlm_live.events import CaptionEvent, DiarizationEvent, Event, SpeakerEvent
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 @dataclass
@@ -55,19 +55,11 @@ class ClipResult:
         return sum(v * n for v, n in rows) / total
 
 
-def progress(message: str) -> None:
-    """A progress line on stderr: rewritten in place on a terminal, one line each otherwise."""
-    if sys.stderr.isatty():
-        print(f"\r{message}", end="", file=sys.stderr, flush=True)
-    else:
-        print(message, file=sys.stderr, flush=True)
-
-
 def find_clips(folder: Path) -> dict[str, Path]:
     """Clip name -> audio path for every audio file directly in ``folder``."""
     clips = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
+        if path.suffix.lower() in MEDIA_SUFFIXES and path.is_file():
             clips.setdefault(path.stem, path)
     return clips
 
@@ -99,8 +91,10 @@ def evaluate_folder(args: argparse.Namespace) -> int:
             that is disabled, or malformed reference files.
     """
     from wavlm_live import metrics  # noqa: PLC0415
-    from wavlm_live.app import engine_config, load_models  # noqa: PLC0415
+    from wavlm_live.app import check_analysis_options, engine_config, load_models  # noqa: PLC0415
+    from wavlm_live.progress import Progress  # noqa: PLC0415
 
+    check_analysis_options(args)
     folder = Path(args.folder)
     if not folder.is_dir():
         raise CliError(f"evaluation folder {folder} does not exist")
@@ -120,7 +114,7 @@ def evaluate_folder(args: argparse.Namespace) -> int:
     needed = ({"captions"} if with_text else set()) | ({"diarization"} if with_rttm else set()) | ({"embeddings"} if trials else set())
     missing = needed - enabled
     if missing == needed:
-        raise CliError(f"the references need the {', '.join(sorted(missing))} task(s), which are disabled")
+        raise UsageError(f"the references need the {', '.join(sorted(missing))} task(s), which are disabled")
     kinds = {"captions": "transcripts (NAME.txt)", "diarization": "RTTM references", "embeddings": "trials.txt"}
     for task in sorted(missing):
         print(f"eval: not scoring the {kinds[task]}: the {task} task is disabled", file=sys.stderr)
@@ -134,7 +128,10 @@ def evaluate_folder(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     refs_text, hyps_text = [], []
     der_total = None
-    for i, name in enumerate(sorted(set(with_text) | set(with_rttm)), 1):
+    scored = sorted(set(with_text) | set(with_rttm))
+    trial_files = sorted({rel for _, enrol, test in trials for rel in (enrol, test)})
+    meter = Progress("eval", len(scored) + len(trial_files), "clips", interval=getattr(args, "progress_interval", 10.0))
+    for i, name in enumerate(scored, 1):
         tasks = {"captions"} if name in with_text else set()
         if name in with_rttm:
             tasks |= enabled & {"diarization", "embeddings"}
@@ -149,7 +146,7 @@ def evaluate_folder(args: argparse.Namespace) -> int:
                 raise CliError(str(exc)) from None
             errors = metrics.diarization_errors(reference, result.turns, collar=args.collar)
             der_total = errors if der_total is None else der_total + errors
-        progress(f"eval: {i} clip(s)")
+        meter.update(i)
     embeddings: dict[str, np.ndarray | None] = {}
     for label, enrol, test in trials:
         for rel in (enrol, test):
@@ -158,9 +155,10 @@ def evaluate_folder(args: argparse.Namespace) -> int:
                 if not path.is_file():
                     raise CliError(f"trials.txt names {rel}, which is not in {folder}")
                 embeddings[rel] = run_clip(models, config, path, {"embeddings"}).embedding()
-                progress(f"eval: {len(embeddings)} verification clip(s)")
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+                meter.update(len(scored) + len(embeddings))
+    meter.close()
+    print(f"eval: {len(scored)} clip(s)" + (f", {len(embeddings)} verification clip(s)" if trials else "")
+          + f" in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     report: dict[str, Any] = {"folder": str(folder), "models": models.ids, "window": config.window, "hop": config.hop}
     if refs_text:

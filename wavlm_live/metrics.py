@@ -1,13 +1,15 @@
 """Evaluation metrics: CER/WER, DER (collar, overlap scored), EER; RTTM and trials files.
 
-Pure numpy/scipy, no torch. Conventions follow the standard scoring tools so that numbers
-are comparable with published ones:
+numpy/scipy and jiwer, no torch. Conventions follow the standard scoring tools so that
+numbers are comparable with published ones:
 
-- CER/WER: Levenshtein alignment (substitutions S, deletions D, insertions I, all cost 1)
-  of hypothesis against reference; rate = (S + D + I) / N with N the number of reference
+- CER/WER: computed by jiwer (``process_words`` / ``process_characters``: Levenshtein
+  alignment in linear memory, substitutions S, deletions D, insertions I, all cost 1) of
+  hypothesis against reference; rate = (S + D + I) / N with N the number of reference
   tokens, summed over a corpus before dividing (as NIST sclite and jiwer do). Words are
   whitespace-separated; characters are those of the words joined by single spaces
-  (spaces count, as in jiwer's `cer`). Text is compared after `normalize_transcript`.
+  (spaces count, as in jiwer's `cer`). Text is compared after `normalize_transcript`
+  (ours: jiwer's default transforms only split).
 - DER: NIST RT md-eval-22.pl conventions. DER = (missed + false alarm + confusion) /
   total reference speaker time, where at every instant with N_ref reference and N_hyp
   hypothesis speakers and N_correct mapped pairs both active, missed = max(0, N_ref -
@@ -18,7 +20,10 @@ are comparable with published ones:
   over the scored regions. A collar of c seconds removes [b - c, b + c] around every
   reference segment boundary b from scoring (md-eval `-c 0.25` is a 0.25 s collar on each
   side; pyannote.metrics calls the same thing `collar=0.5`, the total width).
-  Segments of one speaker that overlap or touch are merged first.
+  Segments of one speaker that overlap or touch are merged first (md-eval does; pyannote
+  .metrics instead scores each of a speaker's overlapping segments as a track of its own).
+  Otherwise the numbers equal pyannote.metrics' ``DiarizationErrorRate(collar=2 * c,
+  skip_overlap=False)`` (tested on random RTTM files).
 - EER: the operating point where the false-acceptance rate (different-speaker trials
   scored >= threshold) equals the false-rejection rate (same-speaker trials scored <
   threshold), linearly interpolated between the two neighbouring thresholds of the
@@ -27,6 +32,7 @@ are comparable with published ones:
 File formats (see docs/demo-models.md):
 - RTTM: NIST Rich Transcription Time Marked lines ``SPEAKER FILE CHAN ONSET DUR <NA>
   <NA> NAME <NA> <NA>``, onset and duration in seconds; other line types are ignored.
+  The writer is :func:`wavlm_live.engine.writers.format_rttm` (results and corpus alike).
 - trials: VoxCeleb verification lists, lines ``LABEL ENROL TEST`` with LABEL 1 (same
   speaker) or 0 (different).
 """
@@ -42,9 +48,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 __all__ = [
-    "ErrorCounts", "normalize_transcript", "edit_counts", "word_errors", "char_errors",
+    "ErrorCounts", "normalize_transcript", "word_errors", "char_errors",
     "wer", "cer", "DiarizationErrors", "diarization_errors", "der", "read_rttm",
-    "write_rttm", "equal_error_rate", "read_trials",
+    "equal_error_rate", "read_trials",
 ]
 
 _NOT_LETTER = re.compile(r"[^A-Z' ]")
@@ -68,7 +74,8 @@ def normalize_transcript(text: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ErrorCounts:
-    """Levenshtein alignment counts; add them to pool a corpus. `rate` = (S + D + I) / N."""
+    """Levenshtein alignment counts; add them to pool a corpus. `rate` = (S + D + I) / N,
+    N the number of reference tokens (S + D + hits)."""
 
     substitutions: int = 0
     deletions: int = 0
@@ -91,45 +98,6 @@ class ErrorCounts:
                            self.insertions + other.insertions, self.reference_length + other.reference_length)
 
 
-def edit_counts(reference: Sequence, hypothesis: Sequence) -> ErrorCounts:
-    """Minimum-edit alignment of two token sequences; returns S, D, I and N = len(reference).
-
-    Dynamic programming over the full (len(ref)+1) x (len(hyp)+1) cost matrix, one numpy
-    row at a time, then a backtrace that prefers match/substitution, then deletion, then
-    insertion among equal-cost paths (sclite's tie order). Tokens are compared with ==.
-    """
-    ref, hyp = list(reference), list(hypothesis)
-    n, m = len(ref), len(hyp)
-    if n == 0 or m == 0:
-        return ErrorCounts(0, n, m, n)
-    vocab: dict = {}
-    r = np.array([vocab.setdefault(t, len(vocab)) for t in ref])
-    h = np.array([vocab.setdefault(t, len(vocab)) for t in hyp])
-    cost = np.empty((n + 1, m + 1), np.int32)
-    cost[0] = np.arange(m + 1)
-    cols = np.arange(m + 1)
-    for i in range(1, n + 1):
-        cand = np.empty(m + 1, np.int32)
-        cand[0] = i
-        cand[1:] = np.minimum(cost[i - 1, :-1] + (h != r[i - 1]), cost[i - 1, 1:] + 1)
-        # insertions: row[j] = min(cand[j], row[j-1] + 1)  <=>  row - j = cummin(cand - j)
-        cost[i] = np.minimum.accumulate(cand - cols) + cols
-    s = d = ins = 0
-    i, j = n, m
-    while i > 0 or j > 0:
-        if i > 0 and j > 0 and cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
-            s += ref[i - 1] != hyp[j - 1]
-            i, j = i - 1, j - 1
-        elif i > 0 and cost[i, j] == cost[i - 1, j] + 1:
-            d += 1
-            i -= 1
-        else:
-            ins += 1
-            j -= 1
-    assert s + d + ins == cost[n, m]
-    return ErrorCounts(int(s), d, ins, n)
-
-
 def _pairs(references, hypotheses) -> list[tuple[str, str]]:
     if isinstance(references, str) != isinstance(hypotheses, str):
         raise TypeError("references and hypotheses must both be str or both be sequences of str")
@@ -141,20 +109,43 @@ def _pairs(references, hypotheses) -> list[tuple[str, str]]:
     return list(zip(references, hypotheses))
 
 
+def _counts(pairs: list[tuple[str, str]], unit: str) -> ErrorCounts:
+    """Pooled alignment counts of normalised (reference, hypothesis) pairs by jiwer:
+    ``unit`` "words" (whitespace-separated) or "chars" (spaces included). Pairs with an
+    empty side are counted here (all insertions or all deletions), as jiwer 3 refuses
+    empty references."""
+    import jiwer  # noqa: PLC0415 - eval and training use it, the live app never does
+
+    tokens = (lambda t: t.split()) if unit == "words" else list
+    s = d = i = n = 0
+    refs, hyps = [], []
+    for ref, hyp in pairs:
+        ref, hyp = normalize_transcript(ref), normalize_transcript(hyp)
+        if not ref or not hyp:
+            d += len(tokens(ref))
+            i += len(tokens(hyp))
+            n += len(tokens(ref))
+        else:
+            refs.append(ref)
+            hyps.append(hyp)
+    if refs:
+        out = jiwer.process_words(refs, hyps) if unit == "words" else jiwer.process_characters(refs, hyps)
+        s, d, i = s + out.substitutions, d + out.deletions, i + out.insertions
+        n += out.substitutions + out.deletions + out.hits
+    return ErrorCounts(int(s), int(d), int(i), int(n))
+
+
 def word_errors(references: str | Sequence[str], hypotheses: str | Sequence[str]) -> ErrorCounts:
-    """Word alignment counts over one transcript pair or a corpus (lists of equal length)."""
-    total = ErrorCounts()
-    for ref, hyp in _pairs(references, hypotheses):
-        total += edit_counts(normalize_transcript(ref).split(), normalize_transcript(hyp).split())
-    return total
+    """Word alignment counts over one transcript pair or a corpus (lists of equal length),
+    after :func:`normalize_transcript`, by ``jiwer.process_words`` (Levenshtein over
+    whitespace-separated words, rapidfuzz's linear-memory alignment)."""
+    return _counts(_pairs(references, hypotheses), "words")
 
 
 def char_errors(references: str | Sequence[str], hypotheses: str | Sequence[str]) -> ErrorCounts:
-    """Character alignment counts (spaces between words included) over one pair or a corpus."""
-    total = ErrorCounts()
-    for ref, hyp in _pairs(references, hypotheses):
-        total += edit_counts(normalize_transcript(ref), normalize_transcript(hyp))
-    return total
+    """Character alignment counts (spaces between words included) over one pair or a
+    corpus, after :func:`normalize_transcript`, by ``jiwer.process_characters``."""
+    return _counts(_pairs(references, hypotheses), "chars")
 
 
 def wer(references: str | Sequence[str], hypotheses: str | Sequence[str]) -> float:
@@ -315,13 +306,6 @@ def read_rttm(path: str | Path) -> dict[str, list[Turn]]:
             raise ValueError(f"{path}:{n}: onset/duration are not numbers: {line!r}") from None
         out.setdefault(f[1], []).append((onset, onset + duration, f[7]))
     return out
-
-
-def write_rttm(path: str | Path, file_id: str, turns: Iterable[Turn]) -> None:
-    """Write (start s, end s, speaker) turns as RTTM SPEAKER lines, times to the millisecond."""
-    with open(path, "w") as fh:
-        for start, end, spk in turns:
-            fh.write(f"SPEAKER {file_id} 1 {start:.3f} {end - start:.3f} <NA> <NA> {spk} <NA> <NA>\n")
 
 
 # ----------------------------------------------------------------------------- EER

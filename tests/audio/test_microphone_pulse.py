@@ -14,6 +14,8 @@ from scipy.signal import correlate, correlation_lags
 
 from wavlm_live.audio import TARGET_RATE, MicrophoneSource, list_input_devices
 
+pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in the fast lane
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 CLIP = DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s, 16 kHz mono
 LEAD_IN = 0.5  # seconds of silence played before the speech

@@ -10,9 +10,9 @@ from wavlm_live import metrics as M
 
 # ----------------------------------------------------------------------------- CER / WER
 
-def test_edit_counts_kitten_sitting():
+def test_char_errors_kitten_sitting():
     # kitten -> sitting: k->s, e->i (substitutions), + g (insertion): the textbook distance 3
-    c = M.edit_counts("kitten", "sitting")
+    c = M.char_errors("kitten", "sitting")
     assert (c.substitutions, c.deletions, c.insertions, c.reference_length) == (2, 0, 1, 6)
     assert c.rate == pytest.approx(3 / 6)
 
@@ -50,17 +50,39 @@ def test_empty_cases_and_bad_input():
         M.wer("a", ["a"])
 
 
-def test_edit_counts_long_sequences_match_simple_dp():
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 4, 60).tolist()
-    b = rng.integers(0, 4, 45).tolist()
-    # textbook O(nm) Levenshtein
-    d = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
+@pytest.mark.parametrize("seed", range(3))
+def test_error_counts_match_a_textbook_levenshtein(seed):
+    rng = np.random.default_rng(seed)
+    a = "".join(rng.choice(list("ABC D"), 60))
+    b = "".join(rng.choice(list("ABC D"), 45))
+    ref, hyp = M.normalize_transcript(a), M.normalize_transcript(b)
+    # textbook O(nm) Levenshtein distance
+    d = list(range(len(hyp) + 1))
+    for i, x in enumerate(ref, 1):
         prev, d[0] = d[0], i
-        for j, y in enumerate(b, 1):
+        for j, y in enumerate(hyp, 1):
             prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
-    assert M.edit_counts(a, b).errors == d[-1]
+    c = M.char_errors(a, b)
+    assert c.errors == d[-1] and c.reference_length == len(ref)
+
+
+def test_long_transcripts_use_little_memory():
+    # An 18 000-character pair (a few minutes of speech): the old full (n+1) x (m+1) cost
+    # matrix peaked at 924 MiB in this test (4.2 s); jiwer: 1.5 MiB traced (0.09 s).
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    words = ["THE", "CAT", "SAT", "ON", "A", "MAT", "AND", "SLEPT"]
+    ref = " ".join(rng.choice(words, 4000))[:18000]
+    hyp = " ".join(w if rng.random() > 0.1 else "DOG" for w in ref.split())
+    tracemalloc.start()
+    try:
+        rate = M.cer(ref, hyp)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert 0 < rate < 0.2
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MiB"
 
 
 # ----------------------------------------------------------------------------- DER
@@ -123,8 +145,10 @@ def test_der_merges_self_overlapping_turns_and_rejects_bad_turns():
 
 
 def test_rttm_round_trip(tmp_path):
+    from wavlm_live.engine.writers import write_rttm
+
     turns = [(0.5, 2.25, "spk0"), (1.75, 3.0, "spk1")]
-    M.write_rttm(tmp_path / "a.rttm", "conv", turns)
+    write_rttm(tmp_path / "a.rttm", "conv", turns)
     line = (tmp_path / "a.rttm").read_text().splitlines()[0]
     assert line == "SPEAKER conv 1 0.500 1.750 <NA> <NA> spk0 <NA> <NA>"
     assert M.read_rttm(tmp_path / "a.rttm") == {"conv": turns}
@@ -208,3 +232,47 @@ def test_der_matches_brute_force_grid(seed):
     ref, hyp = turns(["A", "B", "C"], 6), turns(["x", "y"], 5)
     for collar in (0.0, 0.25):
         assert M.der(ref, hyp, collar) == pytest.approx(_brute_force_der(ref, hyp, collar), abs=2e-3)
+
+
+# ----------------------------------------------------------------------------- DER vs pyannote.metrics
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.filterwarnings("ignore:'uem' was approximated")
+def test_der_equals_pyannote_metrics_on_the_same_rttm_files(tmp_path, seed):
+    # pyannote.metrics (an independent implementation) scores the same RTTM files; its
+    # collar is the total width, twice ours (md-eval's -c), and it scores overlap when
+    # skip_overlap is False. Times on a 10 ms grid, as RTTM files usually have. Speakers
+    # overlap each other, but no speaker overlaps itself: there pyannote counts each
+    # segment as a separate track where md-eval (and we) merge them.
+    from pyannote.database.util import load_rttm
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    from wavlm_live.engine.writers import write_rttm
+
+    rng = np.random.default_rng(100 + seed)
+
+    def turns(names, n):
+        out = []
+        for name in names:
+            t = round(float(rng.uniform(0, 3)), 2)
+            for _ in range(n):
+                end = round(t + float(rng.uniform(0.2, 6)), 2)
+                out.append((t, end, name))
+                t = round(end + float(rng.uniform(0.01, 5)), 2)
+        return out
+
+    ref_path, hyp_path = tmp_path / "ref.rttm", tmp_path / "hyp.rttm"
+    write_rttm(ref_path, "conv", turns(["A", "B", "C"], 5))
+    write_rttm(hyp_path, "conv", turns(["S1", "S2", "S3", "S4"], 4))
+    reference = [t for ts in M.read_rttm(ref_path).values() for t in ts]
+    hypothesis = [t for ts in M.read_rttm(hyp_path).values() for t in ts]
+    ref_ann, hyp_ann = load_rttm(ref_path)["conv"], load_rttm(hyp_path)["conv"]
+    for collar in (0.0, 0.25):
+        ours = M.diarization_errors(reference, hypothesis, collar=collar)
+        metric = DiarizationErrorRate(collar=2 * collar, skip_overlap=False)
+        theirs = metric(ref_ann, hyp_ann, detailed=True)
+        assert ours.der == pytest.approx(theirs["diarization error rate"], abs=1e-9)
+        assert ours.total == pytest.approx(theirs["total"], abs=1e-6)
+        assert ours.missed == pytest.approx(theirs["missed detection"], abs=1e-6)
+        assert ours.false_alarm == pytest.approx(theirs["false alarm"], abs=1e-6)
+        assert ours.confusion == pytest.approx(theirs["confusion"], abs=1e-6)

@@ -174,6 +174,7 @@ def test_checkpoints_load_in_transformers(models):
 CER_BOUND = 0.5
 
 
+@pytest.mark.slow
 def test_streaming_demo_on_the_bundled_conversation(tmp_path):
     """The installed `wavlm-live eval --demo` (the streaming pipeline, as `wavlm-live demo`
     runs it) on the bundled two-speaker conversation: captions, and two stable speakers.

@@ -8,6 +8,8 @@ import torch
 
 from wavlm_live.model import (WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector, load_pretrained)
 
+pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in the fast lane
+
 
 def _log(folder):
     return [json.loads(l) for l in (folder / "log.jsonl").read_text().splitlines()]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in the fast lane
+
 CLI = Path(sys.executable).with_name("wavlm-live")
 
 

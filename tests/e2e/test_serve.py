@@ -17,6 +17,8 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in the fast lane
+
 DATA = Path(__file__).parents[1] / "data"
 CLIP = DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s
 CLI = Path(sys.executable).with_name("wavlm-live")
@@ -83,8 +85,9 @@ def check_coverage(messages, duration):
     assert seqs == sorted(seqs)
 
 
-def test_serve_file_at_real_time_then_sigterm(tiny_checkpoints):
-    proc, url = start_serve(tiny_checkpoints, "--input", str(CLIP), "--wait-client")
+def test_serve_file_at_real_time_then_sigterm(tiny_checkpoints, tmp_path):
+    log = tmp_path / "events.jsonl"
+    proc, url = start_serve(tiny_checkpoints, "--input", str(CLIP), "--wait-client", "--jsonl", str(log))
     duration = sf.info(CLIP).frames / 16000
 
     async def client():
@@ -111,6 +114,24 @@ def test_serve_file_at_real_time_then_sigterm(tiny_checkpoints):
     stats = [m for m in messages if m["type"] == "stats"]
     assert stats[-1]["windows_skipped"] == 0
     assert "Traceback" not in err
+    # the --jsonl log: a header, then the same events without the websocket envelope
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    validate_jsonl(lines)
+    assert lines[0]["source"] == str(CLIP)
+    sent = [{k: v for k, v in m.items() if k not in ("seq", "wall", "clients", "snapshot")}
+            for m in messages if m["type"] == "caption" and m["final"]]
+    assert [line for line in lines if line["type"] == "caption" and line["final"]] == sent
+
+
+def validate_jsonl(lines: list[dict]) -> None:
+    """Every line of a JSON Lines event file against its documented schema."""
+    from jsonschema import Draft202012Validator
+
+    from wavlm_live.server import JSONL_SCHEMAS
+
+    assert lines[0]["type"] == "header" and all(line["type"] != "header" for line in lines[1:])
+    for line in lines:
+        Draft202012Validator(JSONL_SCHEMAS[line["type"]]).validate(line)
 
 
 def test_serve_microphone_through_virtual_mic(tiny_checkpoints, virtual_mic):
@@ -156,6 +177,6 @@ def test_serve_reports_bad_input_in_one_line(tiny_checkpoints, tmp_path):
                  ["--input", str(CLIP), "--ctc-model", str(tmp_path / "no-model")]):
         proc, _ = start_serve(tiny_checkpoints, *args)
         out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 2, err
+        assert proc.returncode == 1, err  # a runtime failure, not a usage error
         assert "Traceback" not in err
         assert len(err.strip().splitlines()) == 1 and err.startswith("wavlm-live: "), err

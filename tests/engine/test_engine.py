@@ -146,6 +146,9 @@ def test_engine_skips_and_reports_when_behind(runners):
             time.sleep(0.3)
             return runners["diarization"].activity(audio)
 
+        def activity_batch(self, audios):
+            return [self.activity(a) for a in audios]
+
     bus, events = EventBus(), []
     bus.subscribe(events.append)
     engine = Engine(EngineConfig(window=1.0, hop=0.1, max_backlog=0), bus, diarization=Slow())

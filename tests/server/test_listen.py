@@ -153,3 +153,29 @@ async def test_example_subscriber_prints_labelled_captions(tools) -> None:
         "[2.00-2.90] ?: SEGMENT 2",
         "stream ended at 3.00 s",
     ]
+
+
+async def test_a_speaker_is_announced_when_it_first_speaks_not_before(tools) -> None:
+    # A new voice's x-vector creates its speaker before its frames settle, and an enrolled
+    # speaker exists before it speaks: their first_seen is 0 and means nothing yet.
+    out = Lines()
+    async with tools.running_publisher() as (pub, bus):
+        task = asyncio.create_task(listen(pub.url, print_fn=out))
+        await _wait_for_clients(pub, 1)
+        await tools.join(tools.feed(bus, [
+            SpeakerEvent("S1", "Alice", 0.0, 0, 1, None, 0.0, 0.0),  # enrolled, silent so far
+            SpeakerEvent("S2", None, 0.0, 0, 1, None, 0.0, 0.0),  # new voice, frames not settled
+            SpeakerEvent("S2", None, 0.7, 1, 2, 0.9, 2.78, 3.48),
+            SpeakerEvent("S1", "Ann", 0.0, 0, 1, None, 0.0, 0.0),  # renamed before speaking
+            SpeakerEvent("S1", "Ann", 1.2, 1, 1, None, 4.1, 5.3),
+            SpeakerEvent("S2", "Bob", 0.9, 1, 2, 0.9, 2.78, 3.68),
+            EndEvent(6.0),
+        ]))
+        assert await asyncio.wait_for(task, 10) == 0
+    assert out.lines[3:] == [
+        "S2 joined at 2.78 s",
+        "S1 (Ann) joined at 4.10 s",
+        'S2 is now "Bob"',
+        "stream ended at 6.00 s",
+    ]
+    assert not any("0.00 s" in line for line in out.lines)

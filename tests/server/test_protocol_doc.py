@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from wavlm_live.events import EVENT_TYPES
-from wavlm_live.server import CLIENT_SCHEMAS, PROTOCOL_SCHEMAS, ServerConfig
+from wavlm_live.server import CLIENT_SCHEMAS, JSONL_SCHEMAS, PROTOCOL_SCHEMAS, ServerConfig
 from wavlm_live.server.protocol import BadMessage, Ping, Rename, Subscribe, parse_client_message
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
@@ -27,9 +27,11 @@ def test_doc_schemas_equal_the_code_schemas() -> None:
     schemas = [b for b in _json_blocks() if "$schema" in b]
     server = {s["title"]: s for s in schemas if ":server:" in s["$id"]}
     client = {s["title"]: s for s in schemas if ":client:" in s["$id"]}
-    assert len(server) + len(client) == len(schemas), "a schema in the doc is listed twice"
+    jsonl = {s["title"]: s for s in schemas if ":jsonl:" in s["$id"]}
+    assert len(server) + len(client) + len(jsonl) == len(schemas), "a schema in the doc is listed twice"
     assert server == PROTOCOL_SCHEMAS
     assert client == CLIENT_SCHEMAS
+    assert jsonl == {"header": JSONL_SCHEMAS["header"]}  # the event lines are derived from the messages
     for schema in schemas:
         Draft202012Validator.check_schema(schema)
 
@@ -38,6 +40,9 @@ def test_doc_examples_are_valid_messages() -> None:
     examples = [b for b in _json_blocks() if "$schema" not in b]
     seen = set()
     for example in examples:
+        if example["type"] == "header":
+            Draft202012Validator(JSONL_SCHEMAS["header"]).validate(example)
+            continue
         schema = PROTOCOL_SCHEMAS.get(example["type"]) or CLIENT_SCHEMAS[example["type"]]
         Draft202012Validator(schema).validate(example)
         seen.add(example["type"])

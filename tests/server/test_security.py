@@ -86,11 +86,11 @@ async def test_client_cap_gives_503_and_leaks_no_slots(tools) -> None:
         subs.append(await tools.Sub.connect(pub.url, additional_headers=auth))
         await subs[-1].recv()
 
-        # abrupt disconnects and a request that fails after taking a slot (no Upgrade)
+        # abrupt disconnects and a handshake that fails after taking a slot (no key)
         for sub in subs:
             sub.ws.transport.abort()
-        raw = await asyncio.to_thread(_plain_http_get, pub.port, TOKEN)
-        assert raw.startswith(b"HTTP/1.1 426"), raw[:40]
+        raw = await asyncio.to_thread(_broken_handshake, pub.port, TOKEN)
+        assert raw.startswith(b"HTTP/1.1 400"), raw[:40]
         await _until(lambda: pub.clients == 0)
 
         # after all that, exactly `cap` clients fit again
@@ -118,9 +118,12 @@ async def test_client_cap_gives_503_and_leaks_no_slots(tools) -> None:
             await sub.close()
 
 
-def _plain_http_get(port: int, token: str) -> bytes:
+def _broken_handshake(port: int, token: str) -> bytes:
+    """A websocket upgrade request without Sec-WebSocket-Key: passes the server's checks,
+    takes a slot, then fails in the handshake."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(f"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     f"Authorization: Bearer {token}\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(4096):
             data += chunk

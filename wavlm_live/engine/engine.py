@@ -1,4 +1,13 @@
-"""The streaming engine: ring buffer -> windows -> task models -> stitchers -> events."""
+"""The streaming engine: ring buffer -> windows -> task models -> stitchers -> events.
+
+An :class:`Engine` is the state of one stream (one session): its ring buffer, window
+schedule, stitchers, speaker tracker and statistics. It does not run models by itself:
+a :class:`~wavlm_live.engine.scheduler.Scheduler` takes the due windows of every engine it
+serves (:meth:`Engine.take`), runs each shared task model once per batch and hands each
+engine its own outputs (:meth:`Engine.apply`). :meth:`Engine.start` runs a private
+scheduler for a single live stream, :meth:`Engine.run_offline` analyses a whole stream in
+the calling thread.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +26,7 @@ from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.captions import CaptionStitcher
 from wavlm_live.engine.diarization import DiarizationConfig, DiarizationStitcher, Segment, solo_activity, solo_runs
 from wavlm_live.engine.ringbuffer import OverwrittenError, RingBuffer
+from wavlm_live.engine.scheduler import Scheduler, Work, analyse
 from wavlm_live.engine.speakers import Speaker, SpeakerTracker
 from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Window, WindowPlan
 from wavlm_live.events import DiarizationEvent, EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
@@ -24,19 +34,34 @@ from wavlm_live.events import DiarizationEvent, EndEvent, ErrorEvent, Event, Lev
 log = logging.getLogger(__name__)
 
 
+def _nothing() -> None:
+    pass
+
+
 class CaptionModel(Protocol):
-    """A CTC model wrapper (see :class:`wavlm_live.engine.tasks.CTCRunner`)."""
+    """A CTC model wrapper (see :class:`wavlm_live.engine.tasks.CTCRunner`).
+
+    Attributes:
+        name: model id shown to clients.
+        blank_id: CTC blank id; delimiter_id: word delimiter id (``None``: none).
+        decoder: greedy decoder of partial captions.
+        final_decoder: decoder of final segments (beam search + LM), or ``None``.
+        decoding: one line saying how finals are decoded (``hello``'s ``captions_decoder``).
+    """
 
     name: str
     blank_id: int
     delimiter_id: int | None
     decoder: Any
-    # optional ``final_decoder``: decodes each final segment's logits (beam search + LM)
-    # optional ``decoding``: one line saying how finals are decoded (``hello``'s
-    # ``captions_decoder``; "greedy" when absent)
+    final_decoder: Any
+    decoding: str
 
     def logits(self, audio: np.ndarray) -> np.ndarray:
         """``audio`` float32 ``[samples]`` at 16 kHz -> float32 logits ``[frames, vocab]``."""
+        ...
+
+    def logits_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`logits` of several windows, in order."""
         ...
 
 
@@ -49,15 +74,28 @@ class DiarizationModel(Protocol):
         """``audio`` float32 ``[samples]`` -> activity probabilities ``[frames, speakers]``."""
         ...
 
+    def activity_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`activity` of several windows, in order."""
+        ...
+
 
 class EmbeddingModel(Protocol):
-    """An x-vector model wrapper (see :class:`wavlm_live.engine.tasks.XVectorRunner`)."""
+    """An x-vector model wrapper (see :class:`wavlm_live.engine.tasks.XVectorRunner`).
+
+    Attributes:
+        name: model id; min_frames: fewest WavLM frames it accepts.
+    """
 
     name: str
+    min_frames: int
 
     def embed(self, audio: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         """``audio`` float32 ``[samples]``, optional frame masks ``[n, frames]`` (bool) ->
         x-vectors ``[n, dim]`` (``[1, dim]`` without masks)."""
+        ...
+
+    def embed_batch(self, audios: list[np.ndarray], masks: list[np.ndarray | None]) -> list[np.ndarray]:
+        """:meth:`embed` of several windows with their masks, in order."""
         ...
 
 
@@ -164,13 +202,13 @@ class Engine:
                 captions.delimiter_id,
                 pause_frames=pause,
                 speaker_of=speaker_of if (diarization or embeddings) else None,
-                final_decoder=getattr(captions, "final_decoder", None),
+                final_decoder=captions.final_decoder,
             )
         self._min_embedding_frames = max(
-            round(config.min_embedding_seconds / FRAME_SECONDS), int(getattr(embeddings, "min_frames", 0))
+            round(config.min_embedding_seconds / FRAME_SECONDS), embeddings.min_frames if embeddings is not None else 0
         )
         # the TDNN needs a few frames more than its span to pool over (>= 2 outputs)
-        self._min_segment_frames = int(getattr(embeddings, "min_frames", 0)) + 2
+        self._min_segment_frames = embeddings.min_frames if embeddings is not None else 0 + 2
         self.windows_analysed = 0
         self.windows_skipped = 0
         self.samples_sanitised = 0
@@ -178,8 +216,13 @@ class Engine:
         self._rtf = 0.0
         self._meter = LevelMeter(config.level_interval, SAMPLE_RATE)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._finished = threading.Event()
+        self._scheduler: Scheduler | None = None
+        self._own_scheduler: Scheduler | None = None
+        self._wake: Callable[[], None] = _nothing
+        self._index = 0  # next running window
+        self._keep = 0  # first frame not settled yet
+        self._final_taken = False
         self.error: BaseException | None = None
 
     # -- description --------------------------------------------------------------------
@@ -206,7 +249,7 @@ class Engine:
             "hop": self.plan.hop_seconds,
             "right_context": self.plan.right_frames * FRAME_SECONDS,
             "demo": self.demo,
-            **({"captions_decoder": getattr(self.captions_model, "decoding", "greedy")}
+            **({"captions_decoder": self.captions_model.decoding}
                if self.captions_model is not None else {}),
         }
 
@@ -224,12 +267,14 @@ class Engine:
         self.ring.write(block)
         for end, rms, peak in self._meter.update(block):
             self.bus.publish(LevelEvent(t=round(end / SAMPLE_RATE, 4), rms_db=round(rms, 2), peak_db=round(peak, 2)))
+        self._wake()
 
     def close_input(self) -> None:
         """The producer has no more audio: the engine settles everything and ends."""
         self.ring.close()
+        self._wake()
 
-    # -- engine thread ------------------------------------------------------------------
+    # -- analysis (the scheduler's thread) ------------------------------------------------
 
     def warmup(self) -> None:
         """Run every enabled model once on a window of silence, so that one-time costs
@@ -243,92 +288,229 @@ class Engine:
             self.embeddings_model.embed(silence)
 
     def start(self) -> None:
-        """Warm the models up (:meth:`warmup`) and start the engine thread (live mode)."""
-        if self._thread is not None:
+        """Warm the models up (:meth:`warmup`) and analyse the live stream in a private
+        :class:`~wavlm_live.engine.scheduler.Scheduler` thread (a stream served with
+        others is added to a shared scheduler instead)."""
+        if self._scheduler is not None:
             raise RuntimeError("engine already started")
         self.warmup()
-        self._thread = threading.Thread(target=self._run_thread, name="wavlm-live-engine", daemon=True)
-        self._thread.start()
+        scheduler = Scheduler(name="wavlm-live-engine")
+        scheduler.add(self)
+        scheduler.start()
+        self._own_scheduler = scheduler
 
     def stop(self, timeout: float | None = 10.0) -> None:
         """End the stream (as if the input ended) and wait up to ``timeout`` seconds for
         the engine to settle and publish the rest. Idempotent."""
         self.close_input()
         self.join(timeout)
+        if self._own_scheduler is not None and self._finished.is_set():
+            self._own_scheduler.stop()
 
     def abort(self) -> None:
-        """Stop the engine thread after the current window without settling the rest."""
+        """Stop analysing after the current window without settling the rest."""
         self._stop.set()
         self.ring.close()
+        self._wake()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the engine thread; True when it has finished."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self._finished.is_set()
+        """Wait up to ``timeout`` seconds for the stream to be fully analysed (or
+        aborted); True when it is."""
+        if self._scheduler is None:
+            return self._finished.is_set()
+        return self._finished.wait(timeout)
 
     @property
     def finished(self) -> threading.Event:
         """Set when the stream has been fully analysed (``end`` published) or aborted."""
         return self._finished
 
-    def _run_thread(self) -> None:
+    @property
+    def pending_seconds(self) -> float:
+        """Seconds of received audio that the next windows still need: from the start of
+        the next due window (or the first unsettled frame, if earlier) to the newest
+        sample. A producer that must not lose audio waits while this nears the ring's
+        capacity. Readable from any thread."""
+        first = min(max(0, self.plan.end_of(self._index) - self.plan.window_samples), self._keep * HOP_SAMPLES)
+        return max(0, self.ring.written - first) / SAMPLE_RATE
+
+    @property
+    def aborted(self) -> bool:
+        """True after :meth:`abort`."""
+        return self._stop.is_set()
+
+    def attach(self, scheduler: Scheduler, wake: Callable[[], None]) -> None:
+        """Called by :meth:`Scheduler.add`: ``wake()`` is called after every fed block and
+        when the input closes.
+
+        Raises:
+            RuntimeError: the engine already belongs to a scheduler.
+        """
+        if self._scheduler is not None:
+            raise RuntimeError("engine already belongs to a scheduler")
+        self._scheduler = scheduler
+        self._wake = wake
+
+    def take(self) -> Work | None:
+        """The next piece of analysis this stream is due for, or ``None`` when it must
+        wait for audio: the next running window (live streams skip their oldest due
+        windows beyond ``max_backlog``, counted in ``windows_skipped``), or, once the
+        input is closed and every running window is done, the final window
+        (``Work.final``; its ``window`` is ``None`` when nothing is left to settle).
+        After the final work, or after :meth:`abort`, it returns ``None`` for ever."""
+        if self._stop.is_set() or self._final_taken:
+            return None
+        while True:
+            end = self.plan.end_of(self._index)
+            written = self.ring.written
+            if written < end:
+                if not self.ring.closed:
+                    return None
+                self._final_taken = True
+                window = self.plan.final_window(self._index, written, self._keep)
+                return Work(window, self._read(window) if window is not None else None, final=True)
+            if self.config.realtime:
+                newest = written // self.plan.hop_samples - 1
+                if newest - self._index > self.config.max_backlog:
+                    self.windows_skipped += newest - self._index
+                    self._index = newest
+            window = self.plan.window(self._index, self._keep)
+            self._index += 1
+            if window.frame_end <= window.frame_start:
+                continue
+            self._keep = window.keep_end
+            audio = self._read(window)
+            if audio is None:
+                continue
+            return Work(window, audio)
+
+    def _read(self, window: Window) -> np.ndarray | None:
+        """The window's samples, or ``None`` (counted as skipped) when the ring has
+        already overwritten them."""
         try:
-            self._loop(realtime=self.config.realtime)
-        except BaseException as exc:  # noqa: BLE001 - reported, never silent
-            log.exception("engine failed")
-            self.error = exc
-            self.bus.publish(ErrorEvent(code="engine", message=f"analysis stopped: {exc}", fatal=True))
-        finally:
-            self._finished.set()
+            audio = self.ring.read(window.start, window.end)
+        except OverwrittenError:
+            self.windows_skipped += 1
+            return None
+        self.ring.release(max(0, window.end + self.plan.hop_samples - self.plan.window_samples))
+        return audio
 
     def run_offline(self, blocks: Iterable[np.ndarray], progress: Callable[[int], None] | None = None) -> None:
         """Analyse a whole stream synchronously in the calling thread, without skipping:
         every window is analysed as soon as its audio has been fed. ``progress`` gets the
         number of samples fed so far after each block."""
-        keep, index = 0, 0
         for block in blocks:
             self.feed(block)
             if progress is not None:
                 progress(self.ring.written)
-            while self.plan.end_of(index) <= self.ring.written:
-                keep = self._analyse_running(index, keep)
-                index += 1
+            while (work := self.take()) is not None:
+                analyse([(self, work)])
         self.close_input()
-        self._finish(index, keep)
+        while (work := self.take()) is not None:
+            analyse([(self, work)])
         self._finished.set()
 
-    def _loop(self, realtime: bool) -> None:
-        keep, index = 0, 0
-        while not self._stop.is_set():
-            end = self.plan.end_of(index)
-            if not self.ring.wait_for(end, timeout=0.1):
-                if self.ring.closed:
-                    break
-                continue
-            if realtime:
-                newest = self.ring.written // self.plan.hop_samples - 1
-                if newest - index > self.config.max_backlog:
-                    self.windows_skipped += newest - index
-                    index = newest
-            keep = self._analyse_running(index, keep)
-            index += 1
-        if not self._stop.is_set():
-            self._finish(index, keep)
+    def embedding_masks(self, probs: np.ndarray) -> tuple[list[int], list[tuple[int, int, int]], np.ndarray] | None:
+        """What the x-vector model must pool for one window's diarization output: the
+        local speakers alone long enough (``min_embedding_seconds``) and the solo runs
+        (:func:`~wavlm_live.engine.diarization.solo_runs`), with one frame mask per
+        x-vector, in that order. ``probs``: float32 ``[frames, local speakers]``.
 
-    def _analyse_running(self, index: int, keep: int) -> int:
-        window = self.plan.window(index, keep)
-        if window.frame_end <= window.frame_start:
-            return keep
-        self._analyse(window)
-        return window.keep_end
+        Returns:
+            ``(locals, runs, masks)`` with ``masks`` bool ``[len(locals) + len(runs),
+            frames]``, or ``None`` when nothing needs an x-vector (or the embeddings or
+            diarization task is off).
+        """
+        if self.diarizer is None or self.embeddings_model is None:
+            return None
+        cfg = self.diarizer.config
+        alone = solo_activity(self.diarizer.binarize(probs))
+        if alone.shape[0] < self._min_embedding_frames:
+            return None
+        locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= self._min_embedding_frames]
+        runs: list[tuple[int, int, int]] = []
+        if cfg.segment_min_frames > 0:
+            runs = solo_runs(alone, max(cfg.segment_min_frames, self._min_segment_frames), cfg.segment_gap_frames)
+        if not locals_ and not runs:
+            return None
+        masks = [alone[:, k] for k in locals_]
+        for k, start, end in runs:
+            mask = np.zeros(alone.shape[0], bool)
+            mask[start:end] = alone[start:end, k]
+            masks.append(mask)
+        return locals_, runs, np.stack(masks)
 
-    def _finish(self, index: int, keep: int) -> None:
-        """Analyse the final window, settle everything and publish the closing events."""
+    def wants_window_embedding(self, window: Window) -> bool:
+        """Whether a window of a stream without diarization gets one whole-window x-vector
+        (embeddings on, window long enough)."""
+        return (self.diarizer is None and self.embeddings_model is not None
+                and window.frame_end - window.frame_start >= self._min_embedding_frames)
+
+    def apply(self, work: Work, seconds: float) -> None:
+        """Stitch one window's model outputs (filled in ``work`` by the scheduler) and
+        publish the resulting events.
+
+        Args:
+            work: what :meth:`take` returned, with ``logits`` (captions on), ``probs``
+                (diarization on), ``request`` (from :meth:`embedding_masks`) and
+                ``vectors`` (x-vectors for the request's masks, or the one whole-window
+                x-vector of a stream without diarization) filled in.
+            seconds: compute time spent on this window (its batch's time), for ``rtf``
+                and ``compute_seconds``.
+        """
+        window = work.window
+        publish = self.bus.publish
+        logits, probs, vectors = work.logits, work.probs, work.vectors
+        if self.captioner is not None and logits is not None:
+            preview = self.captioner.add(window, logits)
+            if preview is not None:
+                publish(preview)
+        changed: list[Speaker] = []
+        if self.diarizer is not None and probs is not None:
+            embeddings: dict[int, np.ndarray] | None = None  # None: x-vectors are off
+            segments: list[Segment] = []
+            if self.embeddings_model is not None:
+                embeddings = {}
+                if work.request is not None and vectors is not None:
+                    locals_, runs, _ = work.request
+                    embeddings = {k: vectors[i] for i, k in enumerate(locals_)}
+                    segments = [Segment(k, start, end, vectors[len(locals_) + i])
+                                for i, (k, start, end) in enumerate(runs)]
+            result = self.diarizer.update(window, probs, embeddings, segments)
+            if result.event is not None:
+                publish(result.event)
+            changed = result.changed
+        elif vectors is not None:
+            speaker = self.tracker.assign(vectors[0])
+            self._current_speaker = speaker.id
+            for frame in range(window.keep_start, window.keep_end):
+                self.tracker.mark_active(speaker, frame)
+            changed = [speaker]
+        for speaker in changed:
+            publish(self.tracker.event(speaker))
+        if self.captioner is not None:
+            for event in self.captioner.commit():
+                publish(event)
+        self.compute_seconds += seconds
+        self.windows_analysed += 1
+        rtf = seconds / self.plan.hop_seconds
+        self._rtf = rtf if self.windows_analysed == 1 else 0.8 * self._rtf + 0.2 * rtf
+        if not work.final:
+            publish(self._stats(window.end))
+
+    def fail_window(self, work: Work, exc: BaseException) -> None:
+        """Report a window whose analysis raised (published as a non-fatal ``model``
+        error; the window counts as skipped). The stream goes on."""
+        if work.window is None:
+            return
+        log.error("analysis of window %d failed: %s", work.window.index, exc, exc_info=exc)
+        self.bus.publish(ErrorEvent(code="model", message=f"window at {work.window.start / SAMPLE_RATE:.2f} s failed: {exc}"))
+        self.windows_skipped += 1
+
+    def complete(self) -> None:
+        """After the final work: settle everything and publish the closing events
+        (final captions, last turns, every speaker, ``stats``, ``end``)."""
         total = self.ring.written
-        window = self.plan.final_window(index, total, keep)
-        if window is not None:
-            self._analyse(window)
         if self.captioner is not None:
             for event in self.captioner.finish():
                 self.bus.publish(event)
@@ -341,83 +523,17 @@ class Engine:
             self.bus.publish(self.tracker.event(speaker))
         self.bus.publish(self._stats(total))
         self.bus.publish(EndEvent(t=round(total / SAMPLE_RATE, 4)))
+        self._finished.set()
 
-    def _analyse(self, window: Window) -> None:
-        try:
-            audio = self.ring.read(window.start, window.end)
-        except OverwrittenError:
-            self.windows_skipped += 1
-            return
-        self.ring.release(max(0, window.end + self.plan.hop_samples - self.plan.window_samples))
-        t0 = time.perf_counter()
-        try:
-            self._run_models(window, audio)
-        except Exception as exc:  # noqa: BLE001 - one bad window must not end the stream
-            log.exception("analysis of window %d failed", window.index)
-            self.bus.publish(ErrorEvent(code="model", message=f"window at {window.start / SAMPLE_RATE:.2f} s failed: {exc}"))
-            self.windows_skipped += 1
-            return
-        elapsed = time.perf_counter() - t0
-        self.compute_seconds += elapsed
-        self.windows_analysed += 1
-        rtf = elapsed / self.plan.hop_seconds
-        self._rtf = rtf if self.windows_analysed == 1 else 0.8 * self._rtf + 0.2 * rtf
-        self.bus.publish(self._stats(window.end))
-
-    def _run_models(self, window: Window, audio: np.ndarray) -> None:
-        publish = self.bus.publish
-        if self.captions_model is not None:
-            preview = self.captioner.add(window, self.captions_model.logits(audio))  # type: ignore[union-attr]
-            if preview is not None:
-                publish(preview)
-        changed: list[Speaker] = []
-        if self.diarization_model is not None:
-            probs = np.asarray(self.diarization_model.activity(audio), dtype=np.float32)
-            embeddings: dict[int, np.ndarray] | None = None  # None: x-vectors are off
-            segments: list[Segment] = []
-            if self.embeddings_model is not None:
-                embeddings, segments = self._local_embeddings(audio, probs)
-            result = self.diarizer.update(window, probs, embeddings, segments)  # type: ignore[union-attr]
-            if result.event is not None:
-                publish(result.event)
-            changed = result.changed
-        elif self.embeddings_model is not None and window.frame_end - window.frame_start >= self._min_embedding_frames:
-            vector = self.embeddings_model.embed(audio)[0]
-            speaker = self.tracker.assign(vector)
-            self._current_speaker = speaker.id
-            for frame in range(window.keep_start, window.keep_end):
-                self.tracker.mark_active(speaker, frame)
-            changed = [speaker]
-        for speaker in changed:
-            publish(self.tracker.event(speaker))
-        if self.captioner is not None:
-            for event in self.captioner.commit():
-                publish(event)
-
-    def _local_embeddings(self, audio: np.ndarray, probs: np.ndarray) -> tuple[dict[int, np.ndarray], list[Segment]]:
-        """x-vectors of each local speaker over the frames where it alone is active, and
-        of each of its solo runs (:func:`~wavlm_live.engine.diarization.solo_runs`), from
-        one backbone pass."""
-        cfg = self.diarizer.config  # type: ignore[union-attr]
-        active = self.diarizer.binarize(probs)  # type: ignore[union-attr]
-        alone = solo_activity(active)
-        if alone.shape[0] < self._min_embedding_frames:
-            return {}, []
-        locals_ = [k for k in range(alone.shape[1]) if alone[:, k].sum() >= self._min_embedding_frames]
-        runs = []
-        if cfg.segment_min_frames > 0:
-            runs = solo_runs(alone, max(cfg.segment_min_frames, self._min_segment_frames), cfg.segment_gap_frames)
-        if not locals_ and not runs:
-            return {}, []
-        masks = [alone[:, k] for k in locals_]
-        for k, start, end in runs:
-            mask = np.zeros(alone.shape[0], bool)
-            mask[start:end] = alone[start:end, k]
-            masks.append(mask)
-        vectors = np.asarray(self.embeddings_model.embed(audio, np.stack(masks)), dtype=np.float32)  # type: ignore[union-attr]
-        embeddings = {k: vectors[i] for i, k in enumerate(locals_)}
-        segments = [Segment(k, start, end, vectors[len(locals_) + i]) for i, (k, start, end) in enumerate(runs)]
-        return embeddings, segments
+    def fail(self, exc: BaseException) -> None:
+        """The stream cannot go on (a stitcher or the scheduler failed): publish a fatal
+        ``engine`` error, then ``end`` at the audio received so far, and finish."""
+        log.error("engine failed: %s", exc, exc_info=exc)
+        self.error = exc
+        self._stop.set()
+        self.bus.publish(ErrorEvent(code="engine", message=f"analysis stopped: {exc}", fatal=True))
+        self.bus.publish(EndEvent(t=round(self.ring.written / SAMPLE_RATE, 4)))
+        self._finished.set()
 
     def _stats(self, analysed_end: int) -> StatsEvent:
         overflows = sanitised = 0

@@ -1,8 +1,16 @@
-"""Task-model runners: numpy audio windows in, numpy per-window outputs out (torch inside)."""
+"""Task-model runners: numpy audio windows in, numpy per-window outputs out (torch inside).
+
+Every runner takes one window (``logits``, ``activity``, ``embed``) or a list of windows
+from several streams (``*_batch``): windows of equal length are stacked into one
+``[B, N]`` forward pass (exact: no padding, and per-window normalisation as for one),
+windows of other lengths run in their own groups; outputs are split back by index
+(the dynamic batching of Triton and Ray Serve's ``@serve.batch``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -10,9 +18,31 @@ import torch
 from wavlm_live.model import Pretrained
 
 
+T = TypeVar("T")
+
+MAX_BATCH = 32
+"""Most windows stacked into one forward pass (bounds the activation memory: a 4 s
+base-plus window needs about 60 MB of activations in float32)."""
+
+
 def _describe(pretrained: Pretrained) -> str:
     """The model as the hello names it: its source and family, "owner/name (Wav2Vec2)"."""
     return f"{pretrained.source} ({pretrained.family})"
+
+
+def length_groups(lengths: Sequence[int], max_batch: int = MAX_BATCH) -> list[list[int]]:
+    """Indices grouped by equal length, each group at most ``max_batch`` long, in order of
+    first appearance. ``length_groups([64000, 32000, 64000]) == [[0, 2], [1]]``.
+
+    Raises:
+        ValueError: ``max_batch`` < 1.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        by_length.setdefault(int(n), []).append(i)
+    return [idx[i : i + max_batch] for idx in by_length.values() for i in range(0, len(idx), max_batch)]
 
 
 class _Runner:
@@ -31,11 +61,28 @@ class _Runner:
         self.device = pretrained.device
         self.dtype = pretrained.dtype
 
-    def _input(self, audio: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, -1)
+    max_batch = MAX_BATCH
+    """Most windows per forward pass in the ``*_batch`` methods (1 disables batching)."""
+
+    def _input(self, audio: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """One window ``[N]`` or equal-length windows -> model input ``[B, N]`` (each row
+        normalised on its own when the checkpoint asks for it)."""
+        if isinstance(audio, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, -1)
+        else:
+            x = torch.from_numpy(np.stack([np.asarray(a, dtype=np.float32).reshape(-1) for a in audio]))
         if self.pretrained.preprocessor.do_normalize:
             x = self.pretrained.preprocessor.normalize(x)
         return x.to(device=self.device, dtype=self.dtype)
+
+    def _batched(self, audios: Sequence[np.ndarray], run: Callable[[torch.Tensor, list[int]], list[T]]) -> list[T]:
+        """``run(x [B, N], indices)`` per group of equal-length windows; outputs back in
+        the order of ``audios``."""
+        out: list[Any] = [None] * len(audios)
+        for group in length_groups([a.shape[-1] for a in audios], self.max_batch):
+            for i, y in zip(group, run(self._input([audios[i] for i in group]), group)):
+                out[i] = y
+        return out
 
 
 class CTCRunner(_Runner):
@@ -78,6 +125,11 @@ class CTCRunner(_Runner):
         out = self.model(self._input(audio))
         return out.logits[0].float().cpu().numpy()
 
+    @torch.inference_mode()
+    def logits_batch(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`logits` of several windows (any lengths), batched by length."""
+        return self._batched(audios, lambda x, _: list(self.model(x).logits.float().cpu().numpy()))
+
 
 class FrameRunner(_Runner):
     """Runs a ``*ForAudioFrameClassification`` (diarization) checkpoint on one window."""
@@ -89,6 +141,11 @@ class FrameRunner(_Runner):
         """``audio`` float32 ``[samples]`` -> sigmoid activity ``[frames, num_labels]`` in [0, 1]."""
         out = self.model(self._input(audio))
         return torch.sigmoid(out.logits[0].float()).cpu().numpy()
+
+    @torch.inference_mode()
+    def activity_batch(self, audios: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`activity` of several windows (any lengths), batched by length."""
+        return self._batched(audios, lambda x, _: list(torch.sigmoid(self.model(x).logits.float()).cpu().numpy()))
 
 
 class XVectorRunner(_Runner):
@@ -122,17 +179,49 @@ class XVectorRunner(_Runner):
             ValueError: audio shorter than the model's minimum (``min_frames`` frames), or
                 masks of the wrong shape / selecting fewer than 2 frames.
         """
+        return self.embed_batch([audio], [masks])[0]
+
+    @torch.inference_mode()
+    def embed_batch(self, audios: Sequence[np.ndarray],
+                    masks: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+        """:meth:`embed` of several windows (any lengths, each with its own masks or
+        ``None``), one backbone pass per group of equal-length windows.
+
+        Raises:
+            ValueError: as :meth:`embed`, for any window.
+        """
         model: Any = self.model
-        x = self._input(audio)
-        if masks is None:
-            return model(x).embeddings.float().cpu().numpy()
-        h = model.frame_features(x)[0]  # [1, T', C] float32
-        n_frames = h.shape[1] + self._span
+        masks = [None] * len(audios) if masks is None else list(masks)
+        if len(masks) != len(audios):
+            raise ValueError(f"got {len(masks)} mask sets for {len(audios)} windows")
+        for a in audios:
+            frames = model.config.frames_for_samples(a.shape[-1]) if a.shape[-1] >= 400 else 0
+            if frames < self.min_frames:
+                raise ValueError(f"a window of {a.shape[-1]} samples ({frames} frames) is too short for the "
+                                 f"x-vector model (at least {self.min_frames} frames)")
+
+        def run(x: torch.Tensor, group: list[int]) -> list[np.ndarray]:
+            h = model.frame_features(x)[0]  # [B, T', C] float32
+            out = []
+            for row, i in enumerate(group):
+                if masks[i] is None:
+                    weights = torch.ones(1, h.shape[1], device=h.device)
+                else:
+                    weights = self._weights(masks[i], h.shape[1]).to(h.device)
+                out.append(model.masked_embeddings(h[row : row + 1], weights).float().cpu().numpy())
+            return out
+
+        return self._batched(audios, run)
+
+    def _weights(self, masks: np.ndarray, tdnn_frames: int) -> torch.Tensor:
+        """Backbone-frame masks ``[n, frames]`` -> pooling weights ``[n, T']`` over TDNN frames
+        (each TDNN frame takes the mask of its centre frame)."""
+        n_frames = tdnn_frames + self._span
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim != 2 or masks.shape[1] != n_frames:
             raise ValueError(f"expected masks of shape [n, {n_frames}], got {masks.shape}")
         centre = self._span // 2
-        m = torch.from_numpy(masks[:, centre : centre + h.shape[1]].astype(np.float32)).to(h.device)  # [n, T']
+        m = torch.from_numpy(masks[:, centre : centre + tdnn_frames].astype(np.float32))  # [n, T']
         if bool((m.sum(dim=1) < 2).any()):
             raise ValueError("every mask must select at least 2 frames after the TDNN")
-        return model.masked_embeddings(h, m).float().cpu().numpy()
+        return m

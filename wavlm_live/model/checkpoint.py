@@ -19,6 +19,10 @@ import dataclasses
 import functools
 import json
 import re
+import socket
+import threading
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,10 +167,61 @@ def _looks_like_hub_id(name: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?", name) is not None and ".." not in name
 
 
+HUB_PROBE_SECONDS = 3.0
+"""How long :func:`hub_unreachable` waits for the Hub's address and a TCP connection."""
+
+
+@functools.lru_cache(maxsize=8)
+def hub_unreachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why the Hub at ``endpoint`` (a URL such as ``https://huggingface.co``) cannot be
+    reached, in a few words, or ``None`` when a TCP connection to it opens within
+    ``timeout`` seconds (or a proxy is configured: then huggingface_hub is left to try).
+
+    Asked once per endpoint and process, before the first download, so that a machine
+    without network fails at once instead of after huggingface_hub's five retries with
+    back-off (about 25 s and two warnings per retry, per file).
+    """
+    url = urllib.parse.urlsplit(endpoint)
+    host = url.hostname
+    if not host:
+        return f"{endpoint!r} is not a URL"
+    if urllib.request.getproxies().get(url.scheme) and not urllib.request.proxy_bypass(host):
+        return None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    found: list[object] = []
+
+    def resolve() -> None:  # getaddrinfo has no timeout of its own
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+
+    resolver = threading.Thread(target=resolve, name="wavlm-live-hub-probe", daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if not found:
+        return f"no answer for the address of {host} within {timeout:g} s"
+    if isinstance(found[0], OSError):
+        return f"cannot resolve {host} ({found[0].strerror or found[0]})"
+    last: OSError | None = None
+    for family, kind, proto, _, address in found[0]:  # type: ignore[union-attr]
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(timeout)
+                sock.connect(address)
+                return None
+        except OSError as exc:
+            last = exc
+    detail = "timed out" if isinstance(last, TimeoutError) else (getattr(last, "strerror", None) or str(last))
+    return f"cannot connect to {host}:{port} ({detail})"
+
+
 def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool | None) -> Path:
     """Download (or find in the cache) the files a checkpoint needs; returns the snapshot
-    folder. Honours ``HF_HUB_OFFLINE`` through huggingface_hub."""
-    from huggingface_hub import hf_hub_download
+    folder. Honours ``HF_HUB_OFFLINE`` through huggingface_hub; when neither it nor
+    ``local_files_only`` is set and :func:`hub_unreachable` finds no network, only the
+    cache is used."""
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, HFValidationError,
                                         LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
                                         RevisionNotFoundError)
@@ -174,6 +229,12 @@ def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool |
     not_cached: list[str] = []
     offline = ("(HF_HUB_OFFLINE is set, local_files_only is true, or the Hub is unreachable); pass a local "
                "folder that holds its config.json and weights instead")
+    if local_files_only is None and not constants.HF_HUB_OFFLINE:
+        reason = hub_unreachable(constants.ENDPOINT)
+        if reason is not None:
+            local_files_only = True
+            offline = (f"(the Hugging Face Hub at {constants.ENDPOINT} cannot be reached: {reason}); pass a local "
+                       "folder that holds its config.json and weights instead")
 
     def fetch(filename: str) -> Path | None:
         try:

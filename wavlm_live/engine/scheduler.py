@@ -1,0 +1,255 @@
+"""One analysis thread for many streams: due windows collected, each model run once per batch.
+
+A :class:`Scheduler` serves any number of :class:`~wavlm_live.engine.engine.Engine`
+streams (sessions) that share their task models. Every cycle it takes at most one due
+window from each stream (:meth:`Engine.take`: a live stream that fell behind skips its
+oldest due windows there, so no stream waits for another's backlog), runs every shared
+model once over the windows that need it (:func:`analyse`: windows of equal length are
+stacked without padding, others run in their own groups), and hands each stream its own
+outputs, split back by index. Nothing crosses streams but the batched tensors (the dynamic
+batching of Triton's batcher and Ray Serve's ``@serve.batch``; see docs/engine.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wavlm_live.engine.windows import Window
+
+if TYPE_CHECKING:
+    from wavlm_live.engine.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Work:
+    """One window of one stream on its way through the models.
+
+    Attributes:
+        window: the window (``None`` for a final work with nothing left to settle).
+        audio: its samples, float32 ``[window.num_samples]`` at 16 kHz.
+        final: the stream's last window: the stream completes after it.
+        logits: CTC logits ``[frames, vocab]``, filled in by :func:`analyse`.
+        probs: diarization activity ``[frames, local speakers]``.
+        request: what the x-vector model must pool (``Engine.embedding_masks``).
+        vectors: x-vectors ``[n, dim]`` for ``request``'s masks, or ``[1, dim]`` for the
+            whole window of a stream without diarization.
+    """
+
+    window: Window | None
+    audio: np.ndarray | None
+    final: bool = False
+    logits: np.ndarray | None = None
+    probs: np.ndarray | None = None
+    request: tuple[list[int], list[tuple[int, int, int]], np.ndarray] | None = None
+    vectors: np.ndarray | None = None
+
+
+def _run(model: Any, method: str, items: list[tuple[Engine, Work]], args: Callable[[Work], tuple]) -> list[Any]:
+    """``model.<method>_batch`` over the works' inputs; if the batch raises, each work
+    alone, so that one bad window fails only its own stream's window (returned as the
+    exception in its place)."""
+    batch = getattr(model, method + "_batch")
+    inputs = [args(work) for _, work in items]
+    try:
+        return batch(*map(list, zip(*inputs)))
+    except Exception:  # noqa: BLE001 - retried one by one below to find the culprit
+        if len(items) == 1:
+            raise
+    out: list[Any] = []
+    for one in inputs:
+        try:
+            out.append(batch(*([x] for x in one))[0])
+        except Exception as exc:  # noqa: BLE001 - reported for that window only
+            out.append(exc)
+    return out
+
+
+def analyse(items: list[tuple[Engine, Work]]) -> float:
+    """Run the shared task models over the works of several streams and stitch each
+    stream's outputs into events (:meth:`Engine.apply`; a final work also completes its
+    stream). Returns the compute seconds the batch took.
+
+    Stage 1 runs captions and diarization over every window that needs them; stage 2 the
+    x-vector model over the masks each stream derives from its diarization output (or
+    the whole window without diarization). A model error fails only the windows it
+    concerns (``model`` error events); an error while stitching ends that stream
+    (:meth:`Engine.fail`). Called from one thread per set of streams.
+    """
+    t0 = time.perf_counter()
+    failed: dict[int, BaseException] = {}
+    live = [(e, w) for e, w in items if w.window is not None and w.audio is not None]
+
+    def stage(attr: str, method: str, out: str, args: Callable[[Work], tuple],
+              want: Callable[[Engine, Work], bool] = lambda e, w: True) -> None:
+        groups: dict[int, list[tuple[Engine, Work]]] = defaultdict(list)
+        models: dict[int, Any] = {}
+        for engine, work in live:
+            model = getattr(engine, attr)
+            if model is not None and id(work) not in failed and want(engine, work):
+                groups[id(model)].append((engine, work))
+                models[id(model)] = model
+        for key, group in groups.items():
+            try:
+                results = _run(models[key], method, group, args)
+            except Exception as exc:  # noqa: BLE001 - a single window: reported below
+                results = [exc]
+            for (_, work), result in zip(group, results):
+                if isinstance(result, BaseException):
+                    failed[id(work)] = result
+                else:
+                    setattr(work, out, result)
+
+    stage("captions_model", "logits", "logits", lambda w: (w.audio,))
+    stage("diarization_model", "activity", "probs", lambda w: (w.audio,))
+    for engine, work in live:
+        if id(work) in failed:
+            continue
+        if work.probs is not None:
+            work.request = engine.embedding_masks(np.asarray(work.probs, dtype=np.float32))
+    stage("embeddings_model", "embed", "vectors",
+          lambda w: (w.audio, None if w.request is None else w.request[2]),
+          lambda e, w: w.request is not None or e.wants_window_embedding(w.window))
+    seconds = time.perf_counter() - t0
+    for engine, work in items:
+        try:
+            if id(work) in failed:
+                engine.fail_window(work, failed[id(work)])
+            elif work.window is not None and work.audio is not None:
+                engine.apply(work, seconds)
+            if work.final:
+                engine.complete()
+        except Exception as exc:  # noqa: BLE001 - this stream cannot go on; the others can
+            engine.fail(exc)
+    return seconds
+
+
+class Scheduler:
+    """Analyses the windows of every added stream in one thread, batching across streams.
+
+    Args:
+        name: the thread's name.
+        batch_wait: seconds an idle scheduler waits after the first new audio before it
+            collects, so that windows of streams fed at nearly the same moment share a
+            batch (the max queue delay of Triton's dynamic batcher); a busy scheduler never
+            waits, since windows gather while it computes.
+
+    Batch sizes are the runners' own limit (``max_batch``, :mod:`wavlm_live.engine.tasks`).
+
+    Thread safety: :meth:`add` and :meth:`stop` from any thread; the streams' producers
+    feed their engines from their own threads (each feed wakes the scheduler).
+    """
+
+    def __init__(self, name: str = "wavlm-live-scheduler", batch_wait: float = 0.005) -> None:
+        self._engines: list[Engine] = []
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._dirty = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.batch_wait = batch_wait
+        self.cycles = 0
+        """Batches run so far."""
+        self.windows = 0
+        """Windows (of all streams) analysed so far: ``windows / cycles`` is the mean batch."""
+        self.busy_seconds = 0.0
+        """Compute seconds spent in batches so far."""
+        self.error: BaseException | None = None
+
+    def add(self, engine: Engine) -> None:
+        """Serve ``engine`` from now on (until its stream has completed or it is aborted).
+
+        Raises:
+            RuntimeError: the engine already belongs to a scheduler, or this one stopped.
+        """
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("scheduler stopped")
+            engine.attach(self, self._notify)
+            self._engines.append(engine)
+            self._dirty = True
+            self._cond.notify()
+
+    @property
+    def engines(self) -> list[Engine]:
+        """The streams being served now (a copy)."""
+        with self._lock:
+            return list(self._engines)
+
+    def start(self) -> None:
+        """Start the analysis thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop after the current batch (streams not yet complete stay unfinished) and
+        wait up to ``timeout`` seconds for the thread. Idempotent."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    def _collect(self) -> list[tuple[Engine, Work]]:
+        """One due work from every stream; drops streams that are done."""
+        items = []
+        with self._lock:
+            engines = list(self._engines)
+        done = []
+        for engine in engines:
+            if engine.aborted:
+                done.append(engine)
+                engine.finished.set()
+                continue
+            try:
+                work = engine.take()
+            except Exception as exc:  # noqa: BLE001 - that stream ends, the others go on
+                engine.fail(exc)
+                done.append(engine)
+                continue
+            if work is not None:
+                items.append((engine, work))
+                if work.final:
+                    done.append(engine)
+        if done:
+            with self._lock:
+                self._engines = [e for e in self._engines if e not in done]
+        return items
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    if self._stopping:
+                        return
+                    self._cond.wait_for(lambda: self._dirty or self._stopping, timeout=0.1)
+                    if self._stopping:
+                        return
+                    self._dirty = False
+                if self.batch_wait > 0:
+                    time.sleep(self.batch_wait)
+                while items := self._collect():
+                    self.busy_seconds += analyse(items)
+                    self.cycles += 1
+                    self.windows += len(items)
+                    if self._stopping:
+                        return
+        except BaseException as exc:  # noqa: BLE001 - reported to every stream, never silent
+            self.error = exc
+            log.exception("scheduler failed")
+            for engine in self.engines:
+                if not engine.finished.is_set():
+                    engine.fail(exc)
