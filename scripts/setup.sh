@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs what wavlm-live needs on a Debian/Ubuntu machine into ./.venv:
 #   system packages (PortAudio, PulseAudio for the virtual microphone, espeak-ng, sox, tmux,
-#   ffmpeg for the media-file tests, the LibriVox test clips' package) and the Python package
-#   with its test extra.
+#   ffmpeg for the media-file tests, the LibriVox test clips' package, a C++ compiler and
+#   compression headers for kenlm, which pip builds from source) and the Python package with
+#   its test extra.
 # Idempotent: re-running it only installs what is missing.
 # Environment: WAVLM_LIVE_NO_APT=1 skips apt; PYTHON picks the interpreter (>= 3.11).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libportaudio2 libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
-              espeak-ng sox libsox-fmt-all flac ffmpeg tmux pocketsphinx-testdata wordnet-base)
+              espeak-ng sox libsox-fmt-all flac ffmpeg tmux pocketsphinx-testdata wordnet-base
+              g++ python3-dev zlib1g-dev libbz2-dev liblzma-dev)  # the last five: pip builds kenlm from source
 APT_PACKAGES+=(chromium)  # headless Chromium for the browser page's end-to-end test
 
 if [[ "${WAVLM_LIVE_NO_APT:-0}" != 1 ]] && command -v apt-get >/dev/null; then

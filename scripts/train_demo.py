@@ -36,15 +36,16 @@ Usage:
   python scripts/train_demo.py lm --corpus corpus/demo18 --out wavlm_live/data/demo/captions/language_model
 
 `lm` writes the captions' word language model: an interpolated Kneser-Ney ARPA model of the
-training split's transcripts (held-out sentences never enter it) as OUT/lm.arpa.gz, and
-OUT/attrs.json with the beam-search settings (chosen on the validation utterances; see
-docs/demo-models.md).
+training split's transcripts (held-out sentences never enter it) as OUT/lm.arpa, with
+OUT/unigrams.txt and OUT/attrs.json (the fusion settings, chosen on the validation
+utterances; see docs/demo-models.md): the layout of a Hub checkpoint's language_model/
+folder, which transformers' Wav2Vec2ProcessorWithLM (pyctcdecode) loads too. When OUT's
+parent is a CTC checkpoint (it has vocab.json), its alphabet.json is written there.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -74,6 +75,8 @@ SR = C.SAMPLE_RATE
 VOCAB = ("[PAD]", "[UNK]", "|") + tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + ("'",)
 """LibriSpeech letter vocabulary; id 0 ([PAD]) is the CTC blank."""
 CHAR_TO_ID = {c: i for i, c in enumerate(VOCAB)} | {" ": VOCAB.index("|")}
+SCORE_BOUNDARY = True
+"""The demo LM's score_boundary (chosen on the validation utterances, docs/demo-models.md)."""
 
 BACKBONE = dict(
     hidden_size=256,
@@ -507,17 +510,20 @@ def export(src: Path, dst: Path, fp16: bool) -> None:
 
 
 def build_language_model(corpus: Path, out: Path, order: int, settings) -> None:
-    """Write OUT/lm.arpa.gz (interpolated Kneser-Ney over the training transcripts) and
-    OUT/attrs.json (``settings``, a ``wavlm_live.model.lm.BeamSettings``)."""
-    from wavlm_live.model.lm import ATTRS_FILE, build_arpa
+    """Write OUT/lm.arpa (interpolated Kneser-Ney over the training transcripts),
+    OUT/unigrams.txt and OUT/attrs.json (``settings``, a ``wavlm_live.model.lm.BeamSettings``:
+    pyctcdecode's four keys), and alphabet.json beside OUT when its parent has vocab.json."""
+    from wavlm_live.model.lm import build_arpa, pyctcdecode_alphabet, write_language_model
 
     with open(corpus / "train" / "utts.jsonl", encoding="utf-8") as f:
         sentences = [json.loads(line)["norm"] for line in f]
     out.mkdir(parents=True, exist_ok=True)
-    sizes = build_arpa(sentences, out / "lm.arpa.gz", order=order)
-    attrs = dataclasses.asdict(settings)
-    (out / ATTRS_FILE).write_text(json.dumps(attrs, indent=2) + "\n")
-    print(json.dumps({"lm": str(out), "sentences": len(sentences), "ngrams": sizes, **attrs}), flush=True)
+    sizes = build_arpa(sentences, out / "lm.arpa", order=order)
+    write_language_model(out, out / "lm.arpa", settings)
+    if (out.parent / "vocab.json").is_file():
+        alphabet = pyctcdecode_alphabet(CTCVocabulary.from_files(out.parent))
+        (out.parent / "alphabet.json").write_text(json.dumps(alphabet, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(json.dumps({"lm": str(out), "sentences": len(sentences), "ngrams": sizes, **settings.attrs()}), flush=True)
 
 
 def save_best(model, task: str, folder: Path) -> None:
@@ -682,11 +688,14 @@ def main(argv=None) -> int:
     m.add_argument("--order", type=int, default=2)
     m.add_argument("--alpha", type=float, default=0.8, help="LM weight (natural-log word probabilities)")
     m.add_argument("--beta", type=float, default=3.0, help="bonus per word")
-    m.add_argument("--beam-width", type=int, default=24)
+    m.add_argument("--unk-score-offset", type=float, default=-10.0, help="added once per unknown word")
+    m.add_argument("--score-boundary", action=argparse.BooleanOptionalAction, default=SCORE_BOUNDARY,
+                   help="score <s> before the first word and </s> after the last")
     args = p.parse_args(argv)
     if args.task == "lm":
         from wavlm_live.model.lm import BeamSettings
-        settings = BeamSettings(alpha=args.alpha, beta=args.beta, beam_width=args.beam_width)
+        settings = BeamSettings(alpha=args.alpha, beta=args.beta, unk_score_offset=args.unk_score_offset,
+                                score_boundary=args.score_boundary)
         build_language_model(args.corpus, args.out, args.order, settings)
         return 0
     if args.task == "export":

@@ -78,7 +78,27 @@ def test_demo_checkpoints_are_flagged_however_they_are_named(tmp_path):
     args = parse("run", "--ctc-model", str(app.demo_dir() / "captions"), "--no-diarization", "--no-embeddings")
     models = app.load_models(args, demo=False)
     assert models.demo and models.ids == {"captions": "demo/captions"}
+    assert models.captions.name == "demo/captions (WavLM)"  # the hello names the family
     assert not app.is_demo_checkpoint(tmp_path)
+
+
+def test_hello_names_the_family_of_wav2vec2_and_hubert_checkpoints(tmp_path):
+    from tests.model.hub_layouts import write_checkpoint
+
+    write_checkpoint(tmp_path / "ru", "xls-r-300m-ru")
+    write_checkpoint(tmp_path / "sd", "wav2vec2-base-superb-sd")
+    write_checkpoint(tmp_path / "sv", "wav2vec2-base-superb-sv")
+    args = parse("run", "--ctc-model", str(tmp_path / "ru"), "--diarization-model", str(tmp_path / "sd"),
+                 "--embedding-model", str(tmp_path / "sv"))
+    models = app.load_models(args, demo=False)
+    engine = Engine(EngineConfig(realtime=False), EventBus(), captions=models.captions,
+                    diarization=models.diarization, embeddings=models.embeddings)
+    assert engine.hello()["models"] == {"captions": f"{tmp_path / 'ru'} (Wav2Vec2)",
+                                        "diarization": f"{tmp_path / 'sd'} (Wav2Vec2)",
+                                        "embeddings": f"{tmp_path / 'sv'} (Wav2Vec2)"}
+    write_checkpoint(tmp_path / "hu", "hubert-large-ls960-ft")
+    args = parse("run", "--ctc-model", str(tmp_path / "hu"), "--no-diarization", "--no-embeddings")
+    assert app.load_models(args, demo=False).captions.name == f"{tmp_path / 'hu'} (HuBERT)"
 
 
 def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkpoints, tmp_path):
@@ -94,17 +114,17 @@ def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkp
     (ckpt / "language_model" / "attrs.json").write_text('{"alpha": 0.7, "beam_width": 8}')
     decoder = app.load_models(parse(*base), demo=False).captions.final_decoder
     assert isinstance(decoder, CTCBeamDecoder) and decoder.settings.alpha == 0.7 and decoder.settings.beam_width == 8
-    assert decoder.lm.vocabulary == {"a", "cat", "sat"}
-    assert decoder.describe() == "beam search (width 8, 2-gram LM of 3 words, alpha 0.7, beta 1.5)"
+    assert decoder.lm.words == ("a", "cat", "sat")
+    assert decoder.describe() == "beam search (width 8, 2-gram LM of 3 words (lm.arpa.gz), alpha 0.7, beta 1.5)"
     models = app.load_models(parse(*base), demo=False)
     engine = Engine(EngineConfig(realtime=False), EventBus(), captions=models.captions)
     assert engine.hello()["captions_decoder"] == decoder.describe()  # told to subscribers
     greedy = app.load_models(parse(*base, "--no-lm"), demo=False).captions
     assert greedy.final_decoder is None and greedy.decoding == "greedy"
     other = tmp_path / "other.arpa"
-    build_arpa(["the dog ran"], other, order=1)
+    build_arpa(["the dog ran"], other, order=2)
     decoder = app.load_models(parse(*base, "--lm", str(other)), demo=False).captions.final_decoder
-    assert decoder.lm.vocabulary == {"the", "dog", "ran"} and decoder.settings == BeamSettings()  # defaults
+    assert set(decoder.lm.words) == {"the", "dog", "ran"} and decoder.settings == BeamSettings()  # defaults
     with pytest.raises(CliError, match="--no-lm"):
         app.load_models(parse(*base, "--lm", str(tmp_path / "missing.arpa")), demo=False)
     with pytest.raises(CliError, match="contradict"):
@@ -114,4 +134,4 @@ def test_language_model_is_attached_from_the_checkpoint_or_lm_option(tiny_checkp
 def test_demo_captions_decode_with_their_language_model():
     args = parse("demo", "--no-diarization", "--no-embeddings")
     decoder = app.load_models(args, demo=True).captions.final_decoder
-    assert decoder is not None and decoder.lm.order >= 2 and len(decoder.lm.vocabulary) > 10000
+    assert decoder is not None and decoder.lm.order >= 2 and decoder.lm.vocabulary_size > 10000

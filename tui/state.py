@@ -31,6 +31,7 @@ from wavlm_live.events import (
     Word,
     event_from_dict,
 )
+from wavlm_live.text import join_words
 
 CURRENT_S = 0.5
 """A speaker active in the last ``CURRENT_S`` seconds of settled frames is "current"."""
@@ -463,11 +464,11 @@ def speaker_runs(event: CaptionEvent) -> list[tuple[str | None, float, float, st
     end = start
     for word in event.words:
         if word.speaker != speaker and words:
-            runs.append((speaker, start, end, " ".join(words)))
+            runs.append((speaker, start, end, join_words(words)))
             words, speaker, start = [], word.speaker, word.start
         words.append(word.text)
         end = word.end
-    runs.append((speaker, start, end, " ".join(words)))
+    runs.append((speaker, start, end, join_words(words)))  # no space between Chinese / Japanese characters
     return runs
 
 

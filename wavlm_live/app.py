@@ -109,7 +109,7 @@ def load_models(args: argparse.Namespace, demo: bool) -> Models:
         bundled = is_demo_checkpoint(pretrained.path)
         models.demo |= bundled
         models.ids[task] = f"demo/{pretrained.path.name}" if bundled else source
-        getattr(models, task).name = models.ids[task]
+        getattr(models, task).name = f"{models.ids[task]} ({pretrained.family})"  # hello: "id (Wav2Vec2)"
     return models
 
 

@@ -134,9 +134,10 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bo
                        help="diarization checkpoint (default: " + note % DEFAULT_MODELS["diarization"] + ")")
         g.add_argument("--embedding-model", metavar="ID|DIR", default=default("embeddings"),
                        help="speaker-embedding checkpoint (default: " + note % DEFAULT_MODELS["embeddings"] + ")")
-    g.add_argument("--lm", metavar="DIR|ARPA", default=None,
-                   help="word n-gram language model for the captions' beam search: an .arpa(.gz) file or a folder "
-                        "with one and attrs.json (default: the captions checkpoint's language_model/ folder, if any)")
+    g.add_argument("--lm", metavar="DIR|FILE", default=None,
+                   help="word n-gram language model for the captions' beam search (KenLM): an .arpa(.gz) or KenLM "
+                        "binary .bin file, or a Hub language_model/ folder (attrs.json, unigrams.txt, the model) "
+                        "(default: the captions checkpoint's language_model/ folder, if any)")
     g.add_argument("--no-lm", action="store_true", help="greedy CTC decoding even when a language model is available")
     g.add_argument("--no-captions", action="store_true", help="disable CTC captions")
     g.add_argument("--no-diarization", action="store_true", help="disable diarization")

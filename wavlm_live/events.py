@@ -56,7 +56,8 @@ class Word:
     """One recognised word.
 
     Attributes:
-        text: the word, as decoded (upper case for LibriSpeech-style vocabularies).
+        text: the word, as decoded (upper case for LibriSpeech-style vocabularies, in the
+            text's case with ``do_lower_case``); for Chinese and Japanese one character.
         start: start time in seconds (stream time) of the word's first character frame.
         end: end time in seconds of the word's last character frame (exclusive).
         speaker: global speaker id active over most of the word, or ``None`` when
@@ -84,7 +85,8 @@ class CaptionEvent(Event):
         segment: segment number, 0-based, increasing by one per final segment.
         start: start time in seconds of the first word (or of the region when empty).
         end: end time in seconds of the last word (or of the region when empty).
-        text: words joined by single spaces; may be empty for a partial.
+        text: words joined by single spaces, without one between two Chinese / Japanese
+            characters (:func:`wavlm_live.text.join_words`); may be empty for a partial.
         words: the words with their times and speakers.
         speaker: the speaker of most of the words, or ``None``.
     """

@@ -27,6 +27,32 @@ def test_checkpoints_total_under_25_mb_and_are_hf_folders():
     assert {"vocab.json", "tokenizer_config.json"} <= {f.name for f in (DEMO / "captions").iterdir()}
 
 
+def test_captions_language_model_is_in_the_pyctcdecode_layout():
+    """What pyctcdecode's LanguageModel.load_from_dir and Wav2Vec2ProcessorWithLM require
+    (pyctcdecode 0.5.0, read from its source; it loads the folder, checked outside the test
+    suite since it needs numpy < 2): exactly attrs.json with its four keys, unigrams.txt and
+    one .arpa / .bin / .binary file; alphabet.json beside it covering the tokenizer's tokens
+    with the blank as "", the word delimiter as " " and the unk token as "⁇"."""
+    from wavlm_live.model import CTCVocabulary
+    from wavlm_live.model.lm import load_language_model
+
+    folder = DEMO / "captions" / "language_model"
+    files = sorted(p.name for p in folder.iterdir() if not p.name.startswith((".", "__")))
+    assert files == ["attrs.json", "lm.arpa", "unigrams.txt"]
+    attrs = json.loads((folder / "attrs.json").read_text())
+    assert set(attrs) == {"alpha", "beta", "unk_score_offset", "score_boundary"}
+    assert all(isinstance(attrs[k], float) for k in ("alpha", "beta", "unk_score_offset"))
+    lm, settings = load_language_model(folder)
+    unigrams = (folder / "unigrams.txt").read_text(encoding="utf-8").splitlines()
+    assert unigrams == sorted(unigrams) and len(unigrams) == lm.vocabulary_size > 20000
+    vocab = CTCVocabulary.from_files(DEMO / "captions")
+    alphabet = json.loads((DEMO / "captions" / "alphabet.json").read_text(encoding="utf-8"))
+    assert alphabet["is_bpe"] is False and len(alphabet["labels"]) == len(vocab)
+    expected = {"": vocab.pad_token, " ": vocab.word_delimiter_token, "\u2047": vocab.unk_token}
+    for label, token in zip(alphabet["labels"], vocab.tokens):
+        assert token == expected.get(label, label)
+
+
 @pytest.fixture(scope="module")
 def models():
     return {task: load_pretrained(DEMO / task, expected_task=kind) for task, kind in TASKS.items()}

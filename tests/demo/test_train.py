@@ -133,12 +133,19 @@ def test_lm_writes_a_language_model_of_the_training_transcripts(tiny_corpus, tra
     from wavlm_live.model.lm import load_language_model
 
     folder, _ = tiny_corpus
-    train_mod.main(["lm", "--corpus", str(folder), "--out", str(tmp_path / "lm"), "--alpha", "0.7", "--beam-width", "12"])
+    train_mod.main(["lm", "--corpus", str(folder), "--out", str(tmp_path / "lm"), "--alpha", "0.7",
+                    "--no-score-boundary"])
     lm, settings = load_language_model(tmp_path / "lm")
+    # the Hub / pyctcdecode layout: exactly attrs.json (pyctcdecode's four keys), unigrams.txt, one model file
+    assert sorted(p.name for p in (tmp_path / "lm").iterdir()) == ["attrs.json", "lm.arpa", "unigrams.txt"]
+    assert set(json.loads((tmp_path / "lm" / "attrs.json").read_text())) == {"alpha", "beta", "unk_score_offset",
+                                                                           "score_boundary"}
     train_words = {w.casefold() for line in (folder / "train" / "utts.jsonl").read_text().splitlines()
                    for w in json.loads(line)["norm"].split()}
     held_out = {w.casefold() for line in (folder / "val" / "utts.jsonl").read_text().splitlines()
                 for w in json.loads(line)["norm"].split()}
-    assert lm.order == 2 and lm.vocabulary == train_words
+    assert lm.order == 2 and set(lm.words) == train_words
+    unigrams = (tmp_path / "lm" / "unigrams.txt").read_text().split()
+    assert unigrams == sorted(unigrams) and {w.casefold() for w in unigrams} == train_words
     assert held_out - train_words  # the held-out sentences have words the LM never saw
-    assert (settings.alpha, settings.beta, settings.beam_width) == (0.7, 3.0, 12)
+    assert (settings.alpha, settings.beta, settings.score_boundary) == (0.7, 3.0, False)

@@ -84,10 +84,10 @@ def test_bad_settings_are_rejected(bad):
 
 
 def test_final_decoder_rereads_each_final_segment_while_partials_stay_greedy(tmp_path):
-    from wavlm_live.model.lm import BeamSettings, CTCBeamDecoder, NGramLM, build_arpa
+    from wavlm_live.model.lm import BeamSettings, CTCBeamDecoder, KenLM, build_arpa
 
     build_arpa(["the cat sat", "a cat ran"], tmp_path / "lm.arpa", order=2)
-    beam = CTCBeamDecoder(VOCAB, NGramLM.from_arpa(tmp_path / "lm.arpa"), BeamSettings(alpha=0.8, beta=1.0))
+    beam = CTCBeamDecoder(VOCAB, KenLM(tmp_path / "lm.arpa"), BeamSettings(alpha=0.8, beta=1.0))
     ids = frames_of("THE KAT SAT" + "_" * 4 + "A KAT RAN")
     probs = np.full((len(ids), len(TOKENS)), 0.002)
     probs[np.arange(len(ids)), ids] = 0.9
@@ -115,9 +115,12 @@ def test_final_decoder_gets_the_previous_words_only_when_a_segment_was_cut_for_l
     greedy = CTCDecoder(VOCAB)
     contexts = []
 
+    ends = []
+
     class Recorder:
-        def decode(self, logits, context=()):
+        def decode(self, logits, context=(), ends_utterance=True):
             contexts.append(tuple(context))
+            ends.append(ends_utterance)
             return greedy.decode(logits.argmax(-1))
 
     ids = frames_of("ONE TWO THREE FOUR FIVE SIX SEVEN" + "_" * 4 + "EIGHT NINE")
@@ -129,3 +132,51 @@ def test_final_decoder_gets_the_previous_words_only_when_a_segment_was_cut_for_l
     assert contexts[0] == () and contexts[after_pause] == ()
     for k in range(1, after_pause):
         assert contexts[k] == tuple(texts[k - 1].split())
+    # a segment the next one continues does not end the utterance (no </s> for the LM)
+    assert ends == [False] * (after_pause - 1) + [True] * (len(texts) - after_pause + 1)
+
+
+ZH_TOKENS = ("[PAD]", "[UNK]", *"你好世界我们在这里", *"abcxyz")
+ZH_VOCAB = CTCVocabulary(ZH_TOKENS + ("|",), pad_token="[PAD]", unk_token="[UNK]", bos_token=None, eos_token=None)
+
+
+def zh_frames(script):
+    """Chinese CTC frames: each character 2 frames then a blank, '_' = 10 blanks, no delimiter
+    (Latin letters 1 frame each, then no blank, so a Latin run is one word)."""
+    ids = []
+    for ch in script:
+        if ch == "_":
+            ids += [0] * 10
+        elif ch.isascii():
+            ids += [ZH_TOKENS.index(ch)]
+        else:
+            ids += [ZH_TOKENS.index(ch)] * 2 + [0]
+    return np.array(ids)
+
+
+def test_character_vocabulary_without_delimiter_cuts_by_length_and_joins_without_spaces():
+    """Chinese: every character is a word (its own timing), a word closes after the blank that
+    follows a character, so long speech without pauses is cut into segments by length; the
+    text has no spaces between characters (one before and after a Latin word)."""
+    script = "你好世界我们在这里" * 4 + "abc" + "你好"
+    ids = zh_frames(script)
+    decoder = CTCDecoder(ZH_VOCAB)
+    plan = WindowPlan(2.0, 0.5)
+    stitcher = CaptionStitcher(decoder, 0, None, max_segment_words=8, max_segment_seconds=60)
+    onehot = np.eye(len(ZH_VOCAB), dtype=np.float32)[ids][:, : len(ZH_TOKENS)]  # the head has no "|"
+    events = []
+    for w in plan.windows_for((len(ids) - 1) * 320 + 400):
+        events.append(stitcher.add(w, onehot[w.frame_start : w.frame_end]))
+        events += stitcher.commit()
+    events = [e for e in events + stitcher.finish() if e is not None]
+    fin = [e for e in events if e.final]
+    assert len(fin) >= 3 and all(len(e.words) >= 8 for e in fin[:-1])  # cut by length: no pause, no delimiter
+    words = [w.text for e in fin for w in e.words]
+    assert words == [*("你好世界我们在这里" * 4), "abc", "你", "好"]
+    assert all(" " not in e.text or "abc" in e.text for e in fin)
+    assert "".join(e.text for e in fin).replace(" ", "") == script
+    whole = decoder.decode(ids)
+    assert [w.text for e in fin for w in e.words] == [w.word for w in whole.words]
+    assert [(w.start, w.end) for e in fin for w in e.words] == \
+        [(round(w.start, 4), round(w.end, 4)) for w in whole.words]
+    assert any(e.text.endswith("abc 你好") for e in fin)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import numpy as np
 import pytest
@@ -19,15 +20,48 @@ def hf_tokenizer(folder):
     return Wav2Vec2CTCTokenizer.from_pretrained(str(folder))
 
 
+def _cjk(token: str) -> bool:
+    return bool(token) and all(unicodedata.name(c, "").startswith(("CJK UNIFIED", "HIRAGANA", "KATAKANA"))
+                               for c in token)
+
+
+def expected_words(tok, ref) -> list[tuple[str, int, int]]:
+    """The words captions need, from transformers' own offsets: its ``word_offsets``, except
+    that with ``do_lower_case`` they take the text's (lower) case and that each Chinese /
+    Japanese character is a word of its own (the runs of other characters between them stay
+    words), its span that character's ``char_offsets`` span."""
+    words = []
+    for w in ref.word_offsets:
+        start, end = int(w["start_offset"]), int(w["end_offset"])
+        chars = [c for c in ref.char_offsets if start <= int(c["start_offset"]) and int(c["end_offset"]) <= end
+                 and c["char"] != " "]
+        run: list = []
+        for c in chars + [None]:
+            if c is not None and not _cjk(c["char"]):
+                run.append(c)
+                continue
+            for piece in (run, [c] if c else []):
+                if piece:
+                    words.append(("".join(p["char"] for p in piece), int(piece[0]["start_offset"]),
+                                  int(piece[-1]["end_offset"])))
+            run = []
+    if tok.do_lower_case:
+        words = [(w.lower(), s, e) for w, s, e in words]
+    return words
+
+
 def assert_same_decode(tok, decoder: CTCDecoder, ids) -> Transcript:
-    """Our decode of ``ids`` equals the tokenizer's text, char offsets and word offsets."""
+    """Our decode of ``ids`` equals the tokenizer's text, char offsets and word offsets (see
+    :func:`expected_words` for the two documented differences of the words)."""
     ref = tok.decode(ids, output_char_offsets=True, output_word_offsets=True)
     got = decoder.decode(torch.as_tensor(ids))
     assert got.text == ref.text
     assert [(c.char, c.start_frame, c.end_frame) for c in got.chars] == \
         [(c["char"], int(c["start_offset"]), int(c["end_offset"])) for c in ref.char_offsets]
-    assert [(w.word, w.start_frame, w.end_frame) for w in got.words] == \
-        [(w["word"], int(w["start_offset"]), int(w["end_offset"])) for w in ref.word_offsets]
+    assert [(w.word, w.start_frame, w.end_frame) for w in got.words] == expected_words(tok, ref)
+    if not tok.do_lower_case and not any(_cjk(c["char"]) for c in ref.char_offsets):
+        assert [(w.word, w.start_frame, w.end_frame) for w in got.words] == \
+            [(w["word"], int(w["start_offset"]), int(w["end_offset"])) for w in ref.word_offsets]
     for w in got.words:
         assert w.start == pytest.approx(w.start_frame * decoder.frame_seconds)
         assert w.end == pytest.approx(w.end_frame * decoder.frame_seconds)
@@ -157,3 +191,66 @@ def test_bad_vocabularies(tmp_path):
         CTCVocabulary.from_files(tmp_path)
     with pytest.raises(ValueError, match="pad"):
         CTCVocabulary(tokens=("a", "b"), pad_token="<pad>")
+
+
+def write_files(folder, files: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (folder / name).write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+
+
+def letters_vocab(letters: str, delimiter: bool = True) -> dict:
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    if delimiter:
+        vocab["|"] = 4
+    for ch in letters:
+        vocab[ch] = len(vocab)
+    return vocab
+
+
+@pytest.mark.parametrize("name", ["xls-r-ru", "zh", "zh-with-delimiter", "ja", "arabic", "devanagari",
+                                  "upper-do-lower-case"])
+def test_vocabularies_of_any_language_decode_as_transformers(tmp_path, name):
+    """Lower-case Cyrillic (the XLS-R recipe's files), Chinese characters without a word
+    delimiter and with one, Japanese kana and kanji, Arabic, Devanagari (vowel signs as
+    tokens), and an upper-case vocabulary with do_lower_case: the same text and char offsets
+    as Wav2Vec2CTCTokenizer.decode on the same ids, words as :func:`expected_words`."""
+    from .hub_layouts import XLS_R_RU_TOKENIZER, ZH_CHARS, ZH_TOKENIZER
+
+    files = {
+        "xls-r-ru": XLS_R_RU_TOKENIZER,
+        "zh": ZH_TOKENIZER,
+        "zh-with-delimiter": {**ZH_TOKENIZER,
+                              "vocab.json": {**ZH_TOKENIZER["vocab.json"], "|": len(ZH_TOKENIZER["vocab.json"])}},
+        "ja": {"vocab.json": letters_vocab("こんにちはカタコーヒー日本語私", delimiter=False)},
+        "arabic": {"vocab.json": letters_vocab("ابتثجحخدذرزسشصضطظعغفقكلمنهوي")},
+        "devanagari": {"vocab.json": letters_vocab("कखगघचछजझटठडढणतथदधनपफबभमयरलवशसह" "ािीुूेैोौं्")},
+        "upper-do-lower-case": {"vocab.json": letters_vocab("ABCDEFGH'"),
+                                "tokenizer_config.json": {"do_lower_case": True}},
+    }[name]
+    write_files(tmp_path, files)
+    tok, vocab = hf_tokenizer(tmp_path), CTCVocabulary.from_files(tmp_path)
+    assert vocab.tokens == tuple(tok.convert_ids_to_tokens(list(range(len(vocab)))))
+    decoder = CTCDecoder(vocab)
+    n_model = len(json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8")))  # the CTC head's width
+    if "|" in vocab.tokens:
+        delim = vocab.tokens.index("|")
+    else:
+        delim = vocab.blank_id
+    rng = np.random.default_rng(7)
+    texts = []
+    for n in (0, 1, 7, 80, 300):
+        for _ in range(8):
+            ids = [i if i < n_model else delim for i in random_ids(rng, n, n_model, vocab.blank_id, delim)]
+            texts.append(assert_same_decode(tok, decoder, ids).text)
+    assert any(texts)
+    if name == "zh":
+        got = decoder.decode([vocab.tokens.index(c) for c in "你你好"] + [0] + [vocab.tokens.index("好")])
+        assert got.text == "你好好"
+        assert [(w.word, w.start_frame, w.end_frame) for w in got.words] == [("你", 0, 2), ("好", 2, 3),
+                                                                              ("好", 4, 5)]
+        assert decoder.char_word_ids == frozenset(vocab.tokens.index(c) for c in ZH_CHARS)
+    if name == "upper-do-lower-case":
+        got = decoder.decode([5, 6, 4, 7])
+        assert got.text == "ab c" and [w.word for w in got.words] == ["ab", "c"]
+        assert [c.char for c in got.chars] == ["A", "B", " ", "C"]  # transformers' offsets keep the case

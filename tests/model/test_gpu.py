@@ -37,3 +37,25 @@ def test_cuda_matches_transformers_cpu(hf_checkpoint, arch, style, weighted):
         assert rel(ref.logits, out.logits) < tol
         if out.embeddings is not None:
             assert rel(ref.embeddings, out.embeddings) < tol
+
+
+@pytest.mark.parametrize("layout", ["wav2vec2-base-960h", "xls-r-300m-ru", "hubert-large-ls960-ft",
+                                    "wav2vec2-base-superb-sv"])
+def test_cuda_other_families_match_transformers_cpu(tmp_path, layout):
+    """Wav2Vec2 / XLS-R / HuBERT in their Hub layouts (plain attention on CUDA's SDPA kernels)."""
+    from .hub_layouts import write_checkpoint
+
+    hf = write_checkpoint(tmp_path / layout, layout)
+    torch.manual_seed(0)
+    x = torch.randn(2, 96000)
+    mask = torch.ones(2, 96000, dtype=torch.long)
+    mask[1, 70000:] = 0
+    with torch.no_grad():
+        ref = hf(x, attention_mask=mask, output_hidden_states=True)
+    for dtype, tol in ((torch.float32, 1e-3), (torch.bfloat16, 3e-2)):
+        pre = load_pretrained(tmp_path / layout, device="cuda", dtype=dtype)
+        with torch.no_grad():
+            out = pre.model(x.cuda().to(dtype), attention_mask=mask.cuda(), output_hidden_states=True)
+        for a, b in zip(ref.hidden_states, out.hidden_states):
+            assert rel(a, b) < tol
+        assert rel(ref.logits, out.logits) < tol

@@ -151,6 +151,34 @@ def test_bf16_attention_off_the_cpu_uses_no_cpu_kernels():
         out, bias = att(torch.empty(2, 30, 64, device="meta", dtype=torch.bfloat16))
     assert out.shape == (2, 30, 64) and out.device.type == "meta" and out.dtype == torch.bfloat16
     assert bias.shape == (4, 30, 30)
+    plain = attention.SelfAttention(64, 4).to("meta", torch.bfloat16)  # Wav2Vec2 / HuBERT
+    with torch.inference_mode():
+        out, bias = plain(torch.empty(2, 30, 64, device="meta", dtype=torch.bfloat16),
+                          key_padding=torch.zeros(2, 30, dtype=torch.bool, device="meta"))
+    assert out.shape == (2, 30, 64) and out.device.type == "meta" and bias is None
+
+
+def test_plain_bf16_attention_sdpa_is_as_exact_as_the_float32_score_form():
+    """Wav2Vec2 / HuBERT attention (no bias) runs on SDPA in bfloat16 on the CPU too: its error
+    against float64 attention is about that of the explicit float32-score form (~0.45%
+    here), which WavLM's layers need only because of the bias."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 50, 32, dtype=torch.float64) for _ in range(3))
+    q = q * 2 / 32 ** 0.5
+    padding = torch.zeros(2, 50, dtype=torch.bool)
+    padding[1, 37:] = True
+    scores = (q @ k.transpose(-1, -2)).masked_fill(padding[:, None, None, :], float("-inf"))
+    reference = torch.softmax(scores, -1) @ v
+    att = attention.SelfAttention(128, 4).bfloat16().eval()
+    with torch.inference_mode():
+        kernel = F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(),
+                                                attn_mask=~padding[:, None, None, :], scale=1.0)
+        explicit = attention._attention_fp32_scores(q.bfloat16(), k.bfloat16(), v.bfloat16(),
+                                                    torch.ones(2, 4, 50, dtype=torch.bfloat16),
+                                                    torch.zeros(4, 50, 50), padding)
+    err = ((kernel.double() - reference).norm() / reference.norm()).item()
+    assert err < 1e-2 and err <= 1.25 * ((explicit.double() - reference).norm() / reference.norm()).item()
+    assert att(torch.randn(2, 50, 128).bfloat16(), key_padding=padding)[0].dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("per_group", [2, 4, 8, 48])

@@ -164,6 +164,14 @@ def _unknown_arch(f):
 
 
 def _other_model_type(f):
+    edit_json(f / "config.json", model_type="sew-d", architectures=["SEWDForCTC"])
+
+
+def _family_mismatch(f):
+    edit_json(f / "config.json", model_type="wav2vec2")  # architectures still WavLMForCTC
+
+
+def _weights_of_another_family(f):
     edit_json(f / "config.json", model_type="wav2vec2", architectures=["Wav2Vec2ForCTC"])
 
 
@@ -198,6 +206,8 @@ def _rate(f):
     (_no_vocab, r"without vocab\.json"),
     (_unknown_arch, r"unknown architecture \(WavLMForSequenceClassification\)"),
     (_other_model_type, r"bad config\.json .*model_type"),
+    (_family_mismatch, r"'model_type' is 'wav2vec2', but the architecture WavLMForCTC is a WavLM model"),
+    (_weights_of_another_family, r"do not match its config\.json for Wav2Vec2ForCTC.*unexpected keys: wavlm\."),
     (_fewer_layers, r"do not match its config\.json.*unexpected keys: wavlm\.encoder\.layers\.1\."),
     (_wider, r"do not match its config\.json.*mis-shaped keys.*feed_forward"),
     (_bad_value, r"bad config\.json .*feat_extract_norm"),
@@ -358,3 +368,46 @@ def test_no_transformers_import_at_run_time(tmp_path, hf_checkpoint):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("OK")
     assert "ERROR: model 'someone/not-cached' is not in the local Hugging Face cache" in proc.stdout
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loading_inside_inference_mode(hf_checkpoint, dtype):
+    """The module docstring's usage, with the load inside ``torch.inference_mode()`` too: the
+    weights are normal tensors (the derived-weight cache needs their version counters), the
+    outputs equal a model loaded outside, and the model still trains afterwards."""
+    _, folder = hf_checkpoint("WavLMForXVector", "base", True)
+    torch.manual_seed(0)
+    x = torch.randn(1, 12000).to(getattr(torch, dtype))
+    with torch.inference_mode():
+        pre = load_pretrained(folder, dtype=dtype)
+        first = pre.model(x, output_hidden_states=True)
+        again = pre.model(x, output_hidden_states=True)  # served from the cache this time
+    assert not any(p.is_inference() for p in pre.model.parameters())
+    outside = load_pretrained(folder, dtype=dtype)
+    with torch.inference_mode():
+        ref = outside.model(x, output_hidden_states=True)
+    for a, b, c in zip(ref.hidden_states + (ref.embeddings,), first.hidden_states + (first.embeddings,),
+                       again.hidden_states + (again.embeddings,)):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    if dtype == "float32":
+        out = pre.model.train()(x)
+        (out.embeddings.square().mean() + out.logits.square().mean()).backward()
+        assert all(p.grad is not None for p in pre.model.parameters() if p.requires_grad)
+
+
+def test_model_built_inside_inference_mode_runs_and_sees_weight_changes(hf_checkpoint):
+    """Parameters that are inference tensors (a model built by hand under inference_mode) have
+    no version counter: the derived weights are rebuilt per call, so in-place changes count."""
+    _, folder = hf_checkpoint("WavLMForCTC")
+    ref = load_pretrained(folder, dtype="bfloat16").model
+    x = torch.randn(1, 8000).bfloat16()
+    with torch.inference_mode():
+        model = WavLMForCTC(ref.config).bfloat16().eval()
+        model.load_state_dict(ref.state_dict())
+        assert all(p.is_inference() for p in model.parameters())
+        before = model(x).logits
+        assert torch.equal(before, ref(x).logits)
+        model.wavlm.encoder.layers[0].attention.q_proj.weight.mul_(2)
+        model.wavlm.encoder.layers[0].feed_forward.intermediate_dense.weight.mul_(2)
+        after = model(x).logits
+    assert max_diff(before, after) > 1e-3

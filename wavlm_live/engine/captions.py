@@ -10,6 +10,7 @@ import numpy as np
 
 from wavlm_live.engine.windows import FRAME_SECONDS, Window
 from wavlm_live.events import CaptionEvent, Word
+from wavlm_live.text import join_words
 
 
 class _WordLike(Protocol):
@@ -25,7 +26,9 @@ class _TranscriptLike(Protocol):
 class IdDecoder(Protocol):
     """What the stitcher needs from a CTC decoder (e.g. :class:`wavlm_live.model.CTCDecoder`):
     greedy decoding of a 1-D array of token ids into words with frame offsets relative to
-    the first id."""
+    the first id. An optional ``char_word_ids`` attribute (a set of ids) names the tokens
+    that are words by themselves (Chinese / Japanese characters): a word also closes after
+    one of them."""
 
     def decode(self, ids: np.ndarray) -> _TranscriptLike: ...
 
@@ -34,9 +37,10 @@ class LogitsDecoder(Protocol):
     """A decoder of a segment's logits ``[frames, vocab]`` into words with frame offsets
     relative to its first frame (e.g. :class:`wavlm_live.model.lm.CTCBeamDecoder`)."""
 
-    def decode(self, logits: np.ndarray, context: Sequence[str] = ()) -> _TranscriptLike:
+    def decode(self, logits: np.ndarray, context: Sequence[str] = (), ends_utterance: bool = True) -> _TranscriptLike:
         """``context``: the words just before ``logits`` in the same utterance (empty at
-        its start)."""
+        its start); ``ends_utterance``: False when the next segment continues this one
+        (a cut for length only)."""
         ...
 
 
@@ -50,8 +54,11 @@ class CaptionStitcher:
 
     Each window contributes the argmax ids of its settled frames ``[keep_start, keep_end)``
     (see :class:`~wavlm_live.engine.windows.WindowPlan`). Settled ids accumulate; a word is
-    closed after a word-delimiter token (``|``) or after ``pause_frames`` consecutive blank
-    frames. Closed words are published once, as ``final`` caption segments that are
+    closed after a word-delimiter token (``|``), after a blank that follows a token that is
+    a word by itself (the decoder's ``char_word_ids``: Chinese and Japanese characters,
+    whose vocabularies often have no delimiter), or after ``pause_frames`` consecutive blank
+    frames. A caption's text is its words joined with spaces, except between two such
+    characters (:func:`wavlm_live.text.join_words`). Closed words are published once, as ``final`` caption segments that are
     phrases: a segment ends at a pause, before a change of speaker, or, in long speech
     without either, once it holds ``max_segment_words`` words or spans
     ``max_segment_seconds``. Everything not yet final plus the newest window's unsettled
@@ -112,6 +119,7 @@ class CaptionStitcher:
         self.pause_frames = pause_frames
         self.speaker_of = speaker_of
         self.kept_logits: list[np.ndarray] | None = [] if keep_logits else None
+        self._char_words = np.array(sorted(getattr(decoder, "char_word_ids", ())), dtype=np.int64)
         self.final_decoder = final_decoder
         self._pending = np.zeros(0, dtype=np.int64)  # settled, not yet committed ids
         self._pending_logits: np.ndarray | None = None  # their logits [frames, vocab], with a final_decoder
@@ -204,7 +212,8 @@ class CaptionStitcher:
 
     def _closing_points(self) -> tuple[int, int]:
         """``(after_delimiter, after_pause)``: the largest p such that ``_pending[:p]``
-        ends right after a word delimiter, and the smallest p such that it ends after a
+        ends right after a word delimiter (or after the blank that follows a character
+        word), and the smallest p such that it ends after a
         run of ``pause_frames`` blanks that follows a word (0 where there is none)."""
         ids = self._pending
         delim = pause = 0
@@ -212,6 +221,12 @@ class CaptionStitcher:
             hits = np.flatnonzero(ids == self.delimiter_id)
             if hits.size:
                 delim = int(hits[-1]) + 1
+        if self._char_words.size and len(ids) > 1:
+            # a blank right after a character that is a word: the word is closed there, and
+            # whatever follows the blank decodes on its own (no repeat can merge across it)
+            after = np.flatnonzero(np.isin(ids[:-1], self._char_words) & (ids[1:] == self.blank_id))
+            if after.size:
+                delim = max(delim, int(after[-1]) + 2)
         if self.pause_frames is not None and len(ids) >= self.pause_frames:
             nonblank = np.flatnonzero(ids != self.blank_id)
             long = np.flatnonzero(np.diff(nonblank) - 1 >= self.pause_frames) if nonblank.size > 1 else nonblank[:0]
@@ -251,13 +266,15 @@ class CaptionStitcher:
             return p, True
         return 0, False
 
-    def _words(self, ids: np.ndarray, start_frame: int, logits: np.ndarray | None = None) -> list[Word]:
+    def _words(self, ids: np.ndarray, start_frame: int, logits: np.ndarray | None = None,
+               continues: bool = False) -> list[Word]:
         if ids.size == 0:
             return []
         if logits is None:
             decoded = self.decoder.decode(ids)
         else:
-            decoded = self.final_decoder.decode(logits, context=self._context)  # type: ignore[union-attr]
+            decoded = self.final_decoder.decode(logits, context=self._context,  # type: ignore[union-attr]
+                                                ends_utterance=not continues)
         out = []
         for w in decoded.words:
             s, e = start_frame + w.start_frame, start_frame + w.end_frame
@@ -276,7 +293,7 @@ class CaptionStitcher:
             segment=self._segment,
             start=round(start, 4),
             end=round(end, 4),
-            text=" ".join(w.text for w in words),
+            text=join_words(w.text for w in words),
             words=tuple(words),
             speaker=speakers.most_common(1)[0][0] if speakers else None,
         )
@@ -290,7 +307,7 @@ class CaptionStitcher:
         logits = None
         if self._pending_logits is not None:
             logits, self._pending_logits = self._pending_logits[:p], self._pending_logits[p:]
-        words = self._words(ids, start, logits)
+        words = self._words(ids, start, logits, continues)
         self._context = tuple(w.text for w in words) if continues else ()
         if not words:
             return []

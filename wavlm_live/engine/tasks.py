@@ -26,7 +26,8 @@ base-plus window needs about 60 MB of activations in float32)."""
 
 
 def _describe(pretrained: Pretrained) -> str:
-    return str(pretrained.source)
+    """The model as the hello names it: its source and family, "owner/name (Wav2Vec2)"."""
+    return f"{pretrained.source} ({pretrained.family})"
 
 
 def length_groups(lengths: Sequence[int], max_batch: int = MAX_BATCH) -> list[list[int]]:
@@ -56,6 +57,7 @@ class _Runner:
         self.pretrained = pretrained
         self.model = pretrained.model
         self.name = _describe(pretrained)
+        self.family = pretrained.family  # "WavLM", "Wav2Vec2" (also XLS-R) or "HuBERT"
         self.device = pretrained.device
         self.dtype = pretrained.dtype
 
@@ -84,12 +86,13 @@ class _Runner:
 
 
 class CTCRunner(_Runner):
-    """Runs a ``WavLMForCTC`` checkpoint on one window.
+    """Runs a CTC checkpoint (``WavLMForCTC``, ``Wav2Vec2ForCTC``, ``HubertForCTC``) on one window.
 
     Attributes:
         decoder: the checkpoint's greedy CTC decoder (:class:`wavlm_live.model.CTCDecoder`).
         blank_id: CTC blank id (the ``[PAD]`` token).
-        delimiter_id: id of the word delimiter ``|`` (``None`` if absent).
+        delimiter_id: id of the word delimiter ``|`` (``None`` if the model cannot emit one:
+            character vocabularies such as Chinese, whose words are single characters).
         final_decoder: decoder of final caption segments' logits with a ``describe()``, e.g. a
             :class:`wavlm_live.model.lm.CTCBeamDecoder` with the checkpoint's language
             model; ``None`` (the default) keeps greedy decoding.
@@ -106,6 +109,8 @@ class CTCRunner(_Runner):
         self.blank_id = vocab.blank_id
         delimiter = vocab.word_delimiter_token
         self.delimiter_id = vocab.tokens.index(delimiter) if delimiter in vocab.tokens else None
+        if self.delimiter_id is not None and self.delimiter_id >= (pretrained.config.vocab_size or 0):
+            self.delimiter_id = None  # appended by the tokenizer rules past the head (character vocabularies)
         self.final_decoder: Any = None
 
     @property
@@ -127,7 +132,7 @@ class CTCRunner(_Runner):
 
 
 class FrameRunner(_Runner):
-    """Runs a ``WavLMForAudioFrameClassification`` (diarization) checkpoint on one window."""
+    """Runs a ``*ForAudioFrameClassification`` (diarization) checkpoint on one window."""
 
     task = "frames"
 
@@ -144,7 +149,7 @@ class FrameRunner(_Runner):
 
 
 class XVectorRunner(_Runner):
-    """Runs a ``WavLMForXVector`` checkpoint: whole-input x-vectors, or one x-vector per
+    """Runs a ``*ForXVector`` checkpoint: whole-input x-vectors, or one x-vector per
     frame mask from a single backbone pass (masked statistics pooling, as pyannote's
     speaker-embedding inference weights frames by each speaker's activity)."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from wavlm_live.events import PROTOCOL_VERSION, CaptionEvent, DiarizationEvent, Event, SpeakerEvent, Turn, Word
+from wavlm_live.text import display_width, join_words
 
 
 def jsonl_header(description: dict[str, Any], source: str) -> dict[str, Any]:
@@ -112,12 +113,14 @@ def group_cues(
     """Group final caption words into one-line subtitle cues.
 
     A new cue starts at a speaker change, after a pause longer than ``max_pause`` seconds,
-    or when the line would exceed ``max_chars`` characters or the cue ``max_seconds``
+    or when the line would exceed ``max_chars`` display cells or the cue ``max_seconds``
     seconds (the usual one-line subtitle limits, e.g. the BBC subtitle guidelines'
-    ~37-42 characters). The line is ``"LABEL: WORDS"`` when the cue has a speaker (label:
-    its name from ``names``, else its id, shortened as :attr:`Cue.srt_label` says), and
-    the label counts towards ``max_chars``; only a single word longer than the line can
-    exceed it.
+    ~37-42 characters; a Chinese or Japanese character counts two cells, so a line holds
+    up to ~21 of them). Words are joined as :func:`wavlm_live.text.join_words` does (no
+    space between two Chinese / Japanese characters). The line is ``"LABEL: WORDS"`` when
+    the cue has a speaker (label: its name from ``names``, else its id, shortened as
+    :attr:`Cue.srt_label` says), and the label counts towards ``max_chars``; only a single
+    word longer than the line can exceed it.
     """
     names = names or {}
     cues: list[Cue] = []
@@ -128,18 +131,18 @@ def group_cues(
 
     def prefix_chars(speaker: str | None) -> int:
         label = Cue(0.0, 0.0, "", speaker, label_of(speaker)).srt_label
-        return 0 if label is None else len(label) + 2
+        return 0 if label is None else display_width(label) + 2
 
     def flush() -> None:
         if current:
             speaker = current[0].speaker
-            text = " ".join(w.text for w in current)
+            text = join_words(w.text for w in current)
             cues.append(Cue(current[0].start, current[-1].end, text, speaker, label_of(speaker)))
             current.clear()
 
     for w in words:
         if current:
-            length = prefix_chars(current[0].speaker) + sum(len(x.text) + 1 for x in current) + len(w.text)
+            length = prefix_chars(current[0].speaker) + display_width(join_words([*(x.text for x in current), w.text]))
             if (
                 w.speaker != current[0].speaker
                 or w.start - current[-1].end > max_pause
@@ -290,8 +293,9 @@ class ResultCollector:
 
     @property
     def transcript(self) -> str:
-        """All final caption text joined by single spaces."""
-        return " ".join(t for t in self.text_segments if t)
+        """All final caption text, segments joined by single spaces (none between two
+        Chinese / Japanese characters, :func:`wavlm_live.text.join_words`)."""
+        return join_words(self.text_segments)
 
     def contents(self, fmt: str, file_id: str) -> str:
         """The text of one of :data:`SUBTITLE_FORMATS` (``file_id``: RTTM's file field).

@@ -1,5 +1,7 @@
-"""WavLM in plain PyTorch: the backbone, the three task heads (CTC, frame classification,
-x-vector), Hugging Face checkpoint loading and saving, input normalisation and CTC decoding.
+"""WavLM, Wav2Vec2 (XLS-R) and HuBERT in plain PyTorch: the backbone, the three task heads
+(CTC, frame classification, x-vector), Hugging Face checkpoint loading and saving, input
+normalisation and CTC decoding (vocabularies of any language); ``lm`` adds the KenLM beam
+search.
 
 transformers is only a test oracle; nothing here imports it. See ``docs/models.md``.
 

@@ -1,8 +1,12 @@
-"""The WavLM backbone: conv feature encoder, feature projection, weight-normed positional
-conv (folded into a plain weight), and the transformer encoder (post-LN or stable-LN).
+"""The backbone of WavLM, Wav2Vec2 (XLS-R) and HuBERT: conv feature encoder, feature
+projection, weight-normed positional conv (folded into a plain weight), and the transformer
+encoder (post-LN or stable-LN).
 
-Architecture and numbers follow transformers 5.24 ``modeling_wavlm.py``; module and
-parameter names match its state-dict keys so checkpoints load by name. Layout is
+Architecture and numbers follow transformers 5.24 ``modeling_wavlm.py``,
+``modeling_wav2vec2.py`` and ``modeling_hubert.py``, which differ only in the attention
+(WavLM's gated relative position bias vs plain attention, ``config.relative_position_bias``)
+and HuBERT's optional feature-projection LayerNorm (``feat_proj_layer_norm``). Module and
+parameter names match their state-dict keys so checkpoints load by name. Layout is
 ``[batch, frames, hidden]`` everywhere outside the conv stack.
 """
 
@@ -14,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import WavLMAttention
+from .attention import SelfAttention, WavLMAttention
 from .config import WavLMConfig
 from .kernels import conv1d_gelu, conv1d_time_major, linear, matmul
 
@@ -162,16 +166,19 @@ def _float32_forward(layer: ConvLayer, x: Tensor) -> Tensor:
 
 
 class FeatureProjection(nn.Module):
-    """LayerNorm then Linear from conv channels to the hidden size.
-    Shape: ``[B, T, C] -> [B, T, H]``."""
+    """LayerNorm (absent for HuBERT with ``feat_proj_layer_norm`` false) then Linear from conv
+    channels to the hidden size. Shape: ``[B, T, C] -> [B, T, H]``."""
 
     def __init__(self, config: WavLMConfig):
         super().__init__()
-        self.layer_norm = nn.LayerNorm(config.conv_dim[-1], eps=config.layer_norm_eps)
+        if config.feat_proj_layer_norm:
+            self.layer_norm = nn.LayerNorm(config.conv_dim[-1], eps=config.layer_norm_eps)
         self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        return linear(self.layer_norm(x), self.projection)
+        if hasattr(self, "layer_norm"):
+            x = self.layer_norm(x)
+        return linear(x, self.projection)
 
 
 class PositionalConvEmbedding(nn.Module):
@@ -225,8 +232,11 @@ class EncoderLayer(nn.Module):
     def __init__(self, config: WavLMConfig, has_relative_position_bias: bool):
         super().__init__()
         self.stable = config.do_stable_layer_norm
-        self.attention = WavLMAttention(config.hidden_size, config.num_attention_heads, config.num_buckets,
-                                        config.max_bucket_distance, has_relative_position_bias)
+        if config.relative_position_bias:
+            self.attention = WavLMAttention(config.hidden_size, config.num_attention_heads, config.num_buckets,
+                                            config.max_bucket_distance, has_relative_position_bias)
+        else:
+            self.attention = SelfAttention(config.hidden_size, config.num_attention_heads)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -274,7 +284,8 @@ class Encoder(nn.Module):
 
 
 class WavLMModel(nn.Module):
-    """The WavLM backbone: samples at 16 kHz to contextual frame features.
+    """The backbone (WavLM, Wav2Vec2 / XLS-R or HuBERT, after ``config.model_type``):
+    samples at 16 kHz to contextual frame features.
 
     ``forward(input_values [B, N] float, attention_mask [B, N] (1 = sample, 0 = padding) or
     None, output_hidden_states=False) -> WavLMOutput`` with ``last_hidden_state [B, T, H]``,
@@ -316,7 +327,7 @@ class WavLMModel(nn.Module):
             shape = tuple(input_values.shape) if isinstance(input_values, Tensor) else type(input_values).__name__
             raise ValueError(f"input_values must be a [batch, samples] tensor, got {shape}")
         if input_values.shape[1] < self.config.receptive_field:
-            raise ValueError(f"input_values has {input_values.shape[1]} samples; WavLM needs at least "
+            raise ValueError(f"input_values has {input_values.shape[1]} samples; the model needs at least "
                              f"{self.config.receptive_field}")
         if attention_mask is not None and attention_mask.shape != input_values.shape:
             raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} differs from input_values "

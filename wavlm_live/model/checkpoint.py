@@ -1,13 +1,16 @@
-"""Loading and saving Hugging Face format WavLM checkpoints, and device/dtype choice.
+"""Loading and saving Hugging Face format WavLM, Wav2Vec2 (XLS-R) and HuBERT checkpoints,
+and device/dtype choice.
 
 A checkpoint is a folder (local, or a Hub snapshot fetched with huggingface_hub) holding
 ``config.json``, ``model.safetensors`` or ``pytorch_model.bin``, usually
 ``preprocessor_config.json`` and, for CTC, ``vocab.json`` with the tokenizer files. The task
-model is chosen from ``config.json``'s ``architectures``. Every state-dict key is accounted
-for: the positional conv's weight-norm factors (``weight_g``/``weight_v`` or
-``parametrizations.weight.original0``/``original1``) are folded into one weight,
-training-only keys are dropped by name, and any other missing, unexpected or mis-shaped key
-is a :class:`ModelLoadError` that lists them. transformers is never imported.
+model is chosen from ``config.json``'s ``architectures`` (``WavLMForCTC``,
+``Wav2Vec2ForXVector``, ``HubertForCTC``, ...), the family from its ``model_type``, and the
+two must agree. Every state-dict key is accounted for: the positional conv's weight-norm
+factors (``weight_g``/``weight_v`` or ``parametrizations.weight.original0``/``original1``)
+are folded into one weight, training-only keys are dropped by name, and any other missing,
+unexpected or mis-shaped key is a :class:`ModelLoadError` that lists them. transformers is
+never imported.
 """
 
 from __future__ import annotations
@@ -26,18 +29,26 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .config import PreprocessorConfig, WavLMConfig
+from .config import ARCH_PREFIX, FAMILIES, PreprocessorConfig, WavLMConfig
 from .ctc import CTCDecoder, CTCVocabulary
 from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector
 
-ARCHITECTURES: dict[str, tuple[str, type[nn.Module]]] = {
-    "WavLMForCTC": ("ctc", WavLMForCTC),
-    "WavLMForAudioFrameClassification": ("frames", WavLMForAudioFrameClassification),
-    "WavLMForXVector": ("xvector", WavLMForXVector),
+_HEADS: dict[str, tuple[str, type[nn.Module]]] = {
+    "ForCTC": ("ctc", WavLMForCTC),
+    "ForAudioFrameClassification": ("frames", WavLMForAudioFrameClassification),
+    "ForXVector": ("xvector", WavLMForXVector),
 }
-"""Supported ``architectures`` entries of ``config.json``: task name and model class."""
+_FAMILY_HEADS = {"wavlm": tuple(_HEADS), "wav2vec2": tuple(_HEADS),
+                 "hubert": ("ForCTC",)}  # transformers has no HuBERT frame or x-vector head
 
-TASKS = tuple(task for task, _ in ARCHITECTURES.values())
+ARCHITECTURES: dict[str, tuple[str, type[nn.Module], str]] = {
+    ARCH_PREFIX[family] + head: (*_HEADS[head], family)
+    for family, heads in _FAMILY_HEADS.items() for head in heads
+}
+"""Supported ``architectures`` entries of ``config.json``: task name, model class and the
+``model_type`` the config must have (``"Wav2Vec2ForCTC": ("ctc", WavLMForCTC, "wav2vec2")``)."""
+
+TASKS = tuple(dict.fromkeys(task for task, _, _ in ARCHITECTURES.values()))
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _OPTIONAL_FILES = ("preprocessor_config.json",)
@@ -45,9 +56,9 @@ _VOCAB_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json"
 
 # training-only weights, dropped by name: SpecAugment's mask embedding, the pre-training
 # quantizer and projections, and the x-vector AM-softmax loss weight
-_IGNORED = re.compile(r"^(wavlm\.)?(masked_spec_embed|quantizer\..+|project_q\..+|project_hid\..+"
-                      r"|objective\.weight)$")
-_POS_CONV = "wavlm.encoder.pos_conv_embed.conv."
+_IGNORED = re.compile(r"^((wavlm|wav2vec2|hubert)\.)?(masked_spec_embed|quantizer\..+|project_q\..+"
+                      r"|project_hid\..+|objective\.weight)$")
+_POS_CONV = "encoder.pos_conv_embed.conv."  # after the family prefix ("wavlm.", "wav2vec2.", "hubert.")
 _WEIGHT_NORM_NAMES = (("weight_g", "weight_v"),  # (g, v) key names: old Hub files, transformers 5
                       ("parametrizations.weight.original0", "parametrizations.weight.original1"))
 
@@ -66,7 +77,8 @@ class Pretrained:
         (defaults of ``Wav2Vec2FeatureExtractor`` when the file is absent).
     vocab / decoder: the CTC vocabulary and greedy decoder (``task == "ctc"``), else None.
     task: "ctc", "frames" or "xvector". source: the name or folder as given; path: the
-    resolved local folder. device / dtype: where and how the model runs.
+    resolved local folder. device / dtype: where and how the model runs. family /
+    architecture: "WavLM" / "Wav2Vec2" / "HuBERT" and e.g. "Wav2Vec2ForCTC".
     """
 
     model: nn.Module
@@ -79,6 +91,16 @@ class Pretrained:
     path: Path
     device: torch.device
     dtype: torch.dtype
+
+    @property
+    def family(self) -> str:
+        """The model family: "WavLM", "Wav2Vec2" (also XLS-R) or "HuBERT"."""
+        return self.config.family
+
+    @property
+    def architecture(self) -> str:
+        """The ``config.json`` architecture loaded, e.g. "Wav2Vec2ForCTC"."""
+        return architecture_name(self.model)
 
 
 @functools.lru_cache(maxsize=1)
@@ -253,7 +275,8 @@ def _fetch_from_hub(repo_id: str, revision: str | None, local_files_only: bool |
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except ValueError:
         config = None  # reported by load_pretrained when it parses config.json
-    if isinstance(config, dict) and "WavLMForCTC" in (config.get("architectures") or []):
+    if isinstance(config, dict) and any(ARCHITECTURES.get(a, ("",))[0] == "ctc"
+                                        for a in config.get("architectures") or []):
         for name in _VOCAB_FILES:
             fetch(name)
     return folder
@@ -289,14 +312,16 @@ def _read_state_dict(path: Path, name: str) -> dict[str, Tensor]:
     return state
 
 
-def _fold_weight_norm(state: dict[str, Tensor]) -> dict[str, Tensor]:
+def _fold_weight_norm(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """Replace the positional conv's weight-norm factors (g, v) by ``w = g * v / ||v||``,
-    norm over dims (0, 1) for each kernel tap (``torch.nn.utils.weight_norm(dim=2)``)."""
+    norm over dims (0, 1) for each kernel tap (``torch.nn.utils.weight_norm(dim=2)``);
+    ``prefix`` is the family's key prefix ("wav2vec2.")."""
+    pos = prefix + _POS_CONV
     for g_name, v_name in _WEIGHT_NORM_NAMES:
-        g_key, v_key = _POS_CONV + g_name, _POS_CONV + v_name
+        g_key, v_key = pos + g_name, pos + v_name
         if g_key in state and v_key in state:
             g, v = state.pop(g_key).float(), state.pop(v_key).float()
-            state[_POS_CONV + "weight"] = v * (g / torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True))
+            state[pos + "weight"] = v * (g / torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True))
     return state
 
 
@@ -309,7 +334,8 @@ def _list(keys, n: int = 6) -> str:
 def _load_weights(model: nn.Module, state: dict[str, Tensor], name: str, arch: str) -> None:
     """Check every key and shape against ``model`` and load; raises ModelLoadError listing
     missing, unexpected and mis-shaped keys."""
-    state = _fold_weight_norm({k: v for k, v in state.items() if not _IGNORED.match(k)})
+    prefix = model.config.model_type + "."
+    state = _fold_weight_norm({k: v for k, v in state.items() if not _IGNORED.match(k)}, prefix)
     expected = model.state_dict()
     missing = expected.keys() - state.keys()
     unexpected = state.keys() - expected.keys()
@@ -332,7 +358,8 @@ def _load_weights(model: nn.Module, state: dict[str, Tensor], name: str, arch: s
 def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu",
                     dtype: str | torch.dtype = "float32", revision: str | None = None,
                     local_files_only: bool | None = None, expected_task: str | None = None) -> Pretrained:
-    """Load a WavLM task checkpoint from a local folder or a Hugging Face Hub id.
+    """Load a WavLM, Wav2Vec2 (XLS-R) or HuBERT task checkpoint from a local folder or a
+    Hugging Face Hub id (any architecture of :data:`ARCHITECTURES`).
 
     Args:
         name_or_path: a folder holding ``config.json`` and ``model.safetensors`` or
@@ -375,7 +402,10 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
         raise ModelLoadError(f"model {source!r}: unknown architecture ({found}) in config.json; supported: "
                              f"{', '.join(ARCHITECTURES)}")
     arch = archs[0]
-    task, cls = ARCHITECTURES[arch]
+    task, cls, family = ARCHITECTURES[arch]
+    if config.model_type != family:
+        raise ModelLoadError(f"model {source!r}: config field 'model_type' is {config.model_type!r}, but the "
+                             f"architecture {arch} is a {FAMILIES[family]} model ({family!r}); fix config.json")
     if expected_task is not None and task != expected_task:
         raise ModelLoadError(f"model {source!r} is a {task!r} model ({arch}), but a {expected_task!r} model was "
                              "expected; pass a checkpoint for that task")
@@ -407,16 +437,34 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
             raise ModelLoadError(f"model {source!r}: bad tokenizer files ({e})") from None
         decoder = CTCDecoder(vocab, frame_seconds=config.hop / preprocessor.sampling_rate)
 
-    state = _read_state_dict(weights, source)
-    try:
-        with torch.device("meta"):
-            model = cls(config)
-    except ValueError as e:
-        raise ModelLoadError(f"model {source!r}: {e}") from None
-    _load_weights(model, state, source, arch)
-    model.to(device=dev, dtype=dt).eval()
+    # normal tensors even when called under torch.inference_mode(): inference tensors have no
+    # version counter (the derived-weight cache in kernels.py needs it) and cannot train later
+    with torch.inference_mode(False):
+        state = _read_state_dict(weights, source)
+        try:
+            with torch.device("meta"):
+                model = cls(config)
+        except ValueError as e:
+            raise ModelLoadError(f"model {source!r}: {e}") from None
+        _load_weights(model, state, source, arch)
+        model.to(device=dev, dtype=dt).eval()
     return Pretrained(model=model, config=config, preprocessor=preprocessor, vocab=vocab, decoder=decoder,
                       task=task, source=source, path=folder, device=dev, dtype=dt)
+
+
+def architecture_name(model: nn.Module) -> str:
+    """The ``config.json`` architecture of one of this package's task models, e.g.
+    "Wav2Vec2ForXVector"; raises ``TypeError`` for any other module and ``ValueError`` for a
+    head that transformers does not have in that family (HuBERT frames / x-vector)."""
+    head = next((h for h, (_, cls) in _HEADS.items() if type(model) is cls), None)
+    if head is None:
+        raise TypeError(f"expected WavLMForCTC, WavLMForAudioFrameClassification or WavLMForXVector, got "
+                        f"{type(model).__name__}")
+    family = model.config.model_type
+    if head not in _FAMILY_HEADS[family]:
+        raise ValueError(f"transformers has no {ARCH_PREFIX[family]}{head}; a {FAMILIES[family]} model can only "
+                         f"be saved as {', '.join(ARCH_PREFIX[family] + h for h in _FAMILY_HEADS[family])}")
+    return ARCH_PREFIX[family] + head
 
 
 def save_pretrained(model: nn.Module, folder: str | Path, *, preprocessor: PreprocessorConfig | None = None,
@@ -428,32 +476,38 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, preprocessor: Prepr
     the names transformers 5 uses), ``preprocessor_config.json`` (``preprocessor`` or the
     defaults) and, for CTC, the tokenizer files of ``vocab``. Creates ``folder``; returns it.
 
+    The architecture written is the family's (``config.model_type``): ``Wav2Vec2ForCTC`` for a
+    Wav2Vec2 CTC model, and so on.
+
     Raises ``TypeError`` for a model that is not one of the three task models and
-    ``ValueError`` for a CTC model without ``vocab``.
+    ``ValueError`` for a CTC model without ``vocab`` or a head transformers lacks in that
+    family (HuBERT has only ``HubertForCTC``).
     """
     from safetensors.torch import save_file
 
-    arch = next((a for a, (_, cls) in ARCHITECTURES.items() if type(model) is cls), None)
-    if arch is None:
-        raise TypeError(f"save_pretrained expects WavLMForCTC, WavLMForAudioFrameClassification or "
-                        f"WavLMForXVector, got {type(model).__name__}")
-    if arch == "WavLMForCTC" and vocab is None:
-        raise ValueError("save_pretrained needs vocab= for a WavLMForCTC model")
+    try:
+        arch = architecture_name(model)
+    except TypeError as e:
+        raise TypeError(f"save_pretrained: {e}") from None
+    task = ARCHITECTURES[arch][0]
+    if task == "ctc" and vocab is None:
+        raise ValueError(f"save_pretrained needs vocab= for a {arch} model")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = dataclasses.replace(model.config, architectures=(arch,))
 
     state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
-    w = state.pop(_POS_CONV + "weight")
+    pos = model.config.model_type + "." + _POS_CONV
+    w = state.pop(pos + "weight")
     g_name, v_name = _WEIGHT_NORM_NAMES[1]
-    state[_POS_CONV + g_name] = torch.linalg.vector_norm(w, dim=(0, 1), keepdim=True)
-    state[_POS_CONV + v_name] = w
+    state[pos + g_name] = torch.linalg.vector_norm(w, dim=(0, 1), keepdim=True)
+    state[pos + v_name] = w
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
     pre = (preprocessor or PreprocessorConfig()).to_dict()
     (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
-    if arch == "WavLMForCTC":
+    if task == "ctc":
         vocab.to_files(folder)
     return folder

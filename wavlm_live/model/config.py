@@ -1,10 +1,13 @@
-"""Configuration of WavLM checkpoints: the model's ``config.json`` and the feature
-extractor's ``preprocessor_config.json``, as frozen dataclasses.
+"""Configuration of WavLM, Wav2Vec2 (XLS-R) and HuBERT checkpoints: the model's
+``config.json`` and the feature extractor's ``preprocessor_config.json``, as frozen
+dataclasses.
 
-Field names and defaults follow transformers' ``WavLMConfig`` and
-``Wav2Vec2FeatureExtractor`` (transformers 5.24, ``configuration_wavlm.py`` and
+Field names and defaults follow transformers' ``WavLMConfig``, ``Wav2Vec2Config``,
+``HubertConfig`` and ``Wav2Vec2FeatureExtractor`` (transformers 5.24,
+``configuration_wavlm.py``, ``configuration_wav2vec2.py``, ``configuration_hubert.py``,
 ``feature_extraction_wav2vec2.py``), so a checkpoint's JSON reads unchanged and
-``to_dict()`` writes JSON that transformers loads. Only fields that change the
+``to_dict()`` writes JSON that transformers loads. The three families share every default
+that matters here; ``model_type`` says which one a config is. Only fields that change the
 architecture or the outputs are kept; training-only keys (dropouts, SpecAugment,
 quantizer sizes, ...) are accepted and ignored.
 """
@@ -23,6 +26,22 @@ import torch
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish")
 """Activation names accepted for ``hidden_act`` / ``feat_extract_activation``; "gelu" is the
 exact (erf) GELU as in transformers' ``ACT2FN``."""
+
+FAMILIES = {"wavlm": "WavLM", "wav2vec2": "Wav2Vec2", "hubert": "HuBERT"}
+"""Supported ``model_type`` values and their display names. XLS-R and XLSR-53 checkpoints
+are ``wav2vec2``."""
+
+ARCH_PREFIX = {"wavlm": "WavLM", "wav2vec2": "Wav2Vec2", "hubert": "Hubert"}
+"""The class-name prefix of each family's ``architectures`` entries (``Wav2Vec2ForCTC``)."""
+
+# config fields that name a feature this package does not implement: (field, value that
+# is fine, what the field adds). Anything else set there is refused with one sentence.
+_UNSUPPORTED = (
+    ("add_adapter", False, "adapter layers after the encoder are not supported"),
+    ("adapter_attn_dim", None, "per-layer attention adapters (MMS checkpoints) are not supported"),
+    ("conv_pos_batch_norm", False, "a BatchNorm positional convolution (instead of the weight-normed one) "
+                                   "is not supported"),
+)
 
 _TUPLE_FIELDS = ("conv_dim", "conv_stride", "conv_kernel", "tdnn_dim", "tdnn_kernel", "tdnn_dilation")
 
@@ -61,14 +80,16 @@ def read_json(path: str | Path) -> Any:
 
 @dataclass(frozen=True)
 class WavLMConfig:
-    """Architecture of a WavLM checkpoint (the fields of its ``config.json`` that matter).
+    """Architecture of a WavLM, Wav2Vec2 (XLS-R) or HuBERT checkpoint (the fields of its
+    ``config.json`` that matter).
 
     Build it with :meth:`from_dict` / :meth:`from_json` (validated) or directly with keyword
     arguments (validated too). Defaults are those of transformers' ``WavLMConfig``
-    (wavlm-base size). Raises ``ValueError`` naming the field for an unknown or
-    inconsistent value.
+    (wavlm-base size), which Wav2Vec2 and HuBERT share. Raises ``ValueError`` naming the
+    field for an unknown or inconsistent value.
     """
 
+    model_type: str = "wavlm"  # family: "wavlm" (gated relative position bias), "wav2vec2" or "hubert" (plain attention)
     hidden_size: int = 768  # transformer width H
     num_hidden_layers: int = 12  # transformer layers
     num_attention_heads: int = 12  # heads; H must be divisible by it
@@ -83,8 +104,9 @@ class WavLMConfig:
     conv_bias: bool = False  # conv layers have a bias
     num_conv_pos_embeddings: int = 128  # kernel of the positional conv (frames)
     num_conv_pos_embedding_groups: int = 16  # groups of the positional conv
-    num_buckets: int = 320  # relative-position buckets (both directions)
-    max_bucket_distance: int = 800  # distance (frames) where the buckets saturate
+    num_buckets: int = 320  # relative-position buckets (both directions; WavLM only)
+    max_bucket_distance: int = 800  # distance (frames) where the buckets saturate (WavLM only)
+    feat_proj_layer_norm: bool = True  # LayerNorm before the feature projection (HuBERT may turn it off)
     do_stable_layer_norm: bool = False  # True: pre-LN layers + final LN (large); False: post-LN (base)
     use_weighted_layer_sum: bool = False  # heads use softmax(layer_weights)-weighted hidden states
     vocab_size: int | None = 32  # CTC output classes
@@ -118,7 +140,9 @@ class WavLMConfig:
             v = getattr(self, name)
             if v is not None and (not _is_int(v) or v < 0):
                 raise _bad(name, v, "a non-negative int or null")
-        for name in ("conv_bias", "do_stable_layer_norm", "use_weighted_layer_sum"):
+        if self.model_type not in FAMILIES:
+            raise _bad("model_type", self.model_type, " or ".join(f'"{m}"' for m in FAMILIES))
+        for name in ("conv_bias", "do_stable_layer_norm", "use_weighted_layer_sum", "feat_proj_layer_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "true or false")
         eps = self.layer_norm_eps
@@ -150,6 +174,9 @@ class WavLMConfig:
         if self.num_buckets < 4 or self.max_bucket_distance <= self.num_buckets // 4:
             raise ValueError(f"config fields 'num_buckets' ({self.num_buckets}) must be >= 4 and "
                              f"'max_bucket_distance' ({self.max_bucket_distance}) above num_buckets // 4")
+        if not self.feat_proj_layer_norm and self.model_type != "hubert":
+            raise ValueError(f"config field 'feat_proj_layer_norm' is false, but only HuBERT checkpoints can drop "
+                             f"the feature projection's LayerNorm (model_type is {self.model_type!r})")
         if not self.id2label or not all(isinstance(v, str) for v in self.id2label):
             raise _bad("id2label", self.id2label, "a non-empty list of label names")
         if not all(isinstance(v, str) for v in self.architectures):
@@ -157,6 +184,16 @@ class WavLMConfig:
         if self.vocab_size is not None and self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:
             raise ValueError(f"config field 'pad_token_id' ({self.pad_token_id}) must be below "
                              f"'vocab_size' ({self.vocab_size})")
+
+    @property
+    def family(self) -> str:
+        """Display name of the model family: "WavLM", "Wav2Vec2" or "HuBERT"."""
+        return FAMILIES[self.model_type]
+
+    @property
+    def relative_position_bias(self) -> bool:
+        """Whether attention adds WavLM's gated relative position bias (else plain attention)."""
+        return self.model_type == "wavlm"
 
     @property
     def num_labels(self) -> int:
@@ -195,19 +232,24 @@ class WavLMConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WavLMConfig":
         """Read a ``config.json`` dict. Keys this class does not model (dropouts, masking,
-        quantizer, bookkeeping) are ignored; ``model_type`` must be "wavlm" when present,
-        ``add_adapter`` must be false, ``num_feat_extract_layers`` and ``num_labels`` must agree
-        with the lists. Raises ``TypeError`` for a non-dict and ``ValueError`` naming the field
-        for a bad value."""
+        quantizer, bookkeeping) are ignored; ``model_type`` must be one of :data:`FAMILIES`
+        ("wavlm" when absent); features not implemented here (``add_adapter``,
+        ``adapter_attn_dim``, ``conv_pos_batch_norm``) must be off;
+        ``num_feat_extract_layers`` and ``num_labels`` must agree with the lists. Raises
+        ``TypeError`` for a non-dict and ``ValueError`` naming the field for a bad value."""
         if not isinstance(d, dict):
             raise TypeError(f"config must be a dict, got {type(d).__name__}")
         model_type = d.get("model_type", "wavlm")
-        if model_type != "wavlm":
-            raise _bad("model_type", model_type, '"wavlm"')
-        if d.get("add_adapter"):
-            raise ValueError("config field 'add_adapter' is true, but adapter layers are not supported")
+        if model_type not in FAMILIES:
+            raise ValueError(f"config field 'model_type' is {model_type!r}; supported model types are "
+                             + ", ".join(f'"{m}"' for m in FAMILIES))
+        for name, fine, what in _UNSUPPORTED:
+            if d.get(name) not in (None, fine):
+                raise ValueError(f"config field {name!r} is {d[name]!r}, but {what}")
         kwargs = {f.name: d[f.name] for f in fields(cls) if f.name in d and f.name != "id2label"
-                  and not (f.name == "architectures" and d[f.name] is None)}
+                  and not (f.name == "architectures" and d[f.name] is None)
+                  and not (f.name == "feat_proj_layer_norm" and model_type != "hubert")}
+        kwargs["model_type"] = model_type
         labels = d.get("id2label")
         if labels is not None:
             if not isinstance(labels, dict) or not labels:
@@ -243,19 +285,28 @@ class WavLMConfig:
         return cls.from_dict(read_json(path))
 
     def to_dict(self) -> dict[str, Any]:
-        """A ``config.json`` dict that transformers' ``WavLMConfig`` loads into the same
+        """A ``config.json`` dict that transformers' config class of the family
+        (``WavLMConfig``, ``Wav2Vec2Config``, ``HubertConfig``) loads into the same
         architecture. SpecAugment is written as off (``mask_time_prob`` 0), so transformers
         does not expect the training-only ``masked_spec_embed`` weight."""
-        d: dict[str, Any] = {"model_type": "wavlm", "architectures": list(self.architectures) or None}
+        skip = {"architectures", "id2label", "model_type"}
+        if self.model_type != "wavlm":
+            skip |= {"num_buckets", "max_bucket_distance"}
+        if self.model_type != "hubert":
+            skip.add("feat_proj_layer_norm")
+        if self.model_type == "hubert":  # HubertConfig has no x-vector fields
+            skip |= {"tdnn_dim", "tdnn_kernel", "tdnn_dilation", "xvector_output_dim"}
+        d: dict[str, Any] = {"model_type": self.model_type, "architectures": list(self.architectures) or None}
         for f in fields(self):
-            if f.name in ("architectures", "id2label"):
+            if f.name in skip:
                 continue
             v = getattr(self, f.name)
             d[f.name] = list(v) if isinstance(v, tuple) else v
         d["id2label"] = {str(i): label for i, label in enumerate(self.id2label)}
         d["label2id"] = {label: i for i, label in enumerate(self.id2label)}
         d["num_feat_extract_layers"] = len(self.conv_dim)
-        d["add_adapter"] = False
+        if self.model_type != "hubert":
+            d["add_adapter"] = False
         d["mask_time_prob"] = 0.0
         d["mask_feature_prob"] = 0.0
         return d

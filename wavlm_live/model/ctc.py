@@ -7,6 +7,12 @@ output_char_offsets=True, output_word_offsets=True)`` on the per-frame argmax: i
 (unknown ids to the unk token), group repeats, drop the pad (blank) token, word delimiter to
 a space, join, strip, lower-case if ``do_lower_case``. Offsets are in frames of the grouped
 sequence; seconds are frames times the frame hop (320 samples / 16 kHz = 0.02 s).
+
+Words (``Transcript.words``) are transformers' ``word_offsets`` made ready for captions in
+any language: they take the text's case (``do_lower_case``), and every character of a
+script written without spaces (Chinese characters, Japanese kana; :mod:`wavlm_live.text`)
+is a word of its own, so character vocabularies without a word delimiter get one word per
+character instead of one word per utterance.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from wavlm_live.text import is_spaceless
 
 from .config import read_json
 
@@ -197,7 +205,8 @@ class WordOffset:
 class Transcript:
     """Greedy CTC decode of one utterance: ``text`` as transformers' tokenizer returns it,
     ``chars`` its ``char_offsets`` (word delimiters appear as ``" "``), ``words`` its
-    ``word_offsets``."""
+    ``word_offsets`` with the text's case and each spaceless-script character (Chinese,
+    Japanese) a word of its own (see the module docstring)."""
 
     text: str
     chars: list[CharOffset]
@@ -210,6 +219,12 @@ def _clean_up(text: str) -> str:
                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
         text = text.replace(a, b)
     return text
+
+
+def spaceless_token(token: str) -> bool:
+    """Whether a vocabulary token is a word by itself: all its characters belong to scripts
+    written without spaces (:func:`wavlm_live.text.is_spaceless`: Chinese, Japanese)."""
+    return bool(token) and all(is_spaceless(ch) for ch in token)
 
 
 class CTCDecoder:
@@ -226,6 +241,8 @@ class CTCDecoder:
             raise ValueError(f"frame_seconds must be > 0, got {frame_seconds!r}")
         self.vocab = vocab
         self.frame_seconds = float(frame_seconds)
+        self.char_word_ids = frozenset(i for i, t in enumerate(vocab.tokens) if spaceless_token(t))
+        """Ids of tokens that are words by themselves (spaceless-script characters)."""
 
     def decode(self, logits_or_ids) -> Transcript:
         """Decode one utterance.
@@ -258,23 +275,34 @@ class CTCDecoder:
         return Transcript(text, chars, self._words(chars, space))
 
     def _words(self, chars: list[CharOffset], space: str) -> list[WordOffset]:
-        """transformers' ``Wav2Vec2CTCTokenizer._get_word_offsets``."""
-        spans: list[tuple[str, int, int]] = []
-        last_state, word, start, end = "SPACE", "", 0, 0
+        """transformers' ``Wav2Vec2CTCTokenizer._get_word_offsets``, then each word split
+        where it holds spaceless tokens (every such token a word, the runs between them
+        words) and lower-cased with ``do_lower_case``."""
+        groups: list[list[CharOffset]] = []  # the characters of each of transformers' words
+        last_state = "SPACE"
         for c in chars:
             state = "SPACE" if c.char == space else "WORD"
-            if state == last_state:
-                end = c.end_frame
-                word += c.char
-            elif state == "SPACE":
-                spans.append((word, start, end))
-            else:
-                start, end, word = c.start_frame, c.end_frame, c.char
+            if state == "WORD":
+                if last_state == "SPACE":
+                    groups.append([])
+                groups[-1].append(c)
             last_state = state
-        if last_state == "WORD":
-            spans.append((word, start, end))
         fs = self.frame_seconds
-        return [WordOffset(w, s, e, s * fs, e * fs) for w, s, e in spans]
+        lower = self.vocab.do_lower_case
+        words = []
+        for group in groups:
+            run: list[CharOffset] = []
+            for c in group + [None]:  # None flushes the last run
+                if c is not None and not spaceless_token(c.char):
+                    run.append(c)
+                    continue
+                for piece in (run, [c] if c is not None else []):
+                    if piece:
+                        text = "".join(p.char for p in piece)
+                        s, e = piece[0].start_frame, piece[-1].end_frame
+                        words.append(WordOffset(text.lower() if lower else text, s, e, s * fs, e * fs))
+                run = []
+        return words
 
     @staticmethod
     def _ids(x) -> list[int]:

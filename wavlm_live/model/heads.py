@@ -1,10 +1,14 @@
-"""The three WavLM task models: CTC, audio frame classification and x-vector.
+"""The three task models: CTC, audio frame classification and x-vector, for every family.
 
-Each is ``nn.Module(config)`` holding the backbone as ``wavlm`` plus its head, with the
-attribute names (and so the state-dict keys) of transformers 5.24's ``WavLMForCTC``,
-``WavLMForAudioFrameClassification`` and ``WavLMForXVector``. Every ``forward`` is
-``(input_values [B, N], attention_mask [B, N] | None, output_hidden_states=False) ->
-WavLMOutput``. Training-only parts (dropout, losses, the AM-softmax ``objective``) are left out.
+Each is ``nn.Module(config)`` holding the backbone under the family's name
+(``config.model_type``: ``wavlm``, ``wav2vec2`` or ``hubert``; also reachable as
+``backbone``) plus its head, with the attribute names (and so the state-dict keys) of
+transformers 5.24's ``WavLMForCTC`` / ``Wav2Vec2ForCTC`` / ``HubertForCTC``,
+``*ForAudioFrameClassification`` and ``*ForXVector`` (the heads are the same code in all
+three families there). The class names are WavLM's; a Wav2Vec2 config gives a Wav2Vec2
+model. Every ``forward`` is ``(input_values [B, N], attention_mask [B, N] | None,
+output_hidden_states=False) -> WavLMOutput``. Training-only parts (dropout, losses, the
+AM-softmax ``objective``) are left out.
 """
 
 from __future__ import annotations
@@ -23,17 +27,22 @@ class _TaskModel(nn.Module):
     def __init__(self, config: WavLMConfig, weighted_sum: bool):
         super().__init__()
         self.config = config
-        self.wavlm = WavLMModel(config)
+        setattr(self, config.model_type, WavLMModel(config))  # "wavlm." / "wav2vec2." / "hubert." keys
         self.weighted_sum = weighted_sum and config.use_weighted_layer_sum
         if self.weighted_sum:
             n = config.num_hidden_layers + 1
             self.layer_weights = nn.Parameter(torch.ones(n) / n)
 
+    @property
+    def backbone(self) -> WavLMModel:
+        """The backbone, whatever the family (the module named ``config.model_type``)."""
+        return getattr(self, self.config.model_type)
+
     def _features(self, input_values: Tensor, attention_mask: Tensor | None,
                   output_hidden_states: bool) -> tuple[Tensor, WavLMOutput]:
         """Run the backbone; returns the head input ``[B, T, H]`` (softmax(layer_weights)
         weighted sum of all hidden states, or the last hidden state) and the backbone output."""
-        out = self.wavlm(input_values, attention_mask, output_hidden_states or self.weighted_sum)
+        out = self.backbone(input_values, attention_mask, output_hidden_states or self.weighted_sum)
         if not self.weighted_sum:
             return out.last_hidden_state, out
         weights = torch.softmax(self.layer_weights.float(), dim=-1)  # summed in float32 under bf16/fp16
@@ -191,7 +200,7 @@ class WavLMForXVector(_TaskModel):
         if attention_mask is None:
             weights = torch.ones(h.shape[:2], device=h.device)
         else:
-            frames = self.wavlm.frame_lengths(attention_mask)
+            frames = self.backbone.frame_lengths(attention_mask)
             if bool((frames < self.min_frames).any()):
                 raise ValueError(f"attention_mask has an utterance of {int(frames.min())} frames; the x-vector "
                                  f"head needs at least {self.min_frames}")

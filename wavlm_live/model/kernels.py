@@ -63,8 +63,16 @@ def cached(tensors: Tensor | tuple[Tensor, ...], make):
     """``make(*tensors)`` (a packed, reshaped or concatenated copy of parameters), computed
     once under ``torch.inference_mode`` and cached on the first tensor; rebuilt when any of
     them changes (version counter or storage), so loading new weights, ``.to()`` or training
-    in between is safe, and when ``PACK_BF16_WEIGHTS`` is switched."""
+    in between is safe, and when ``PACK_BF16_WEIGHTS`` is switched.
+
+    Inference tensors (parameters created under ``torch.inference_mode``, e.g. a model built
+    or loaded by hand inside it) have no version counter, so an in-place change to them
+    could not be seen: for them ``make`` runs on every call and nothing is cached (correct,
+    only slower; :func:`~wavlm_live.model.load_pretrained` always creates normal tensors)."""
     tensors = (tensors,) if isinstance(tensors, Tensor) else tuple(tensors)
+    if any(t.is_inference() for t in tensors):
+        with torch.inference_mode():
+            return make(*(t.detach() for t in tensors))
     key = tuple((t._version, t.data_ptr()) for t in tensors) + (PACK_BF16_WEIGHTS,)
     hit = _derived.get(tensors[0])
     if hit is not None and hit[0] == key:
