@@ -120,6 +120,25 @@ WAV2VEC2_BASE_SUPERB_SD = {
     "label2id": {"LABEL_0": 0, "LABEL_1": 1}, "transformers_version": "4.11.0.dev0",
 }
 
+KS_LABELS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "_silence_", "_unknown_"]
+
+# superb/wav2vec2-base-superb-ks (Speech Commands keyword spotting: 12 classes on a weighted
+# layer sum, projector 256, mean pooling)
+WAV2VEC2_BASE_SUPERB_KS = {
+    **WAV2VEC2_BASE_960H, "_name_or_path": "facebook/wav2vec2-base",
+    "architectures": ["Wav2Vec2ForSequenceClassification"], "classifier_proj_size": 256,
+    "use_weighted_layer_sum": True, "id2label": {str(i): label for i, label in enumerate(KS_LABELS)},
+    "label2id": {label: str(i) for i, label in enumerate(KS_LABELS)}, "transformers_version": "4.10.0.dev0",
+}
+
+# superb/hubert-large-superb-er (IEMOCAP emotion: neutral, happy, angry, sad)
+HUBERT_LARGE_SUPERB_ER = {
+    **HUBERT_LARGE_LS960_FT, "_name_or_path": "facebook/hubert-large-ll60k",
+    "architectures": ["HubertForSequenceClassification"], "classifier_proj_size": 256,
+    "use_weighted_layer_sum": True, "id2label": {"0": "neu", "1": "hap", "2": "ang", "3": "sad"},
+    "label2id": {"neu": 0, "hap": 1, "ang": 2, "sad": 3}, "transformers_version": "4.10.0.dev0",
+}
+
 LIBRISPEECH_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "E": 5, "T": 6, "A": 7, "O": 8, "N": 9,
                      "I": 10, "H": 11, "S": 12, "R": 13, "D": 14, "L": 15, "U": 16, "M": 17, "W": 18, "C": 19,
                      "F": 20, "G": 21, "Y": 22, "P": 23, "B": 24, "V": 25, "K": 26, "'": 27, "X": 28, "J": 29,
@@ -168,6 +187,8 @@ LAYOUTS = {
     "xlsr-53-zh-cn": (XLSR_53_ZH_CN, ZH_TOKENIZER, PREPROCESSOR_MASK),
     "wav2vec2-base-superb-sv": (WAV2VEC2_BASE_SUPERB_SV, None, PREPROCESSOR),
     "wav2vec2-base-superb-sd": (WAV2VEC2_BASE_SUPERB_SD, None, PREPROCESSOR),
+    "wav2vec2-base-superb-ks": (WAV2VEC2_BASE_SUPERB_KS, None, PREPROCESSOR),
+    "hubert-large-superb-er": (HUBERT_LARGE_SUPERB_ER, None, PREPROCESSOR),
 }
 """name -> (config.json, tokenizer files or None, preprocessor_config.json)."""
 

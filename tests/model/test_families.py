@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from wavlm_live.model import (ModelLoadError, WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector,
-                              load_pretrained, save_pretrained)
+from wavlm_live.model import (ModelLoadError, WavLMForAudioFrameClassification, WavLMForCTC,
+                              WavLMForSequenceClassification, WavLMForXVector, load_pretrained, save_pretrained)
 from wavlm_live.model.attention import SelfAttention, WavLMAttention
 
 from .conftest import max_diff
@@ -25,7 +25,7 @@ TOL = 1e-4
 DATA = Path(__file__).resolve().parents[1] / "data"
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 HEADS = {"ForCTC": WavLMForCTC, "ForAudioFrameClassification": WavLMForAudioFrameClassification,
-         "ForXVector": WavLMForXVector}
+         "ForXVector": WavLMForXVector, "ForSequenceClassification": WavLMForSequenceClassification}
 FAMILY = {"wav2vec2": "Wav2Vec2", "hubert": "HuBERT"}
 
 
@@ -87,7 +87,8 @@ def test_hub_layouts_match_transformers(checkpoint, name, fmt, old):
 
 
 @pytest.mark.parametrize("name", ["wav2vec2-large-960h-lv60-self", "hubert-large-ls960-ft", "xls-r-300m-ru",
-                                  "wav2vec2-base-superb-sv", "wav2vec2-base-superb-sd"])
+                                  "wav2vec2-base-superb-sv", "wav2vec2-base-superb-sd", "wav2vec2-base-superb-ks",
+                                  "hubert-large-superb-er"])
 def test_padded_batch_with_attention_mask_matches(checkpoint, name):
     """Right-padded batches with a sample mask (what return_attention_mask checkpoints get):
     zeroed padding before the positional conv, key padding, x-vector pooling lengths."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wavlm_live.model import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector, load_pretrained
+from wavlm_live.model import (WavLMForAudioFrameClassification, WavLMForCTC, WavLMForSequenceClassification,
+                              WavLMForXVector, load_pretrained)
 
 from .conftest import max_diff
 
@@ -14,11 +15,11 @@ TOL = 1e-4
 # transformers itself warns about its mixed bool/float masks
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 CLASSES = {"WavLMForCTC": WavLMForCTC, "WavLMForAudioFrameClassification": WavLMForAudioFrameClassification,
-           "WavLMForXVector": WavLMForXVector}
+           "WavLMForXVector": WavLMForXVector, "WavLMForSequenceClassification": WavLMForSequenceClassification}
 # 400 samples: the one-frame minimum; 272000 samples (17 s, 850 frames): the position
 # buckets saturate beyond 800 frames. The x-vector head needs >= 16 frames (5200 samples).
 LENGTHS = {"WavLMForCTC": (400, 16123, 272000), "WavLMForAudioFrameClassification": (400, 16123, 272000),
-           "WavLMForXVector": (5200, 16123, 272000)}
+           "WavLMForXVector": (5200, 16123, 272000), "WavLMForSequenceClassification": (400, 16123, 272000)}
 # WavLMForCTC has no weighted layer sum in transformers, so it is tested without it only
 CASES = [(arch, style, weighted) for arch in CLASSES for style in ("base", "large") for weighted in (False, True)
          if not (arch == "WavLMForCTC" and weighted)]

@@ -235,7 +235,7 @@ class SequenceRunner(_Runner):
     """Runs a ``*ForSequenceClassification`` checkpoint on whole clips.
 
     Attributes:
-        labels: class names by class id (from ``id2label``; ``"LABEL_<i>"`` where absent).
+        labels: class names by class id (the checkpoint's ``id2label``).
         keyword_spotting: the label set is a keyword-spotting one (:data:`KEYWORD_MARKERS`).
     """
 
@@ -243,10 +243,7 @@ class SequenceRunner(_Runner):
 
     def __init__(self, pretrained: Any) -> None:
         super().__init__(pretrained)
-        config = pretrained.config
-        n = int(config.num_labels)
-        names = getattr(config, "id2label", None) or {}
-        self.labels = [str(names.get(i, names.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+        self.labels = list(pretrained.config.id2label)
         self.keyword_spotting = any(marker in self.labels for marker in KEYWORD_MARKERS)
 
     @torch.inference_mode()

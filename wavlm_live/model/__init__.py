@@ -1,5 +1,5 @@
-"""WavLM, Wav2Vec2 (XLS-R) and HuBERT in plain PyTorch: the backbone, the three task heads
-(CTC, frame classification, x-vector), Hugging Face checkpoint loading and saving, input
+"""WavLM, Wav2Vec2 (XLS-R) and HuBERT in plain PyTorch: the backbone, the four task heads
+(CTC, frame classification, x-vector, sequence classification), Hugging Face checkpoint loading and saving, input
 normalisation and CTC decoding (vocabularies of any language); ``lm`` adds the KenLM beam
 search.
 
@@ -20,7 +20,7 @@ from .checkpoint import (ModelLoadError, Pretrained, load_pretrained, resolve_de
                          save_pretrained)
 from .config import PreprocessorConfig, WavLMConfig, frames_for_samples
 from .ctc import CharOffset, CTCDecoder, CTCVocabulary, Transcript, WordOffset
-from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector
+from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForSequenceClassification, WavLMForXVector
 
 __all__ = [
     "CTCDecoder",
@@ -33,6 +33,7 @@ __all__ = [
     "WavLMConfig",
     "WavLMForAudioFrameClassification",
     "WavLMForCTC",
+    "WavLMForSequenceClassification",
     "WavLMForXVector",
     "WavLMModel",
     "WavLMOutput",

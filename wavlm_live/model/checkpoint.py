@@ -31,15 +31,17 @@ from torch import Tensor, nn
 
 from .config import ARCH_PREFIX, FAMILIES, PreprocessorConfig, WavLMConfig
 from .ctc import CTCDecoder, CTCVocabulary
-from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector
+from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForSequenceClassification, WavLMForXVector
 
 _HEADS: dict[str, tuple[str, type[nn.Module]]] = {
     "ForCTC": ("ctc", WavLMForCTC),
     "ForAudioFrameClassification": ("frames", WavLMForAudioFrameClassification),
     "ForXVector": ("xvector", WavLMForXVector),
+    "ForSequenceClassification": ("sequence", WavLMForSequenceClassification),
 }
 _FAMILY_HEADS = {"wavlm": tuple(_HEADS), "wav2vec2": tuple(_HEADS),
-                 "hubert": ("ForCTC",)}  # transformers has no HuBERT frame or x-vector head
+                 # transformers has no HuBERT frame or x-vector head
+                 "hubert": ("ForCTC", "ForSequenceClassification")}
 
 ARCHITECTURES: dict[str, tuple[str, type[nn.Module], str]] = {
     ARCH_PREFIX[family] + head: (*_HEADS[head], family)
@@ -458,7 +460,7 @@ def architecture_name(model: nn.Module) -> str:
     head that transformers does not have in that family (HuBERT frames / x-vector)."""
     head = next((h for h, (_, cls) in _HEADS.items() if type(model) is cls), None)
     if head is None:
-        raise TypeError(f"expected WavLMForCTC, WavLMForAudioFrameClassification or WavLMForXVector, got "
+        raise TypeError(f"expected one of {', '.join(c.__name__ for _, c in _HEADS.values())}, got "
                         f"{type(model).__name__}")
     family = model.config.model_type
     if head not in _FAMILY_HEADS[family]:
@@ -479,7 +481,7 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, preprocessor: Prepr
     The architecture written is the family's (``config.model_type``): ``Wav2Vec2ForCTC`` for a
     Wav2Vec2 CTC model, and so on.
 
-    Raises ``TypeError`` for a model that is not one of the three task models and
+    Raises ``TypeError`` for a model that is not one of the four task models and
     ``ValueError`` for a CTC model without ``vocab`` or a head transformers lacks in that
     family (HuBERT has only ``HubertForCTC``).
     """

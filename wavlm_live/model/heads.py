@@ -209,3 +209,33 @@ class WavLMForXVector(_TaskModel):
         out.embeddings = self.masked_embeddings(h, weights)
         out.logits = self.classifier(out.embeddings)
         return out
+
+
+class WavLMForSequenceClassification(_TaskModel):
+    """WavLM (or Wav2Vec2 / HuBERT) with an utterance classifier, as transformers'
+    ``*ForSequenceClassification``: the head input (weighted layer sum or last hidden
+    state) through ``projector`` Linear(H -> classifier_proj_size), mean pooling over the
+    valid frames, then ``classifier`` Linear(classifier_proj_size -> num_labels).
+    ``logits``: ``[B, num_labels]``; the class names are ``config.id2label``.
+
+    Keyword spotting (superb/wav2vec2-base-superb-ks), emotion recognition
+    (superb/hubert-large-superb-er) and language identification use this layout.
+    """
+
+    def __init__(self, config: WavLMConfig):
+        super().__init__(config, weighted_sum=True)
+        self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
+        self.classifier = nn.Linear(config.classifier_proj_size, config.num_labels)
+
+    def forward(self, input_values: Tensor, attention_mask: Tensor | None = None,
+                output_hidden_states: bool = False) -> WavLMOutput:
+        h, out = self._features(input_values, attention_mask, output_hidden_states)
+        h = self.projector(h)  # [B, T, P]
+        if attention_mask is None:
+            pooled = h.mean(dim=1)
+        else:
+            valid = ~self.backbone.frame_padding(attention_mask, h.shape[1])  # [B, T]
+            h = h.masked_fill(~valid[..., None], 0.0)
+            pooled = h.sum(dim=1) / valid.sum(dim=1, keepdim=True).to(h.dtype)
+        out.logits = self.classifier(pooled)
+        return out
