@@ -140,6 +140,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
             "required": ["label", "score"],
             "additionalProperties": False,
         }, "minItems": 1},
+        "snapshot": _SNAPSHOT,
     }, ["start", "end", "speaker", "scope", "labels"]),
     "level": _message("server", "level", {
         "t": _SECONDS,

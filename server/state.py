@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import deque
 
-from wavlm_live.events import CaptionEvent, EndEvent, Event, SpeakerEvent
+from wavlm_live.events import CaptionEvent, ClassificationEvent, EndEvent, Event, SpeakerEvent
 
 
 class StreamState:
-    """Latest speaker states, recent final captions, the current partial, the end.
+    """Latest speaker states, the latest classification per speaker (and of windows),
+    recent final captions, the current partial, the end.
 
     Fed every event in publish order (``update``); ``snapshot`` lists the events a new
     client is sent after ``hello``. Memory is bounded by ``recent_captions`` plus one
@@ -17,6 +18,7 @@ class StreamState:
 
     def __init__(self, recent_captions: int) -> None:
         self._speakers: dict[str, SpeakerEvent] = {}
+        self._classes: dict[str | None, ClassificationEvent] = {}
         self._finals: deque[CaptionEvent] = deque(maxlen=recent_captions)
         self._last_final_segment = -1
         self._partial: CaptionEvent | None = None
@@ -26,6 +28,9 @@ class StreamState:
         """Take one published event into the state."""
         if isinstance(event, SpeakerEvent):
             self._speakers[event.id] = event
+        elif isinstance(event, ClassificationEvent):
+            self._classes.pop(event.speaker, None)
+            self._classes[event.speaker] = event
         elif isinstance(event, CaptionEvent):
             if event.final:
                 if self._finals.maxlen:
@@ -39,9 +44,11 @@ class StreamState:
             self._end = event
 
     def snapshot(self) -> list[Event]:
-        """Speakers (in order of first appearance), recent final captions (oldest first),
+        """Speakers (in order of first appearance), the latest classification of each
+        speaker (and the latest window classification), recent final captions (oldest first),
         the partial caption newer than the last final one, and the end event if seen."""
         events: list[Event] = list(self._speakers.values())
+        events.extend(self._classes.values())
         events.extend(self._finals)
         if self._partial is not None:
             events.append(self._partial)

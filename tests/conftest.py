@@ -144,14 +144,15 @@ def tiny_config(**overrides):
 
 
 def save_tiny(folder, kind, seed=0, **overrides):
-    """Write a tiny checkpoint of ``kind`` ('ctc', 'frames', 'xvector') to ``folder``."""
+    """Write a tiny checkpoint of ``kind`` ('ctc', 'frames', 'xvector', 'sequence') to ``folder``."""
     from transformers import (
         Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, WavLMForAudioFrameClassification, WavLMForCTC,
-        WavLMForXVector,
+        WavLMForSequenceClassification, WavLMForXVector,
     )
 
     torch.manual_seed(seed)
-    cls = {"ctc": WavLMForCTC, "frames": WavLMForAudioFrameClassification, "xvector": WavLMForXVector}[kind]
+    cls = {"ctc": WavLMForCTC, "frames": WavLMForAudioFrameClassification, "xvector": WavLMForXVector,
+           "sequence": WavLMForSequenceClassification}[kind]
     model = cls(tiny_config(**overrides)).eval()
     if kind == "ctc":
         # Random heads give nearly constant logits; sharpen the head so that the argmax
@@ -160,6 +161,9 @@ def save_tiny(folder, kind, seed=0, **overrides):
             model.lm_head.weight *= 40
             model.lm_head.bias[0] += 2.0
             model.lm_head.bias[2] += 1.0
+    if kind == "sequence":
+        with torch.no_grad():  # spread the classes: a random head is nearly uniform
+            model.classifier.weight *= 30
     model.save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
     if kind == "ctc":
@@ -170,12 +174,20 @@ def save_tiny(folder, kind, seed=0, **overrides):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory):
-    """Folders of three tiny checkpoints: {'captions', 'diarization', 'embeddings'}."""
+    """Folders of tiny checkpoints: {'captions', 'diarization', 'embeddings', 'classification'}
+    (the classifier: three language classes, or twelve keyword-spotting ones as
+    'keywords')."""
     root = tmp_path_factory.mktemp("tiny-models")
+    langs = {0: "en", 1: "fr", 2: "de"}
+    keywords = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "_silence_", "_unknown_"]
     return {
         "captions": save_tiny(root / "ctc", "ctc", seed=1),
         "diarization": save_tiny(root / "sd", "frames", seed=2),
         "embeddings": save_tiny(root / "sv", "xvector", seed=3),
+        "classification": save_tiny(root / "lid", "sequence", seed=4, num_labels=3, id2label=langs,
+                                    label2id={v: k for k, v in langs.items()}, use_weighted_layer_sum=True),
+        "keywords": save_tiny(root / "ks", "sequence", seed=5, num_labels=len(keywords),
+                              id2label=dict(enumerate(keywords)), label2id={k: i for i, k in enumerate(keywords)}),
     }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from wavlm_live.events import (
     CaptionEvent,
+    ClassificationEvent,
     DiarizationEvent,
     EndEvent,
     ErrorEvent,
@@ -32,6 +33,11 @@ from wavlm_live.events import (
     event_from_dict,
 )
 from wavlm_live.text import join_words
+
+KEYWORD_LOG = 20
+"""Keyword detections kept for the dashboard's keyword log."""
+KEYWORD_MARKERS = ("_silence_", "_unknown_")
+"""Keyword-spotting classes that are not keywords (Speech Commands' silence and unknown)."""
 
 CURRENT_S = 0.5
 """A speaker active in the last ``CURRENT_S`` seconds of settled frames is "current"."""
@@ -135,6 +141,12 @@ class DashboardState:
         self.error: ErrorEvent | None = None
         self.errors_total = 0
         self.ended: EndEvent | None = None
+        self.classes: dict[str, ClassificationEvent] = {}
+        """Latest turn classification per speaker id."""
+        self.keywords: deque[ClassificationEvent] = deque(maxlen=KEYWORD_LOG)
+        """Recent window classifications whose best class is a keyword (not a silence or
+        unknown marker), oldest first."""
+        self.classes_version = 0
         self.dropped = 0
         self.bad_messages = 0
         self.stream_time = 0.0
@@ -167,7 +179,7 @@ class DashboardState:
             count = msg.get("count")
             if isinstance(count, int) and not isinstance(count, bool) and count > 0:
                 self.dropped += count
-        elif kind in ("caption", "diarization", "speaker", "level", "stats", "error", "end"):
+        elif kind in ("caption", "diarization", "speaker", "classification", "level", "stats", "error", "end"):
             event = decode_event(msg)
             if event is None:
                 self.bad_messages += 1
@@ -228,11 +240,25 @@ class DashboardState:
         elif isinstance(event, StatsEvent):
             self._advance(event.t)
             self.stats = event
+        elif isinstance(event, ClassificationEvent):
+            self._classification(event)
         elif isinstance(event, ErrorEvent):
             self.error = event
             self.errors_total += 1
         elif isinstance(event, EndEvent):
             self.ended = event
+
+    def _classification(self, event: ClassificationEvent) -> None:
+        if not event.labels:
+            return
+        if event.scope == "turn" and event.speaker is not None:
+            self.classes[event.speaker] = event
+        elif event.scope == "window" and event.labels[0].label not in KEYWORD_MARKERS:
+            if not self.keywords or self.keywords[-1].start < event.start:
+                self.keywords.append(event)
+        else:
+            return
+        self.classes_version += 1
 
     def _advance(self, t: float) -> None:
         """Track the stream time of received audio (from ``level`` and ``stats``, which
@@ -304,6 +330,9 @@ class DashboardState:
         self.speakers.clear()
         self.speakers_version += 1
         self.names_version += 1
+        self.classes.clear()
+        self.keywords.clear()
+        self.classes_version += 1
         self.frames_end = 0.0
         self.stream_time = 0.0
         self.level = self.stats = None

@@ -428,10 +428,16 @@ class SpeakersTable(Widget, can_focus=True):
             self.selected = offset.y - 1
             self.refresh()
 
+    @property
+    def _labelled(self) -> bool:
+        """Whether the table has the Class column (the server runs classification)."""
+        hello = self.state.hello or {}
+        return "classification" in (hello.get("tasks") or ())
+
     def sync(self) -> None:
-        """Recompute the rows when speakers, names or settled time changed."""
+        """Recompute the rows when speakers, names, classes or settled time changed."""
         state = self.state
-        key = (state.speakers_version, state.timeline_version)
+        key = (state.speakers_version, state.timeline_version, state.classes_version, self._labelled)
         if key == self._key:
             return
         self._key = key
@@ -451,6 +457,10 @@ class SpeakersTable(Widget, can_focus=True):
                 "now" if ago < 1.0 else f"{_duration(ago)} ago",
                 "—" if e.similarity is None or not math.isfinite(e.similarity) else f"{e.similarity:.2f}",
             )
+            if self._labelled:
+                latest = state.classes.get(sid)
+                best = latest.labels[0] if latest is not None else None
+                cells[sid] += ("—" if best is None else f"{best.label} {100 * best.score:.0f}%",)
         selected = self.selected_speaker
         self._ids = list(cells)
         self._cells = cells
@@ -464,7 +474,10 @@ class SpeakersTable(Widget, can_focus=True):
 
     def _row(self, texts: tuple[str, ...]) -> list[str]:
         out = []
-        for text, width, right in zip(texts, self.WIDTHS, self.RIGHT, strict=True):
+        widths, right_aligned = self.WIDTHS, self.RIGHT
+        if len(texts) > len(widths):  # the Class column
+            widths, right_aligned = widths + (10,), right_aligned + (False,)
+        for text, width, right in zip(texts, widths, right_aligned, strict=True):
             if len(text) > width:
                 text = text[: width - 1] + "…"
             out.append(text.rjust(width) if right else text.ljust(width))
@@ -472,7 +485,8 @@ class SpeakersTable(Widget, can_focus=True):
 
     def render(self) -> Text:
         out = Text(no_wrap=True, overflow="crop")
-        out.append("  ".join(self._row(self.HEADER)), style="bold")
+        header = self.HEADER + (("Class",) if self._labelled else ())
+        out.append("  ".join(self._row(header)), style="bold")
         if not self._ids:
             out.append("\nno speakers yet", style="dim")
         for i, sid in enumerate(self._ids):
@@ -484,7 +498,7 @@ class SpeakersTable(Widget, can_focus=True):
                 if j:
                     line.append("  ")
                 style = colour if j == 0 else bold + colour if j == 1 else bold.strip()
-                if j == 2 and self._cells[sid][2] == "—":
+                if j in (2, 8) and self._cells[sid][j] == "—":
                     style = "dim"
                 line.append(text, style=style)
             if i == self.selected:
@@ -593,6 +607,14 @@ class EngineInfo(Bar):
             out.append(f"  RTF / lag     {fmt_number(stats.rtf, '.2f')} / {fmt_number(stats.lag, '.2f')} s\n")
             out.append(f"  input         {stats.input_overflows} overflows, {stats.samples_sanitised} "
                        f"samples sanitised, {stats.ring_overwrites} ring overwrites\n")
+        if state.classes or state.keywords:
+            out.append("Classification\n", style="bold")
+            for sid, event in state.classes.items():
+                labels = ", ".join(f"{x.label} {100 * x.score:.0f}%" for x in event.labels)
+                out.append(f"  {state.display_name(sid)}: {labels}\n")
+            if state.keywords:
+                out.append("  keywords " + ", ".join(
+                    f"{e.labels[0].label}@{short_clock(e.start)}" for e in list(state.keywords)[-6:]) + "\n")
         out.append("Link\n", style="bold")
         clients = "?" if state.clients is None else str(state.clients)
         out.append(f"  clients {clients}, dropped {state.dropped}, bad messages {state.bad_messages}, "

@@ -24,8 +24,10 @@ from wavlm_live.events import ErrorEvent
 
 log = logging.getLogger(__name__)
 
-DEMO_TASK_FOLDERS = {"captions": "captions", "diarization": "diarization", "embeddings": "embeddings"}
-"""Sub-folders of the bundled demo checkpoints in ``wavlm_live/data/demo``."""
+DEMO_TASK_FOLDERS = {"captions": "captions", "diarization": "diarization", "embeddings": "embeddings",
+                     "classification": "language"}
+"""Sub-folders of the bundled demo checkpoints in ``wavlm_live/data/demo`` (the
+classification one: spoken-language identification)."""
 
 DEMO_SPEAKER_THRESHOLD = 0.86
 """Cosine-similarity threshold for the bundled demo x-vector model, between its equal-error
@@ -57,6 +59,7 @@ class Models:
     captions: Any = None
     diarization: Any = None
     embeddings: Any = None
+    classification: Any = None
     demo: bool = False
     ids: dict[str, str] = field(default_factory=dict)
 
@@ -65,18 +68,22 @@ def model_sources(args: argparse.Namespace, demo: bool) -> dict[str, str]:
     """Checkpoint (Hub id or folder) per enabled task, from the options."""
     if demo:
         base = demo_dir()
-        chosen = {task: str(base / folder) for task, folder in DEMO_TASK_FOLDERS.items()}
+        chosen = {task: str(base / folder) for task, folder in DEMO_TASK_FOLDERS.items()
+                  if (base / folder / "config.json").is_file()}
     else:
         chosen = {
             "captions": getattr(args, "ctc_model", DEFAULT_MODELS["captions"]),
             "diarization": getattr(args, "diarization_model", DEFAULT_MODELS["diarization"]),
             "embeddings": getattr(args, "embedding_model", DEFAULT_MODELS["embeddings"]),
         }
+        if getattr(args, "classification_model", None):
+            chosen["classification"] = args.classification_model
     for task in list(chosen):
         if getattr(args, f"no_{task}", False):
             del chosen[task]
     if not chosen:
-        raise UsageError("all tasks are disabled; drop one of --no-captions/--no-diarization/--no-embeddings")
+        raise UsageError("all tasks are disabled; drop one of --no-captions/--no-diarization/--no-embeddings"
+                         "/--no-classification")
     return chosen
 
 
@@ -89,13 +96,14 @@ def load_models(args: argparse.Namespace, demo: bool) -> Models:
     """
     import torch  # noqa: PLC0415
 
-    from wavlm_live.engine.tasks import CTCRunner, FrameRunner, XVectorRunner  # noqa: PLC0415
+    from wavlm_live.engine.tasks import CTCRunner, FrameRunner, SequenceRunner, XVectorRunner  # noqa: PLC0415
     from wavlm_live.model import ModelLoadError, load_pretrained  # noqa: PLC0415
 
     if getattr(args, "threads", None):
         torch.set_num_threads(max(1, args.threads))
     sources = model_sources(args, demo)
-    runners = {"captions": (CTCRunner, "ctc"), "diarization": (FrameRunner, "frames"), "embeddings": (XVectorRunner, "xvector")}
+    runners = {"captions": (CTCRunner, "ctc"), "diarization": (FrameRunner, "frames"), "embeddings": (XVectorRunner, "xvector"),
+               "classification": (SequenceRunner, "sequence")}
     models = Models(demo=demo)
     for task, source in sources.items():
         runner, expected = runners[task]
@@ -208,6 +216,13 @@ def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> Engin
         changes["speaker_threshold"] = DEMO_SPEAKER_THRESHOLD
     if getattr(args, "max_speakers", None):
         changes["max_speakers"] = args.max_speakers
+    if getattr(args, "classify", None) or getattr(args, "top_k", None):
+        from wavlm_live.tasks.classification import ClassificationConfig  # noqa: PLC0415
+
+        try:
+            changes["classification"] = ClassificationConfig(mode=args.classify or "auto", top_k=args.top_k or 3)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     config = replace(config, **changes)
     needed = config.window + 3 * config.hop + 5
     if config.ring_seconds < needed:
@@ -246,6 +261,7 @@ def make_engine(args: argparse.Namespace, models: Models, config: EngineConfig, 
             captions=models.captions,
             diarization=models.diarization,
             embeddings=models.embeddings,
+            classification=models.classification,
             demo=models.demo,
             source_stats=source_stats,
         )
@@ -270,7 +286,7 @@ def session_host(args: argparse.Namespace, models: Models, config: EngineConfig)
 
     try:
         return SessionHost(config, captions=models.captions, diarization=models.diarization,
-                           embeddings=models.embeddings, demo=models.demo,
+                           embeddings=models.embeddings, classification=models.classification, demo=models.demo,
                            max_sessions=getattr(args, "max_sessions", 16),
                            buffer_seconds=getattr(args, "session_buffer", 30.0))
     except ValueError as exc:
@@ -586,7 +602,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         unknown = [t for t in tasks if t not in DEMO_TASK_FOLDERS]
         if unknown or not tasks:
-            raise UsageError(f"unknown task(s) {', '.join(unknown) or '(none)'}; choose from captions,diarization,embeddings")
+            raise UsageError(f"unknown task(s) {', '.join(unknown) or '(none)'}; "
+                             f"choose from {','.join(DEMO_TASK_FOLDERS)}")
     options: dict[str, Any] = {"token": args.token, "tasks": tasks, "speaker_threshold": args.speaker_threshold}
     if args.input != "mic":
         from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415

@@ -142,6 +142,17 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bo
     g.add_argument("--no-captions", action="store_true", help="disable CTC captions")
     g.add_argument("--no-diarization", action="store_true", help="disable diarization")
     g.add_argument("--no-embeddings", action="store_true", help="disable speaker embeddings")
+    if not demo:
+        g.add_argument("--classification-model", metavar="ID|DIR", default=None,
+                       help="utterance classifier (*ForSequenceClassification: keywords, emotion, language...); "
+                            "off unless given")
+    g.add_argument("--no-classification", action="store_true", help="disable utterance classification")
+    a_cls = p.add_argument_group("classification")
+    a_cls.add_argument("--classify", choices=["auto", "turns", "windows"], default=None,
+                       help="classify each speaker turn or each window (default: auto: windows for keyword "
+                            "spotting or without diarization, turns otherwise)")
+    a_cls.add_argument("--top-k", type=_positive_int, default=None, metavar="N",
+                       help="classes per classification event (default: 3)")
     g.add_argument("--compute", choices=["auto", "cpu", "cuda"], default="auto",
                    help="device to run the models on (default: %(default)s: CUDA when available)")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",

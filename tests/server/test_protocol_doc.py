@@ -56,7 +56,7 @@ def test_event_schemas_match_the_event_dataclasses(kind: str) -> None:
     props = set(schema["properties"])
     extras = {"stats": {"clients"}}.get(kind, set())
     assert props - {"snapshot"} == fields | ENVELOPE | extras
-    assert ("snapshot" in props) == (kind in ("caption", "speaker", "end"))
+    assert ("snapshot" in props) == (kind in ("caption", "speaker", "classification", "end"))
     # to_dict always emits every field; only the speaker embedding may be withheld
     withheld = {"embedding"} if kind == "speaker" else set()
     assert set(schema["required"]) == (fields | ENVELOPE | extras) - withheld

@@ -352,3 +352,39 @@ def test_run_dashboard_returns_2_for_a_bad_url(capsys):
 
     assert run_dashboard("http://localhost:1") == 2
     assert "ws:// or wss://" in capsys.readouterr().err
+
+
+async def test_classifications_show_per_speaker_and_in_the_keyword_log(make_server, hello):
+    from wavlm_live.events import ClassificationEvent, Label
+
+    server = make_server(hello=dict(hello, tasks=[*hello["tasks"], "classification"]))
+    app = DashboardApp(server.url, config=FAST)
+
+    def speaker(sid: str, t: float) -> SpeakerEvent:
+        return SpeakerEvent(id=sid, name=None, talk_time=t, turns=1, updates=1, similarity=None,
+                            first_seen=0.0, last_seen=t)
+
+    events = [
+        speaker("S1", 2.0), speaker("S2", 1.0),
+        ClassificationEvent(start=0.0, end=2.0, speaker="S1", scope="turn",
+                            labels=(Label("fr", 0.91), Label("es", 0.05))),
+        ClassificationEvent(start=2.0, end=3.0, speaker="S2", scope="turn", labels=(Label("de", 0.6),)),
+        ClassificationEvent(start=3.0, end=5.0, speaker="S1", scope="turn", labels=(Label("it", 0.7),)),
+        ClassificationEvent(start=0.0, end=1.0, speaker=None, scope="window", labels=(Label("_silence_", 0.9),)),
+        ClassificationEvent(start=1.0, end=2.0, speaker=None, scope="window", labels=(Label("yes", 0.8),)),
+        ClassificationEvent(start=2.0, end=3.0, speaker=None, scope="window", labels=(Label("stop", 0.7),)),
+        EndEvent(t=5.0),
+    ]
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(pilot, lambda: "live" in top(app), "the live state")
+        server.feed(events)
+        await until(pilot, lambda: app.state.ended is not None, "the end of the stream")
+        await until(pilot, lambda: app.speakers_table.row_count == 2, "two speakers")
+        await pilot.pause(0.2)
+        # the latest turn label of each speaker in its row, the keywords in the Engine pane
+        assert app.speakers_table.cells("S1")[-1] == "it 70%"
+        assert app.speakers_table.cells("S2")[-1] == "de 60%"
+        assert "Class" in app.speakers_table.render().plain.splitlines()[0]
+        info = app.engine_info.render().plain if hasattr(app.engine_info, "render") else ""
+        assert [e.labels[0].label for e in app.state.keywords] == ["yes", "stop"]
+        assert "keywords yes@" in info and "stop@" in info, info

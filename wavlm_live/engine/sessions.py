@@ -51,8 +51,8 @@ class SessionHost:
 
     Args:
         config: engine settings of every stream (window, hop, thresholds...).
-        captions, diarization, embeddings: the loaded task runners (shared; any subset,
-            at least one).
+        captions, diarization, embeddings, classification: the loaded task runners
+            (shared; any subset, at least one).
         demo: the models are the bundled demo checkpoints.
         max_sessions: most client sessions open at once (the server's own input stream
             does not count); 0 refuses client sessions.
@@ -65,16 +65,17 @@ class SessionHost:
     """
 
     def __init__(self, config: EngineConfig, *, captions: Any = None, diarization: Any = None,
-                 embeddings: Any = None, demo: bool = False, max_sessions: int = 16,
+                 embeddings: Any = None, classification: Any = None, demo: bool = False, max_sessions: int = 16,
                  buffer_seconds: float = 30.0) -> None:
-        if captions is None and diarization is None and embeddings is None:
-            raise ValueError("enable at least one task (captions, diarization or embeddings)")
+        if captions is None and diarization is None and embeddings is None and classification is None:
+            raise ValueError("enable at least one task (captions, diarization, embeddings or classification)")
         if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or not 0 <= max_sessions <= 100_000:
             raise ValueError(f"max_sessions must be a whole number in [0, 100000], got {max_sessions!r}")
         if not (isinstance(buffer_seconds, (int, float)) and math.isfinite(buffer_seconds) and 1 <= buffer_seconds <= 3600):
             raise ValueError(f"buffer_seconds must be within [1, 3600] s, got {buffer_seconds!r}")
         self.config = config
-        self.models = {"captions": captions, "diarization": diarization, "embeddings": embeddings}
+        self.models = {"captions": captions, "diarization": diarization, "embeddings": embeddings,
+                       "classification": classification}
         self.demo = demo
         self.max_sessions = max_sessions
         self.buffer_seconds = float(buffer_seconds)
