@@ -163,7 +163,7 @@ def throughput(models, config, n: int, clips, max_batch: int | None, seconds: fl
             r.max_batch = max_batch
     try:
         audio = [stream_of(seconds, i, clips) for i in range(n)]
-        big = replace(config, ring_seconds=max(a.size for a in audio) / 16000 + 10)
+        big = replace(config, buffer_seconds=max(a.size for a in audio) / 16000 + 10)
         host = SessionHost(big, captions=models.captions, diarization=models.diarization,
                            embeddings=models.embeddings, demo=models.demo, max_sessions=n)
         engines = []

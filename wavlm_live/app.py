@@ -19,6 +19,7 @@ import numpy as np
 
 from wavlm_live.cli import DEFAULT_MODELS, CliError, UsageError
 from wavlm_live.engine.bus import EventBus
+from wavlm_live.timegrid import SAMPLE_RATE
 from wavlm_live.engine.engine import Engine, EngineConfig
 from wavlm_live.events import ErrorEvent
 
@@ -223,11 +224,7 @@ def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> Engin
             changes["classification"] = ClassificationConfig(mode=args.classify or "auto", top_k=args.top_k or 3)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    config = replace(config, **changes)
-    needed = config.window + 3 * config.hop + 5
-    if config.ring_seconds < needed:
-        config = replace(config, ring_seconds=needed)
-    return config
+    return replace(config, **changes)
 
 
 def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: EventBus, source_stats: Any = None) -> Engine:
@@ -676,7 +673,7 @@ async def _send_microphone(args: argparse.Namespace, options: dict[str, Any], op
                 queue.put_nowait(block)
         loop.call_soon_threadsafe(put)
 
-    async with open_session(args.url, sample_rate=16000, channels=1, format="f32le", live=True, **options) as session:
+    async with open_session(args.url, sample_rate=SAMPLE_RATE, channels=1, format="f32le", live=True, **options) as session:
         yield session.started
         source.start(sink)
 
@@ -783,7 +780,7 @@ def run_file_offline(args: argparse.Namespace, path: str | Path, demo: bool, bus
 
     def on_progress(samples: int) -> None:
         if meter is not None:
-            meter.update(samples / 16000)
+            meter.update(samples / SAMPLE_RATE)
 
     try:
         engine.run_offline(source.blocks(), progress=on_progress)
@@ -876,7 +873,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         written += collector.write(stem, _file_id(src.stem), formats - {"jsonl"})
     except OSError as exc:
         raise CliError(f"cannot write the results next to {stem}: {exc.strerror or exc}") from None
-    duration = engine.ring.written / 16000
+    duration = engine.ring.written / SAMPLE_RATE
     print(collector.transcript)
     print(
         f"wavlm-live: {duration:.1f} s of audio in {elapsed:.1f} s (RTF {elapsed / max(duration, 1e-9):.3f}); "
@@ -1047,7 +1044,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     engine = run_file_offline(args, path, demo, bus, progress=False, engine_hook=instrument)
     elapsed = time.perf_counter() - started[0]
-    duration = engine.ring.written / 16000
+    duration = engine.ring.written / SAMPLE_RATE
     task_seconds = {task: round(t.seconds, 3) for task, t in timers.items()}
     print(
         json.dumps(

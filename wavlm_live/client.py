@@ -29,6 +29,8 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from wavlm_live.timegrid import SAMPLE_RATE
+
 FORMATS = {"pcm_s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 """Sample formats a session can send (interleaved, little-endian)."""
 
@@ -129,7 +131,7 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def open_session(url: str, *, sample_rate: int = 16000, channels: int = 1, format: str = "f32le",  # noqa: A002
+async def open_session(url: str, *, sample_rate: int = SAMPLE_RATE, channels: int = 1, format: str = "f32le",  # noqa: A002
                        tasks: Iterable[str] | None = None, speaker_threshold: float | None = None,
                        live: bool = True, token: str | None = None, ssl: Any = None,
                        open_timeout: float = 10.0) -> AsyncIterator[Session]:
@@ -201,7 +203,7 @@ async def send_file(url: str, path: str | Path, *, speed: float | None = 1.0, **
 
     source = FileSource(path, speed=None, block_seconds=0.1)
     options.setdefault("live", False)
-    async with open_session(url, sample_rate=16000, channels=1, format="f32le", **options) as session:
+    async with open_session(url, sample_rate=SAMPLE_RATE, channels=1, format="f32le", **options) as session:
         yield session.started
 
         async def pump() -> None:
@@ -226,7 +228,7 @@ async def send_file(url: str, path: str | Path, *, speed: float | None = 1.0, **
 
 async def _send_paced(session: Session, block: np.ndarray, sent: int, t0: float, speed: float | None) -> None:
     if speed is not None:
-        due = t0 + sent / 16000 / speed
+        due = t0 + sent / SAMPLE_RATE / speed
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TARGET_RATE = 16000
+from wavlm_live.timegrid import SAMPLE_RATE
+
+TARGET_RATE = SAMPLE_RATE
 """Output sample rate of every source, in Hz (WavLM's input rate)."""
 
 Sink = Callable[[np.ndarray], None]

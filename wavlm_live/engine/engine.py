@@ -109,7 +109,9 @@ class EngineConfig:
         hop: seconds between window ends (snapped to 20 ms): the result update period.
         right_context: frames of right context before a frame settles (``None``: half
             the overlap).
-        ring_seconds: audio kept in the ring buffer, seconds (must exceed window + hop).
+        buffer_seconds: audio that may wait for analysis or be read back (classified
+            turns), seconds; the ring buffer holds this plus one window and two hops
+            (:meth:`ring_seconds`, the one ring-size policy).
         realtime: skip windows when analysis falls behind (live input). Offline runs
             (:meth:`Engine.run_offline`) never skip.
         max_backlog: whole windows that may wait before the engine skips to the newest.
@@ -128,7 +130,7 @@ class EngineConfig:
     window: float = 4.0
     hop: float = 1.0
     right_context: int | None = None
-    ring_seconds: float = 60.0
+    buffer_seconds: float = 30.0
     realtime: bool = True
     max_backlog: int = 1
     pause_seconds: float | None = 0.6
@@ -138,6 +140,12 @@ class EngineConfig:
     level_interval: float = 0.1
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
+
+    @property
+    def ring_seconds(self) -> float:
+        """Seconds the ring buffer holds: ``buffer_seconds`` of audio waiting for analysis
+        (or read back), one window being cut and two hops of slack for the producer."""
+        return self.buffer_seconds + self.window + 2 * self.hop
 
 
 class Engine:
@@ -186,10 +194,8 @@ class Engine:
         self.config = config
         self.bus = bus
         self.plan = WindowPlan(config.window, config.hop, config.right_context)
-        if config.ring_seconds * SAMPLE_RATE < self.plan.window_samples + 2 * self.plan.hop_samples:
-            raise ValueError(
-                f"ring buffer of {config.ring_seconds} s is too small for a {self.plan.window_seconds} s window"
-            )
+        if not config.buffer_seconds > 0:
+            raise ValueError(f"buffer_seconds must be > 0, got {config.buffer_seconds!r}")
         self.ring = RingBuffer(config.ring_seconds, SAMPLE_RATE)
         self.demo = demo
         self.source_stats = source_stats

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from wavlm_live.timegrid import SAMPLE_RATE
+
 
 class OverwrittenError(LookupError):
     """The requested audio was already overwritten by newer samples (the reader fell
@@ -38,7 +40,7 @@ class RingBuffer:
         ValueError: non-positive capacity or sample rate.
     """
 
-    def __init__(self, seconds: float, sample_rate: int = 16000) -> None:
+    def __init__(self, seconds: float, sample_rate: int = SAMPLE_RATE) -> None:
         if not seconds > 0:
             raise ValueError(f"ring buffer capacity must be > 0 seconds, got {seconds!r}")
         if sample_rate <= 0:

@@ -58,7 +58,7 @@ class SessionHost:
             does not count); 0 refuses client sessions.
         buffer_seconds: per-session cap on audio waiting for analysis, in seconds (see
             :class:`SessionOptions`); each session's ring buffer holds this plus one
-            window and one hop.
+            window and two hops (``EngineConfig.ring_seconds``).
 
     Raises:
         ValueError: no model, or limits out of range.
@@ -134,7 +134,7 @@ class SessionHost:
             raise ValueError("a session needs at least one task")
         changes: dict[str, Any] = {
             "realtime": options.live,
-            "ring_seconds": self.buffer_seconds + self.config.window + 2 * self.config.hop,
+            "buffer_seconds": self.buffer_seconds,
         }
         if options.speaker_threshold is not None:
             t = options.speaker_threshold

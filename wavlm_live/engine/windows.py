@@ -22,24 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SAMPLE_RATE = 16000
-"""Model sample rate in Hz."""
-HOP_SAMPLES = 320
-"""Samples between WavLM frames (20 ms at 16 kHz)."""
-RECEPTIVE_FIELD = 400
-"""Samples seen by one WavLM frame (25 ms at 16 kHz)."""
-FRAME_SECONDS = HOP_SAMPLES / SAMPLE_RATE
-"""Frame period in seconds (0.02)."""
-
-
-def frames_for_samples(n: int) -> int:
-    """Number of WavLM frames for ``n`` samples: ``floor((n - 400) / 320) + 1``, 0 below 400."""
-    return 0 if n < RECEPTIVE_FIELD else (n - RECEPTIVE_FIELD) // HOP_SAMPLES + 1
-
-
-def snap_seconds(seconds: float) -> int:
-    """Seconds to samples, rounded to the nearest multiple of 320 (at least 320)."""
-    return max(HOP_SAMPLES, int(round(seconds * SAMPLE_RATE / HOP_SAMPLES)) * HOP_SAMPLES)
+from wavlm_live.timegrid import (  # noqa: F401 - the grid, re-exported where windows are cut
+    FRAME_SECONDS,
+    HOP_SAMPLES,
+    RECEPTIVE_FIELD,
+    SAMPLE_RATE,
+    frames_for_samples,
+    snap_seconds,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,11 @@ class WavLMOutput:
 class ConvLayer(nn.Module):
     """One feature-encoder layer: Conv1d, optional norm ("group": GroupNorm with one group
     per channel over time, eps 1e-5; "layer": LayerNorm over channels, eps 1e-5), activation.
-    Time-major: ``[B, N, C_in] -> [B, N', C_out]`` (``kernels.conv1d_time_major``)."""
+    Time-major: ``[B, N, C_in] -> [B, N', C_out]`` (``kernels.conv1d_time_major``).
+
+    Only layers after the first run through :meth:`forward`; :class:`FeatureEncoder` runs
+    the first one itself (the group-norm one as one matrix product, the layer-norm one in
+    float32), so ``forward`` handles no GroupNorm."""
 
     def __init__(self, config: WavLMConfig, layer_id: int, norm: str | None):
         super().__init__()
@@ -80,9 +84,7 @@ class ConvLayer(nn.Module):
         if self.fused_gelu:
             return conv1d_time_major(x, self.conv, "gelu")
         x = conv1d_time_major(x, self.conv)
-        if self.norm == "group":
-            x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
-        elif self.norm == "layer":
+        if self.norm == "layer":
             x = self.layer_norm(x)
         return self.act(x)
 
@@ -151,17 +153,12 @@ def _group_norm_first_layer(layer: ConvLayer, x: Tensor, dtype: torch.dtype) -> 
 
 
 def _float32_forward(layer: ConvLayer, x: Tensor) -> Tensor:
-    """``layer(x)`` with float32 copies of its (small) parameters. Shape: ``[B, 1, N] -> [B, T, C]``."""
-    conv = layer.conv
+    """The layer-norm first layer with float32 copies of its (small) parameters.
+    Shape: ``[B, 1, N] -> [B, T, C]``."""
+    conv, ln = layer.conv, layer.layer_norm
     bias = conv.bias.float() if conv.bias is not None else None
-    x = F.conv1d(x, conv.weight.float(), bias, stride=conv.stride)
-    if layer.norm == "group":
-        ln = layer.layer_norm
-        x = F.group_norm(x, ln.num_groups, ln.weight.float(), ln.bias.float(), ln.eps)
-    x = x.transpose(1, 2)
-    if layer.norm == "layer":
-        ln = layer.layer_norm
-        x = F.layer_norm(x, ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
+    x = F.conv1d(x, conv.weight.float(), bias, stride=conv.stride).transpose(1, 2)
+    x = F.layer_norm(x, ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
     return layer.act(x)
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from wavlm_live.timegrid import SAMPLE_RATE
+
 from .config import ARCH_PREFIX, FAMILIES, PreprocessorConfig, WavLMConfig
 from .ctc import CTCDecoder, CTCVocabulary
 from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForSequenceClassification, WavLMForXVector
@@ -424,7 +426,7 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
         preprocessor = PreprocessorConfig.from_json(pre_path) if pre_path.is_file() else PreprocessorConfig()
     except (ValueError, TypeError) as e:
         raise ModelLoadError(f"model {source!r}: bad preprocessor_config.json ({e})") from None
-    if preprocessor.sampling_rate != 16000:
+    if preprocessor.sampling_rate != SAMPLE_RATE:
         raise ModelLoadError(f"model {source!r} expects {preprocessor.sampling_rate} Hz audio; only 16000 Hz "
                              "WavLM checkpoints are supported")
 

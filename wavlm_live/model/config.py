@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from wavlm_live.timegrid import SAMPLE_RATE, frames_for_samples  # noqa: F401 - re-exported
+
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish")
 """Activation names accepted for ``hidden_act`` / ``feat_extract_activation``; "gelu" is the
 exact (erf) GELU as in transformers' ``ACT2FN``."""
@@ -44,20 +46,6 @@ _UNSUPPORTED = (
 )
 
 _TUPLE_FIELDS = ("conv_dim", "conv_stride", "conv_kernel", "tdnn_dim", "tdnn_kernel", "tdnn_dilation")
-
-
-def frames_for_samples(n_samples: int) -> int:
-    """Number of WavLM frames for ``n_samples`` samples at 16 kHz with the standard feature
-    encoder (kernels 10,3,3,3,3,2,2, strides 5,2,2,2,2,2,2): ``floor((n - 400) / 320) + 1``
-    for ``n >= 400``, else 0. Frames are 320 samples (20 ms) apart and see 400 samples.
-
-    Raises ``TypeError`` for a non-integer and ``ValueError`` for a negative count.
-    """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
-        raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__}")
-    if n_samples < 0:
-        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
-    return 0 if n_samples < 400 else (int(n_samples) - 400) // 320 + 1
 
 
 def _is_int(v: Any) -> bool:
@@ -321,7 +309,7 @@ class PreprocessorConfig:
     """
 
     do_normalize: bool = True  # per-utterance zero-mean unit-variance normalisation
-    sampling_rate: int = 16000  # Hz the model expects
+    sampling_rate: int = SAMPLE_RATE  # Hz the model expects
     return_attention_mask: bool = False  # whether batched padded inputs should pass an attention mask
     padding_value: float = 0.0  # value used for padding samples
     feature_size: int = 1  # channels per sample (mono)
