@@ -11,7 +11,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from .schemas import TOPICS
+from wavlm_live.protocol import TOPICS, decode_message
 
 DEFAULT_TOPICS = ("caption", "speaker", "error", "end")
 
@@ -131,7 +131,8 @@ async def listen(url: str, *, token: str | None = None, topics: Iterable[str] | 
                            max_size=2**22, open_timeout=10) as ws:
             await ws.send(json.dumps({"type": "subscribe", "topics": chosen}))
             async for raw in ws:
-                if printer.handle(json.loads(raw)):
+                msg = decode_message(raw)
+                if msg is not None and printer.handle(msg):
                     return 0
             going_away = ws.close_code == 1001
         printer.line("server closed the connection" + (" (shutting down)" if going_away else ""))

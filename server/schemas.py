@@ -10,13 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-TOPICS: tuple[str, ...] = ("caption", "diarization", "speaker", "classification", "level", "stats", "error", "end")
-"""Engine event types a client can subscribe to."""
-
-DROPPABLE_TYPES: tuple[str, ...] = ("caption", "level", "stats")
-"""Types whose messages may be dropped for a slow client (captions only when partial)."""
-
-TASKS: tuple[str, ...] = ("captions", "diarization", "embeddings", "classification")
+from wavlm_live.protocol import DROPPABLE_TYPES, TASKS, TOPICS  # noqa: F401 - the shared vocabulary
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -40,8 +40,7 @@ from .widgets import (
     partial_text,
 )
 
-TOPICS = ("caption", "diarization", "speaker", "classification", "level", "stats", "error", "end")
-"""Message topics the dashboard subscribes to (embeddings are not requested)."""
+from wavlm_live.protocol import TOPICS, decode_message  # noqa: E402 - every topic (embeddings not requested)
 
 REFUSED = ("auth failed", "forbidden", "refused", "bad url")
 """Link states in which the worker stopped: retrying cannot help."""
@@ -199,9 +198,8 @@ class DashboardApp(App[int]):
                     await ws.send(json.dumps(subscribe))
                     burst = 0
                     async for raw in ws:
-                        try:
-                            msg = json.loads(raw)
-                        except ValueError:
+                        msg = decode_message(raw)
+                        if msg is None:
                             self.state.bad_messages += 1
                             continue
                         self.state.ingest(msg)

@@ -32,6 +32,7 @@ from wavlm_live.events import (
     Word,
     event_from_dict,
 )
+from wavlm_live.protocol import PROTOCOL_VERSION, TOPICS
 from wavlm_live.text import join_words
 
 KEYWORD_LOG = 20
@@ -179,7 +180,7 @@ class DashboardState:
             count = msg.get("count")
             if isinstance(count, int) and not isinstance(count, bool) and count > 0:
                 self.dropped += count
-        elif kind in ("caption", "diarization", "speaker", "classification", "level", "stats", "error", "end"):
+        elif kind in TOPICS:
             event = decode_event(msg)
             if event is None:
                 self.bad_messages += 1
@@ -445,7 +446,7 @@ def decode_event(msg: dict[str, Any]) -> Event | None:
     """
     try:
         if msg.get("type") == "speaker":
-            if msg.get("v") != 1:
+            if msg.get("v") != PROTOCOL_VERSION:
                 return None
             names = {f.name for f in dataclasses.fields(SpeakerEvent)}
             event: Event = SpeakerEvent(**{k: v for k, v in msg.items() if k in names})

@@ -29,6 +29,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from wavlm_live.protocol import decode_message
 from wavlm_live.timegrid import SAMPLE_RATE
 
 FORMATS = {"pcm_s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -115,7 +116,9 @@ class Session:
                 return
         try:
             async for raw in self._ws:
-                msg = json.loads(raw)
+                msg = decode_message(raw)
+                if msg is None:
+                    continue
                 yield msg
                 if msg.get("type") == "end":
                     self.ended = True
@@ -166,12 +169,12 @@ async def open_session(url: str, *, sample_rate: int = SAMPLE_RATE, channels: in
     kwargs: dict[str, Any] = {"ssl": ssl} if ssl is not None else {}
     async with connect(url, additional_headers=headers, compression=None, max_size=2**24,
                        open_timeout=open_timeout, **kwargs) as ws:
-        hello = json.loads(await ws.recv())
+        hello = decode_message(await ws.recv()) or {}
         await ws.send(json.dumps(start))
         pending: list[dict[str, Any]] = []
         try:
             while True:
-                msg = json.loads(await ws.recv())
+                msg = decode_message(await ws.recv()) or {}
                 if msg.get("type") == "started":
                     break
                 if msg.get("type") == "error":
