@@ -24,6 +24,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
+from textual.reactive import reactive
 from textual.widgets import Footer
 
 from .screens import HelpScreen, RenameScreen
@@ -91,6 +92,11 @@ class DashboardApp(App[int]):
     TITLE = "wavlm-live"
     ENABLE_COMMAND_PALETTE = False
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    paused: reactive[bool] = reactive(False, init=False)
+    """Captions and timeline stop scrolling (data keeps arriving); ``space`` toggles it."""
+    timestamps: reactive[bool] = reactive(False, init=False)
+    """Stream times before each caption line; ``t`` toggles it."""
+
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("space", "pause", "Pause"),
@@ -121,11 +127,6 @@ class DashboardApp(App[int]):
         self.transcript_path = Path(transcript_path) if transcript_path is not None else None
         self.state = DashboardState(self.config)
         self.link = Link()
-        self.paused = False
-        self.timestamps = False
-        self.handled_at: dict[str, float] = {}
-        """``time.perf_counter()`` when each key action last finished its work in the UI
-        loop, by action name (lets tests measure key-to-handled latency)."""
         self.last_saved: Path | None = None
         """Where ``s`` last wrote the transcript."""
         self._token = token
@@ -334,9 +335,11 @@ class DashboardApp(App[int]):
         return out
 
     # ---------------------------------------------------------------- actions
-    def _mark(self, action: str) -> None:
-        """Record when ``action`` finished its synchronous work (see ``handled_at``)."""
-        self.handled_at[action] = time.perf_counter()
+    def watch_paused(self) -> None:
+        self.refresh_view()
+
+    def watch_timestamps(self) -> None:
+        self.refresh_view()
 
     def action_quit(self) -> None:
         """Quit; exit code 1 when the server refused us, else 0."""
@@ -345,29 +348,22 @@ class DashboardApp(App[int]):
     def action_pause(self) -> None:
         """Pause or resume scrolling of captions and timeline (data keeps arriving)."""
         self.paused = not self.paused
-        self.refresh_view()
-        self._mark("pause")
 
     def action_clear(self) -> None:
         """Clear captions, partial and timeline (speakers stay)."""
         self.state.clear()
         self.refresh_view()
-        self._mark("clear")
 
     def action_timestamps(self) -> None:
         """Show or hide stream timestamps before each caption line."""
         self.timestamps = not self.timestamps
-        self.refresh_view()
-        self._mark("timestamps")
 
     def action_help(self) -> None:
         """Show the key help and legend."""
         self.push_screen(HelpScreen(self.url, self.config.window_s))
-        self._mark("help")
 
     async def action_save(self) -> None:
         """Write the kept final captions with speakers and times to a text file."""
-        self._mark("save")
         path = self.transcript_path or Path.cwd() / time.strftime("wavlm-live-transcript-%Y%m%d-%H%M%S.txt")
         lines = self.state.transcript_lines()
         header = [f"# wavlm-live transcript from {self.url}", f"# saved {time.strftime('%Y-%m-%d %H:%M:%S')}"]
@@ -387,7 +383,6 @@ class DashboardApp(App[int]):
 
     def action_rename(self) -> None:
         """Ask for a new name for the selected speaker and send it to the server."""
-        self._mark("rename")
         speaker = self.speakers_table.selected_speaker
         if speaker is None:
             self.notify("no speaker to rename yet", severity="warning")

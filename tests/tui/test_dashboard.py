@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 import statistics
 import time
 from collections.abc import Callable
@@ -28,7 +30,26 @@ async def until(pilot, condition: Callable[[], object], what: str, timeout: floa
         await pilot.pause(0.05)
 
 
-async def key_to_handled(app: DashboardApp, key: Key, action: str) -> float:
+class TimedDashboard(DashboardApp):
+    """The dashboard, recording when its pause and timestamps actions (and the redraw
+    their watchers do) have finished, in ``handled_at`` (action -> perf_counter)."""
+
+    CSS_PATH = str(Path(sys.modules[DashboardApp.__module__].__file__).with_name("dashboard.tcss"))
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.handled_at: dict[str, float] = {}
+
+    def action_pause(self) -> None:
+        super().action_pause()
+        self.handled_at["pause"] = time.perf_counter()
+
+    def action_timestamps(self) -> None:
+        super().action_timestamps()
+        self.handled_at["timestamps"] = time.perf_counter()
+
+
+async def key_to_handled(app: TimedDashboard, key: Key, action: str) -> float:
     """Seconds from posting ``key`` to the app (as the terminal driver does) until the
     app's action for it has run (``app.handled_at``)."""
     before = app.handled_at.get(action)
@@ -298,7 +319,7 @@ async def test_event_flood_keeps_keys_fast_and_history_bounded(make_server, reco
     handled within 100 ms (``t`` re-wraps the whole pane), and memory stays bounded."""
     server = make_server()
     config = DashboardConfig(transcript=300, window_s=10.0, refresh_s=0.2, backoff_initial_s=0.2)
-    app = DashboardApp(server.url, config=config)
+    app = TimedDashboard(server.url, config=config)
     stream = [e for e in recording if not isinstance(e, EndEvent)]
     backlog = []  # 320 final captions, published at 1000 per second
     for copy in range(64):
