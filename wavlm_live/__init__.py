@@ -1,3 +1,20 @@
-"""wavlm-live: streaming WavLM speech analysis (captions, diarization, speaker embeddings)."""
+"""wavlm-live: streaming WavLM speech analysis (captions, diarization, speaker embeddings,
+utterance classification).
+
+``wavlm_live.transcribe(path, ...)`` and ``wavlm_live.Analyzer`` are the Python API
+(:mod:`wavlm_live.api`); they are imported on first use, so ``import wavlm_live`` stays light.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+__all__ = ["Analyzer", "Result", "__version__", "transcribe"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Analyzer", "Result", "transcribe"):
+        from wavlm_live import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'wavlm_live' has no attribute {name!r}")
