@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from wavlm_live import app  # noqa: E402
+from wavlm_live.cli import app  # noqa: E402
 from wavlm_live.cli import build_parser  # noqa: E402
 from wavlm_live.engine.bus import EventBus  # noqa: E402
 from wavlm_live.engine.sessions import SessionHost, SessionOptions  # noqa: E402

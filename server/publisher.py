@@ -38,7 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from wavlm_live import __version__
+from wavlm_live.version import __version__
 from wavlm_live.audio.pcm import MAX_CHANNELS, MAX_RATE, MIN_RATE, PCM_FORMATS, PcmError, PcmStream
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.sessions import SessionHost, SessionLimitError, SessionOptions

@@ -13,7 +13,7 @@ import soundfile as sf
 import soxr
 
 import wavlm_live
-from wavlm_live.app import demo_recording
+from wavlm_live.cli.app import demo_recording
 from wavlm_live.events import CaptionEvent, EndEvent
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from wavlm_live import app
+from wavlm_live.cli import app
 from wavlm_live.cli import CliError, UsageError, build_parser, main
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine, EngineConfig
@@ -68,7 +68,9 @@ def test_unexpected_errors_are_one_line(monkeypatch, capsys):
     def boom(args):
         raise RuntimeError("something broke")
 
-    monkeypatch.setattr(app, "dispatch", boom)
+    import wavlm_live.cli.commands as commands
+
+    monkeypatch.setattr(commands, "dispatch", boom)
     assert main(["devices"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "something broke" in err and "Traceback" not in err

@@ -7,14 +7,14 @@ utterance classification).
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["Analyzer", "Result", "__version__", "transcribe"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("Analyzer", "Result", "transcribe"):
-        from wavlm_live import api
+        from . import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'wavlm_live' has no attribute {name!r}")

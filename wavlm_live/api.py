@@ -100,7 +100,7 @@ def _namespace(demo: bool, options: dict[str, Any]) -> argparse.Namespace:
         TypeError: an unknown option.
         ValueError: a bad ``tasks`` entry.
     """
-    from wavlm_live.cli import build_parser  # noqa: PLC0415 - the one place options are defined
+    from wavlm_live.cli.parser import build_parser  # noqa: PLC0415 - the one place options are defined
 
     args = build_parser().parse_args(["transcribe", "-", *(["--demo"] if demo else [])])
     tasks = options.pop("tasks", None)
@@ -135,7 +135,7 @@ class Analyzer:
     """
 
     def __init__(self, *, demo: bool = False, **options: Any) -> None:
-        from wavlm_live import app  # noqa: PLC0415
+        from wavlm_live.cli import app  # noqa: PLC0415
 
         self._app = app
         self._args = _namespace(demo, options)
@@ -215,7 +215,7 @@ class Analyzer:
 
     def _file_blocks(self, path: str | Path) -> Iterator[np.ndarray]:
         from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415
-        from wavlm_live.cli import CliError  # noqa: PLC0415
+        from wavlm_live.cli.errors import CliError  # noqa: PLC0415
 
         try:
             source = FileSource(path, speed=None)
@@ -246,7 +246,7 @@ class Analyzer:
 
     def _microphone(self) -> Iterator[Event]:
         from wavlm_live.audio import AudioError  # noqa: PLC0415
-        from wavlm_live.cli import CliError  # noqa: PLC0415
+        from wavlm_live.cli.errors import CliError  # noqa: PLC0415
 
         source = self._app.open_source("mic", getattr(self._args, "input_device", None), 1.0, False)
         blocks: queue.Queue = queue.Queue(maxsize=500)

@@ -81,7 +81,7 @@ def test_ffmpeg_feeds_the_same_downmix_and_resampler(tmp_path, reference, subtyp
 
 
 def test_run_input_opens_media_files(media_files):
-    from wavlm_live import app
+    from wavlm_live.cli import app
 
     source = app.open_source(str(media_files["mp4"]), None, 2.0, False)  # what `run --input clip.mp4` opens
     assert isinstance(source, FileSource) and source.decoded_by == "FFmpeg"

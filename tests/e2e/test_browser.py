@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 from websockets.asyncio.client import connect
 
-from wavlm_live.app import demo_recording
+from wavlm_live.cli.app import demo_recording
 
 CLI = Path(sys.executable).with_name("wavlm-live")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

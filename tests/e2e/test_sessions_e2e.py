@@ -46,7 +46,7 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 90) -> dict:
 
 
 def recordings(tmp_path: Path) -> list[Path]:
-    from wavlm_live.app import demo_recording
+    from wavlm_live.cli.app import demo_recording
 
     clips = sorted(DATA.glob("sense_and_sensibility_*.wav"))  # five LibriVox clips
     conversation, rate = sf.read(demo_recording(), dtype="float32")

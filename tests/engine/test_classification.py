@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from wavlm_live.app import demo_dir
+from wavlm_live.cli.app import demo_dir
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine, EngineConfig
 from wavlm_live.engine.tasks import FrameRunner, SequenceRunner

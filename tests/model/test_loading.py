@@ -160,7 +160,7 @@ def _no_vocab(f):
 
 
 def _unknown_arch(f):
-    edit_json(f / "config.json", architectures=["WavLMForSequenceClassification"])
+    edit_json(f / "config.json", architectures=["WavLMForPreTraining"])
 
 
 def _other_model_type(f):
@@ -204,7 +204,7 @@ def _rate(f):
     (_no_weights, r"has no model\.safetensors or pytorch_model\.bin"),
     (_no_config, r"has no config\.json"),
     (_no_vocab, r"without vocab\.json"),
-    (_unknown_arch, r"unknown architecture \(WavLMForSequenceClassification\)"),
+    (_unknown_arch, r"unknown architecture \(WavLMForPreTraining\)"),
     (_other_model_type, r"bad config\.json .*model_type"),
     (_family_mismatch, r"'model_type' is 'wav2vec2', but the architecture WavLMForCTC is a WavLM model"),
     (_weights_of_another_family, r"do not match its config\.json for Wav2Vec2ForCTC.*unexpected keys: wavlm\."),

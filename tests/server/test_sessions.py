@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from wavlm_live import app
+from wavlm_live.cli import app
 from wavlm_live.audio import FileSource
 from wavlm_live.cli import build_parser
 from wavlm_live.engine.bus import EventBus

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from wavlm_live import __version__
+from wavlm_live.version import __version__
 from wavlm_live.audio.level import LevelMeter
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.diarization import DiarizationConfig

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from wavlm_live.audio.file import MEDIA_SUFFIXES
-from wavlm_live.cli import CliError, UsageError
+from .errors import CliError, UsageError
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine
 from wavlm_live.events import CaptionEvent, DiarizationEvent, Event, SpeakerEvent
@@ -66,7 +66,7 @@ def find_clips(folder: Path) -> dict[str, Path]:
 
 def run_clip(models: Any, config: Any, path: Path, tasks: set[str]) -> ClipResult:
     """Run one clip through a fresh engine with the given subset of the loaded models."""
-    from wavlm_live.app import read_audio  # noqa: PLC0415
+    from .app import read_audio  # noqa: PLC0415
 
     bus = EventBus()
     result = ClipResult()
@@ -90,8 +90,8 @@ def evaluate_folder(args: argparse.Namespace) -> int:
         CliError: a missing folder, no clips with references, a task the references need
             that is disabled, or malformed reference files.
     """
-    from wavlm_live import metrics  # noqa: PLC0415
-    from wavlm_live.app import check_analysis_options, engine_config, load_models  # noqa: PLC0415
+    import wavlm_live.metrics as metrics  # noqa: PLC0415
+    from .app import check_analysis_options, engine_config, load_models  # noqa: PLC0415
     from wavlm_live.progress import Progress  # noqa: PLC0415
 
     check_analysis_options(args)

@@ -1,26 +1,12 @@
-"""The ``wavlm-live`` command line: argument parsing and the one place that reads the
-environment. Heavy modules (torch, Textual, websockets) are imported by the subcommand
-that needs them."""
+"""The ``wavlm-live`` argument parser: every subcommand and option, validated as parsed."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sys
-from collections.abc import Sequence
 
-from wavlm_live import __version__
+from wavlm_live.version import __version__
 
-DEFAULT_MODELS = {
-    "captions": "patrickvonplaten/wavlm-libri-clean-100h-base-plus",
-    "diarization": "microsoft/wavlm-base-plus-sd",
-    "embeddings": "microsoft/wavlm-base-plus-sv",
-}
-"""Public checkpoints used when no model option is given (Hugging Face Hub ids)."""
-
-TOKEN_ENV = "WAVLM_LIVE_TOKEN"
-"""Environment variable holding the websocket bearer token (so it stays out of ``ps``)."""
+from .defaults import DEFAULT_MODELS, TOKEN_ENV
 
 EPILOG = """\
 examples:
@@ -37,35 +23,6 @@ examples:
 exit status: 0 success, 1 failure (unreadable input, model, existing or unwritable
 results, connection, no device), 2 usage error, 130 interrupted, 141 output pipe closed
 """
-
-
-EXIT_OK = 0
-"""Success."""
-EXIT_FAILURE = 1
-"""The command could not do its work: an input that cannot be read or decoded, a model
-that cannot be loaded, results that exist already (without ``--force``) or cannot be
-written, a failed connection, no input device found, an unexpected error."""
-EXIT_USAGE = 2
-"""The command line is wrong: an unknown option, a bad value, options that contradict
-each other (argparse's own status for its errors)."""
-EXIT_INTERRUPTED = 130
-"""Interrupted by Ctrl-C (SIGINT), as shells report a process ended by it."""
-EXIT_BROKEN_PIPE = 141
-"""Standard output was closed before everything was written (``wavlm-live listen | head``):
-the status of a process ended by SIGPIPE, as ``yes | head`` leaves it."""
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line; exit status :data:`EXIT_FAILURE`."""
-
-    code = EXIT_FAILURE
-
-
-class UsageError(CliError):
-    """The command line itself is wrong (a bad option value or combination): printed as
-    one line; exit status :data:`EXIT_USAGE`, like argparse's own errors."""
-
-    code = EXIT_USAGE
 
 
 def _positive_float(text: str) -> float:
@@ -334,62 +291,3 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
-
-
-def _configure_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``wavlm-live`` console script; returns the exit status:
-    :data:`EXIT_OK` (0), :data:`EXIT_FAILURE` (1), :data:`EXIT_USAGE` (2),
-    :data:`EXIT_INTERRUPTED` (130) or :data:`EXIT_BROKEN_PIPE` (141)."""
-    try:
-        status = _main(argv)
-        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
-        return status
-    except BrokenPipeError:
-        # The reader of stdout went away (`| head`): stop quietly, as a process that
-        # SIGPIPE ends would, and keep Python from complaining when it flushes stdout at
-        # exit (the recipe in the Python docs' "Note on SIGPIPE", signal module).
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return EXIT_BROKEN_PIPE
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version", "-v", "-vv", "--verbose"):
-        argv = ["run", *argv]
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["run", *argv])
-    _configure_logging(args.verbose)
-    if getattr(args, "token", None) is None and hasattr(args, "token"):
-        args.token = os.environ.get(TOKEN_ENV) or None
-    from wavlm_live import app  # noqa: PLC0415 - keeps --help fast
-
-    try:
-        return app.dispatch(args)
-    except CliError as exc:
-        print(f"wavlm-live: {exc}", file=sys.stderr)
-        return exc.code
-    except KeyboardInterrupt:
-        print("wavlm-live: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        raise  # handled by main()
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
-        logging.getLogger("wavlm_live").debug("unexpected error", exc_info=True)
-        hint = "" if args.verbose >= 2 else " (run with -vv for the traceback)"
-        print(f"wavlm-live: unexpected error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
-        return EXIT_FAILURE
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
