@@ -63,6 +63,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "topics": {"type": "array", "items": {"enum": list(TOPICS)}},
         "max_message_bytes": {"type": "integer", "minimum": 1},
         "input": {"type": "boolean"},
+        "stream": {"type": "string"},
         "sessions": {
             "type": "object",
             "properties": {

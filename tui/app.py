@@ -363,7 +363,9 @@ class DashboardApp(App[int]):
         self.push_screen(HelpScreen(self.url, self.config.window_s))
 
     async def action_save(self) -> None:
-        """Write the kept final captions with speakers and times to a text file."""
+        """Write the kept final captions with speakers and times to a text file, and the
+        same captions as SRT and WebVTT subtitles (and the speaker turns as RTTM) beside
+        it, with the writers ``transcribe`` uses."""
         path = self.transcript_path or Path.cwd() / time.strftime("wavlm-live-transcript-%Y%m%d-%H%M%S.txt")
         lines = self.state.transcript_lines()
         header = [f"# wavlm-live transcript from {self.url}", f"# saved {time.strftime('%Y-%m-%d %H:%M:%S')}"]
@@ -373,13 +375,35 @@ class DashboardApp(App[int]):
             if hello.get("demo"):
                 header.append("# DEMO MODELS: trained on synthetic espeak-ng speech only; not recognition of human speech")
         text = "\n".join(header + lines) + "\n"
+        # the writers are pure formatting (events in, text out): imported here so that the
+        # dashboard's start-up loads nothing of the engine package
+        from wavlm_live.engine.writers import ResultCollector  # noqa: PLC0415
+
+        collector = ResultCollector()
+        for event in [*self.state.speakers.values(), *self.state.finals]:
+            collector(event)
+        collector.turns.extend(self.state.turns)
+        stem = path.with_suffix("")
+        subtitles = {fmt: collector.contents(fmt, stem.name.replace(" ", "_") or "stream")
+                     for fmt in ("srt", "vtt", "rttm") if fmt != "rttm" or collector.turns}
+
+        def write() -> list[Path]:
+            path.write_text(text, encoding="utf-8")
+            written = [path]
+            for fmt, content in subtitles.items():
+                target = stem.with_name(f"{stem.name}.{fmt}")
+                target.write_text(content, encoding="utf-8")
+                written.append(target)
+            return written
+
         try:
-            await asyncio.to_thread(path.write_text, text, encoding="utf-8")
+            written = await asyncio.to_thread(write)
         except OSError as exc:
             self.notify(f"could not save the transcript: {exc}", severity="error")
             return
         self.last_saved = path
-        self.notify(f"saved {len(lines)} lines to {path}", title="Transcript")
+        self.notify(f"saved {len(lines)} lines to {', '.join(p.name for p in written)} in {path.parent}",
+                    title="Transcript")
 
     def action_rename(self) -> None:
         """Ask for a new name for the selected speaker and send it to the server."""

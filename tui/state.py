@@ -142,6 +142,8 @@ class DashboardState:
         self.error: ErrorEvent | None = None
         self.errors_total = 0
         self.ended: EndEvent | None = None
+        self.turns: deque = deque(maxlen=self.config.transcript * 4)
+        """Speaker turns received (for the RTTM that ``s`` saves), oldest first."""
         self.classes: dict[str, ClassificationEvent] = {}
         """Latest turn classification per speaker id."""
         self.keywords: deque[ClassificationEvent] = deque(maxlen=KEYWORD_LOG)
@@ -171,7 +173,10 @@ class DashboardState:
             return
         kind = msg.get("type")
         if kind == "hello":
-            self._resync = self.hello is not None  # a reconnect: check the snapshot
+            restarted = self.hello is not None and msg.get("stream") != self.hello.get("stream")
+            if restarted:  # another server process (or a restarted one): a new stream
+                self.reset_stream()
+            self._resync = self.hello is not None and not restarted  # a reconnect: check the snapshot
             self._snapshot = []
             self.hello = msg
         elif kind == "dropped":
@@ -286,6 +291,7 @@ class DashboardState:
             self.partial_version += 1
 
     def _diarization(self, event: DiarizationEvent) -> None:
+        self.turns.extend(event.turns)  # diarization messages are never repeated in a snapshot
         if event.frame > 0 and not math.isclose(event.frame, self.frame):
             self.frame = event.frame
             self.frames = deque(maxlen=self._frames_max())
@@ -333,6 +339,7 @@ class DashboardState:
         self.names_version += 1
         self.classes.clear()
         self.keywords.clear()
+        self.turns.clear()
         self.classes_version += 1
         self.frames_end = 0.0
         self.stream_time = 0.0

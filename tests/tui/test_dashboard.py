@@ -16,7 +16,7 @@ from wavlm_live.tui import DashboardApp, DashboardConfig
 from wavlm_live.tui.screens import HelpScreen, RenameScreen
 from websockets.asyncio.client import connect
 
-from wavlm_live.events import CaptionEvent, EndEvent, SpeakerEvent, StatsEvent
+from wavlm_live.events import CaptionEvent, DiarizationEvent, EndEvent, SpeakerEvent, StatsEvent
 
 FAST = DashboardConfig(refresh_s=0.1, backoff_initial_s=0.2, backoff_max_s=0.4)
 
@@ -302,7 +302,20 @@ async def test_keys_timestamps_pause_clear_help_and_save(make_server, recording,
         assert body[0] == f"[0:00:00.60 - 0:00:08.02] S1: {all_finals[0].text}"
         assert body[1] == f"[0:00:08.62 - 0:00:11.28] S2: {all_finals[1].text}"
         assert len(body) == len(all_finals)
-        assert any(str(path) in n.message for n in app._notifications)
+        assert any("transcript.txt" in n.message and str(tmp_path) in n.message for n in app._notifications)
+        # the same captions as subtitles, read back by pysrt and webvtt-py
+        import pysrt
+        import webvtt
+
+        words = [w for e in all_finals for w in e.words]
+        srt = pysrt.open(str(tmp_path / "transcript.srt"))
+        assert " ".join(item.text.split(": ", 1)[1] for item in srt).split() == [w.text for w in words]
+        assert srt[0].text.startswith("S1: ") and abs(srt[0].start.ordinal / 1000 - words[0].start) < 0.01
+        vtt = webvtt.read(str(tmp_path / "transcript.vtt"))
+        assert len(vtt) == len(srt) and vtt[0].voice == "S1"
+        rttm = (tmp_path / "transcript.rttm").read_text().splitlines()
+        turns = [t for e in recording if isinstance(e, DiarizationEvent) for t in e.turns]
+        assert len(rttm) == len(turns) > 0 and rttm[0].split()[7] == sorted(turns, key=lambda t: t.start)[0].speaker
 
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)

@@ -8,7 +8,7 @@ import pytest
 from wavlm_live.tui.state import DashboardConfig, DashboardState, clock, short_clock, speaker_runs
 from wavlm_live.tui.widgets import PALETTE, _duration, level_meter, speaker_colour
 
-from wavlm_live.events import CaptionEvent, DiarizationEvent, LevelEvent, SpeakerEvent, StatsEvent, Word
+from wavlm_live.events import CaptionEvent, DiarizationEvent, EndEvent, LevelEvent, SpeakerEvent, StatsEvent, Word
 
 
 def caption(segment: int, text: str, final: bool, start: float = 0.0, speaker: str | None = "S1") -> dict:
@@ -277,6 +277,19 @@ def test_reconnect_to_a_new_stream_replaces_the_old_one():
     state2.ingest(snap(caption(0, "NEW0", True)))  # ...but segment 0 has other text
     assert [e.text for e in state2.finals] == ["NEW0"]
     assert state2.speakers["S1"].talk_time == 1.5  # the snapshot so far is kept
+
+
+def test_another_stream_id_in_hello_starts_afresh():
+    state = DashboardState()
+    state.ingest(dict(HELLO, stream="a1"))
+    state.ingest(speaker("S1", talk=9.0))
+    state.ingest(caption(0, "OLD0", True))
+    state.ingest(dict(EndEvent(t=45.9).to_dict()))
+    assert state.ended is not None
+    state.ingest(dict(HELLO, stream="a1"))  # the same stream again (a reconnect): kept
+    assert state.ended is not None and [e.text for e in state.finals] == ["OLD0"]
+    state.ingest(dict(HELLO, stream="b2"))  # a restarted server replaying the same file
+    assert state.ended is None and not state.finals and not state.speakers
 
 
 def test_the_dashboard_imports_neither_torch_nor_the_engine():

@@ -12,6 +12,7 @@ the calling thread.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -199,6 +200,9 @@ class Engine:
         self.ring = RingBuffer(config.ring_seconds, SAMPLE_RATE)
         self.demo = demo
         self.source_stats = source_stats
+        self.stream_id = secrets.token_hex(8)
+        """Random id of this stream (``hello``'s ``stream``): a client that reconnects and
+        sees another one knows the stream restarted."""
         self.tracker = SpeakerTracker(config.speaker_threshold, config.max_speakers)
         names = tuple(name for name in REGISTRY if name in runners)
         self.context = StreamContext(config, self.plan, self.ring, self.tracker, names)
@@ -262,6 +266,7 @@ class Engine:
             "hop": self.plan.hop_seconds,
             "right_context": self.plan.right_frames * FRAME_SECONDS,
             "demo": self.demo,
+            "stream": self.stream_id,
             **extra,
         }
 
