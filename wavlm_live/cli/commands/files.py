@@ -220,34 +220,23 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-class TimedModel:
-    """Wraps a task runner: every call of one of its ``methods`` adds its wall time to
-    ``seconds``; everything else is the runner's own (for ``bench``'s per-task times)."""
+class TaskTimer:
+    """Times one task's model calls: wraps the shared :class:`~wavlm_live.tasks.Task`'s
+    ``run`` (the one call through which the scheduler sends every batch of windows to the
+    task's model), adding each call's wall time to ``seconds`` (for ``bench``)."""
 
-    def __init__(self, runner: Any, methods: tuple[str, ...]) -> None:
-        self._runner = runner
-        self._methods = methods
+    def __init__(self, task: Any) -> None:
         self.seconds = 0.0
+        run = task.run
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._runner, name)
-        if name not in self._methods:
-            return attr
-
-        def timed(*a: Any, **k: Any) -> Any:
+        def timed(requests: list[Any]) -> list[Any]:
             t0 = time.perf_counter()
             try:
-                return attr(*a, **k)
+                return run(requests)
             finally:
                 self.seconds += time.perf_counter() - t0
 
-        return timed
-
-
-BENCH_METHODS = {"captions": ("logits", "logits_batch"), "diarization": ("activity", "activity_batch"),
-                 "embeddings": ("embed", "embed_batch")}
-"""The model calls of each task that ``bench`` times (the Engine's model protocols; the
-scheduler calls the ``*_batch`` forms)."""
+        task.run = timed
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -258,9 +247,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     Printed keys: ``load_seconds`` (models and enrolment), ``wall_seconds`` (the run: file
     decoding, resampling, every window, stitching, language-model search), ``rtf`` (that
-    per audio second), ``task_seconds``/``task_rtf`` (time inside each task's model calls:
-    captions' ``logits``, diarization's ``activity``, embeddings' ``embed``, single or
-    batched) and
+    per audio second), ``task_seconds``/``task_rtf`` (time inside each task's model calls,
+    :class:`TaskTimer`) and
     ``other_seconds`` (the run's time outside them)."""
     given = [getattr(args, k, None) for k in ("ctc_model", "diarization_model", "embedding_model")]
     demo = args.demo or not any(given)
@@ -270,16 +258,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 setattr(args, key, DEFAULT_MODELS[task])
     path = args.file or str(demo_recording())
     bus = EventBus()
-    timers: dict[str, TimedModel] = {}
+    timers: dict[str, TaskTimer] = {}
     started: list[float] = []
 
     def instrument(engine: Engine) -> None:
         started.append(time.perf_counter())
-        for task, method in BENCH_METHODS.items():
-            attr = f"{task}_model"
-            if getattr(engine, attr) is not None:
-                timers[task] = TimedModel(getattr(engine, attr), method)
-                setattr(engine, attr, timers[task])
+        for name, stream in engine.context.streams.items():
+            timers[name] = TaskTimer(stream.task)
 
     t0 = time.perf_counter()
     engine = run_file_offline(args, path, demo, bus, progress=False, engine_hook=instrument)
