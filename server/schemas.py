@@ -151,9 +151,10 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "input_overflows": _COUNT,
         "samples_sanitised": _COUNT,
         "ring_overwrites": _COUNT,
+        "windows_silent": _COUNT,
         "clients": _COUNT,
     }, ["t", "windows_analysed", "windows_skipped", "rtf", "lag", "input_overflows",
-        "samples_sanitised", "ring_overwrites", "clients"]),
+        "samples_sanitised", "ring_overwrites", "windows_silent", "clients"]),
     "error": _message("server", "error", {
         "code": {"type": "string", "minLength": 1},
         "message": {"type": "string"},

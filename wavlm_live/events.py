@@ -195,6 +195,8 @@ class StatsEvent(Event):
         input_overflows: overflow/drop events reported by the audio source.
         samples_sanitised: non-finite or out-of-range input samples that were repaired.
         ring_overwrites: samples overwritten in the ring buffer before being read.
+        windows_silent: analysed windows in which the speech gate found no speech: no
+            model ran on them and they settled as silence (0 without the gate).
     """
 
     TYPE: ClassVar[str] = "stats"
@@ -206,6 +208,7 @@ class StatsEvent(Event):
     input_overflows: int = 0
     samples_sanitised: int = 0
     ring_overwrites: int = 0
+    windows_silent: int = 0
 
 
 @dataclass(frozen=True, slots=True)

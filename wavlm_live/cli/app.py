@@ -217,6 +217,10 @@ def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> Engin
         changes["speaker_threshold"] = DEMO_SPEAKER_THRESHOLD
     if getattr(args, "max_speakers", None):
         changes["max_speakers"] = args.max_speakers
+    if not getattr(args, "no_vad", False):
+        from wavlm_live.engine.vad import VADConfig  # noqa: PLC0415
+
+        changes["vad"] = VADConfig()
     if getattr(args, "classify", None) or getattr(args, "top_k", None):
         from wavlm_live.tasks.classification import ClassificationConfig  # noqa: PLC0415
 

@@ -120,6 +120,9 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bo
                    help="analysis window in seconds (default: 4); it changes only the window: the hop stays 1 s "
                         "unless --hop is given, and must be at least 20 ms shorter than the window")
     a.add_argument("--hop", type=_positive_float, default=None, metavar="SEC", help="seconds between results (default: 1)")
+    a.add_argument("--no-vad", action="store_true",
+                   help="run the models on every window; by default a voice activity detector (Silero VAD) "
+                        "skips the windows without speech, which settle as silence")
     a.add_argument("--speaker-threshold", type=float, default=None, metavar="COS",
                    help="cosine similarity for an x-vector to join a known speaker (default: the model's, 0.86 for the public -sv model)")
     a.add_argument("--max-speakers", type=_positive_int, default=None, metavar="N",

@@ -28,6 +28,7 @@ from wavlm_live.engine.diarization import DiarizationConfig
 from wavlm_live.engine.ringbuffer import OverwrittenError, RingBuffer
 from wavlm_live.engine.scheduler import Scheduler, analyse
 from wavlm_live.engine.speakers import Speaker, SpeakerTracker
+from wavlm_live.engine.vad import CHUNK_SAMPLES, SpeechGate, VADConfig
 from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Window, WindowPlan
 from wavlm_live.events import EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
 from wavlm_live.tasks import REGISTRY, StreamContext, TaskStream, Work, task_for
@@ -126,6 +127,10 @@ class EngineConfig:
         level_interval: seconds between ``level`` events.
         diarization: diarization stitching settings.
         classification: what the classification task classifies (turns or windows).
+        vad: speech gating (:mod:`wavlm_live.engine.vad`): windows without speech skip
+            every model and settle as silence (counted in ``stats.windows_silent``);
+            ``None`` (the library default) runs the models on every window. The command
+            line and :mod:`wavlm_live.api` turn it on unless ``--no-vad`` is given.
     """
 
     window: float = 4.0
@@ -141,6 +146,7 @@ class EngineConfig:
     level_interval: float = 0.1
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
+    vad: VADConfig | None = None
 
     @property
     def ring_seconds(self) -> float:
@@ -211,8 +217,10 @@ class Engine:
             stream = task_for(name, runners[name]).open(self.context)
             self.context.streams[name] = stream
             self.streams.append(stream)
+        self.gate: SpeechGate | None = SpeechGate(config.vad) if config.vad is not None else None
         self.windows_analysed = 0
         self.windows_skipped = 0
+        self.windows_silent = 0
         self.samples_sanitised = 0
         self.compute_seconds = 0.0
         self._rtf = 0.0
@@ -380,7 +388,10 @@ class Engine:
                     return None
                 self._final_taken = True
                 window = self.plan.final_window(self._index, written, self._keep)
-                return Work(window, self._read(window) if window is not None else None, final=True)
+                work = Work(window, self._read(window) if window is not None else None, final=True)
+                if window is not None:
+                    work.speech = self._speech(window, final=True)
+                return work
             if self.config.realtime:
                 newest = written // self.plan.hop_samples - 1
                 if newest - self._index > self.config.max_backlog:
@@ -394,7 +405,32 @@ class Engine:
             audio = self._read(window)
             if audio is None:
                 continue
-            return Work(window, audio)
+            return Work(window, audio, speech=self._speech(window))
+
+    def _speech(self, window: Window, final: bool = False) -> bool:
+        """Whether the speech gate finds speech in ``window`` (True without a gate). The
+        gate first reads every whole 512-sample chunk received so far (a final window
+        also the last part chunk, zero-padded)."""
+        gate = self.gate
+        if gate is None:
+            return True
+        written = self.ring.written
+        end = written - written % CHUNK_SAMPLES
+        if final and end < written:
+            end += CHUNK_SAMPLES
+        if end > gate.position:
+            try:
+                audio = self.ring.read(gate.position, min(end, written))
+            except OverwrittenError:
+                start = self.ring.oldest + CHUNK_SAMPLES  # the producer may write on meanwhile
+                gate.restart(start - start % CHUNK_SAMPLES)
+                if end <= gate.position:
+                    return True
+                audio = self.ring.read(gate.position, min(end, written))
+            if audio.size < end - gate.position:
+                audio = np.concatenate([audio, np.zeros(end - gate.position - audio.size, np.float32)])
+            gate.advance(audio)
+        return gate.has_speech(window.start, window.end)
 
     def _read(self, window: Window) -> np.ndarray | None:
         """The window's samples, or ``None`` (counted as skipped) when the ring has
@@ -441,6 +477,8 @@ class Engine:
                 publish(event)
         self.compute_seconds += seconds
         self.windows_analysed += 1
+        if not work.speech:
+            self.windows_silent += 1
         rtf = seconds / self.plan.hop_seconds
         self._rtf = rtf if self.windows_analysed == 1 else 0.8 * self._rtf + 0.2 * rtf
         if not work.final:
@@ -498,6 +536,7 @@ class Engine:
             input_overflows=overflows,
             samples_sanitised=sanitised + self.samples_sanitised,
             ring_overwrites=self.ring.overwritten,
+            windows_silent=self.windows_silent,
         )
 
     # -- control (any thread) -----------------------------------------------------------

@@ -112,6 +112,8 @@ class CTCRunner(_Runner):
         if self.delimiter_id is not None and self.delimiter_id >= (pretrained.config.vocab_size or 0):
             self.delimiter_id = None  # appended by the tokenizer rules past the head (character vocabularies)
         self.final_decoder: Any = None
+        self.vocab_size = int(pretrained.config.vocab_size)
+        """Classes of the CTC head (the logits' last dimension)."""
 
     @property
     def decoding(self) -> str:
@@ -135,6 +137,11 @@ class FrameRunner(_Runner):
     """Runs a ``*ForAudioFrameClassification`` (diarization) checkpoint on one window."""
 
     task = "frames"
+
+    def __init__(self, pretrained: Pretrained) -> None:
+        super().__init__(pretrained)
+        self.num_labels = int(pretrained.config.num_labels)
+        """Local speakers of the head (the activity's last dimension)."""
 
     @torch.inference_mode()
     def activity(self, audio: np.ndarray) -> np.ndarray:

@@ -45,6 +45,8 @@ class Work:
         window: the window (``None`` for a final work with nothing left to settle).
         audio: its samples, float32 ``[window.num_samples]`` at 16 kHz.
         final: the stream's last window: the stream completes after it.
+        speech: the speech gate found speech in the window (always True without a gate);
+            without speech no model runs on it and every task settles it as silence.
         requests: task name -> what that task's model is asked for this window.
         outputs: task name -> that task's model output for this window.
     """
@@ -52,6 +54,7 @@ class Work:
     window: Window | None
     audio: np.ndarray | None
     final: bool = False
+    speech: bool = True
     requests: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -134,12 +137,14 @@ class TaskStream:
         self.ctx = ctx
 
     def request(self, work: Work) -> Any | None:
-        """What to ask the task's model for this window (``None``: nothing)."""
+        """What to ask the task's model for this window (``None``: nothing). For a
+        window without speech (``work.speech`` False) a task asks for nothing that reads
+        the window's audio."""
         return None
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
         """Stitch this window's output (``None`` when nothing was requested); returns
-        the events to publish now."""
+        the events to publish now. A window without speech settles as silence."""
         return ()
 
     def settle(self, work: Work) -> Iterable[Event]:

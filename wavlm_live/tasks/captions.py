@@ -21,6 +21,15 @@ from wavlm_live.events import Event
 from .base import StreamContext, Task, TaskStream, Work
 
 
+def silence_logits(frames: int, vocab: int, blank: int) -> np.ndarray:
+    """CTC logits float32 ``[frames, vocab]`` of silence: blank wins every frame by 30
+    nats (its log-softmax probability is 1 to float32 precision), for windows that the
+    speech gate skips."""
+    out = np.full((frames, vocab), -30.0, np.float32)
+    out[:, blank] = 0.0
+    return out
+
+
 class CaptionsTask(Task):
     """Shared CTC model (a :class:`~wavlm_live.engine.tasks.CTCRunner`)."""
 
@@ -68,12 +77,15 @@ class CaptionsStream(TaskStream):
         lookup = self.ctx.speaker_of
         return None if lookup is None else lookup(start, end)
 
-    def request(self, work: Work) -> np.ndarray:
-        return work.audio
+    def request(self, work: Work) -> np.ndarray | None:
+        return work.audio if work.speech else None
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
         if output is None:
-            return ()
+            if work.speech:
+                return ()
+            output = silence_logits(work.window.frame_end - work.window.frame_start, self.task.runner.vocab_size,
+                                    self.task.runner.blank_id)
         preview = self.stitcher.add(work.window, output)
         return () if preview is None else (preview,)
 

@@ -123,7 +123,7 @@ class ClassificationStream(TaskStream):
 
     def request(self, work: Work) -> list[np.ndarray] | None:
         if self.mode == "windows":
-            return [work.audio]
+            return [work.audio] if work.speech else None
         clips, self._asked = [], []
         for turn in self._pending:
             clip = self._clip(turn)

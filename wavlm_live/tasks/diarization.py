@@ -54,8 +54,8 @@ class DiarizationStream(TaskStream):
         """The turns closed by the latest window (or by :meth:`finish`), for the tasks
         that look at turns (classification)."""
 
-    def request(self, work: Work) -> np.ndarray:
-        return work.audio
+    def request(self, work: Work) -> np.ndarray | None:
+        return work.audio if work.speech else None
 
     def embedding_masks(self, probs: np.ndarray, min_frames: int,
                         min_segment_frames: int) -> tuple[list[int], list[tuple[int, int, int]], np.ndarray] | None:
@@ -87,7 +87,9 @@ class DiarizationStream(TaskStream):
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
         if output is None:
-            return ()
+            if work.speech:
+                return ()
+            output = np.zeros((work.window.frame_end - work.window.frame_start, self.task.runner.num_labels), np.float32)
         embeddings: dict[int, np.ndarray] | None = None  # None: x-vectors are off
         segments: list[Segment] = []
         if "embeddings" in self.ctx.tasks:

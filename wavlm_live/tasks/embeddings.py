@@ -55,6 +55,9 @@ class EmbeddingsStream(TaskStream):
             ctx.speaker_of = lambda start, end: self._current
 
     def request(self, work: Work) -> tuple[np.ndarray, Any] | None:
+        if not work.speech:
+            self._current = None  # silence: nobody speaks
+            return None
         diarization = self.ctx.streams.get("diarization")
         if diarization is not None:
             probs = work.outputs.get("diarization")

@@ -1,0 +1,134 @@
+"""Speech gating with Silero VAD: the torch thread count survives its import, speech is found
+in real recordings and not in silence, and windows without speech skip every model and
+settle as silence (blank captions, no speaker), counted in ``stats``."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from wavlm_live.engine import vad
+from wavlm_live.engine.bus import EventBus
+from wavlm_live.engine.engine import Engine, EngineConfig
+from wavlm_live.engine.tasks import CTCRunner, FrameRunner, XVectorRunner
+from wavlm_live.engine.vad import CHUNK_SAMPLES, SpeechGate, VADConfig, load_vad_model
+from wavlm_live.engine.windows import frames_for_samples
+from wavlm_live.events import CaptionEvent, DiarizationEvent, StatsEvent
+from wavlm_live.model import load_pretrained
+
+DATA = Path(__file__).parents[1] / "data"
+CLIP = DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s of read speech
+SHORT = DATA / "sense_and_sensibility_01_austen_64kb-0880.wav"  # 3.0 s
+
+
+@pytest.fixture(scope="module")
+def runners(tiny_checkpoints):
+    return {
+        "captions": CTCRunner(load_pretrained(tiny_checkpoints["captions"])),
+        "diarization": FrameRunner(load_pretrained(tiny_checkpoints["diarization"])),
+        "embeddings": XVectorRunner(load_pretrained(tiny_checkpoints["embeddings"])),
+    }
+
+
+def test_importing_silero_keeps_the_thread_count(monkeypatch):
+    # silero_vad/model.py calls torch.set_num_threads(1) at import: make it import afresh
+    for name in [m for m in sys.modules if m == "silero_vad" or m.startswith("silero_vad.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(vad, "_MODEL_FILE", None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        model = load_vad_model()
+        assert "silero_vad" in sys.modules  # it really was imported again
+        assert torch.get_num_threads() == 3
+        gate = SpeechGate(model=model)
+        gate.advance(np.zeros(4 * CHUNK_SAMPLES, np.float32))  # runs on one thread, then restores
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_gate_finds_the_speech_of_a_recording_and_none_in_silence():
+    audio, _ = sf.read(CLIP, dtype="float32")
+    gap = np.zeros(5 * 16000, np.float32)
+    stream = np.concatenate([audio, gap, audio])
+    gate = SpeechGate()
+    n = len(stream) - len(stream) % CHUNK_SAMPLES
+    for i in range(0, n, 8 * CHUNK_SAMPLES):  # fed in pieces: one state across calls
+        gate.advance(stream[i : min(i + 8 * CHUNK_SAMPLES, n)])
+    regions = gate.speech_regions()
+    assert len(regions) >= 2
+    speech = sum(b - a for a, b in regions) / 16000
+    assert 0.7 * 2 * 7.1 < speech < 2 * 7.1 + 0.1  # read speech is mostly speech
+    first, last = len(audio), len(audio) + len(gap)
+    assert all(b <= first + 2000 or a >= last - 2000 for a, b in regions)  # nothing in the gap
+    assert gate.has_speech(16000, 3 * 16000)
+    assert not gate.has_speech(first + 16000, last - 16000)
+    # a fresh gate on silence alone: no speech, and bad input is one clear error
+    quiet = SpeechGate()
+    quiet.advance(np.zeros(40 * CHUNK_SAMPLES, np.float32))
+    assert quiet.speech_regions() == [] and not quiet.has_speech(0, 40 * CHUNK_SAMPLES)
+    with pytest.raises(ValueError, match="multiple of 512"):
+        quiet.advance(np.zeros(100, np.float32))
+    with pytest.raises(ValueError):
+        VADConfig(threshold=0.1)
+
+
+def run(runners, audio, tasks, gate, **config):
+    bus, events = EventBus(), []
+    bus.subscribe(events.append)
+    cfg = EngineConfig(realtime=False, vad=VADConfig() if gate else None, **config)
+    engine = Engine(cfg, bus, **{t: runners[t] for t in tasks})
+    if engine.captioner is not None:
+        engine.captioner.kept_logits = []
+    engine.run_offline(audio[i : i + 1000] for i in range(0, len(audio), 1000))
+    return engine, events
+
+
+def test_windows_without_speech_skip_the_models_and_settle_as_silence(runners):
+    audio, _ = sf.read(SHORT, dtype="float32")
+    stream = np.concatenate([audio, np.zeros(8 * 16000, np.float32), audio])
+    tasks = ("captions", "diarization", "embeddings")
+    engine, events = run(runners, stream, tasks, gate=True)
+    plan = engine.plan
+    windows = plan.windows_for(len(stream))
+    silent = [w for w in windows if not engine.gate.has_speech(w.start, w.end)]
+    assert len(silent) >= 3  # the windows inside the 8 s gap
+    stats = [e for e in events if isinstance(e, StatsEvent)]
+    assert stats[-1].windows_silent == len(silent) and stats[-1].windows_analysed == len(windows)
+    # every frame settled once; silent windows' kept frames are blank / nobody
+    n = frames_for_samples(len(stream))
+    kept = engine.captioner.kept_logits
+    assert sum(len(k) for k in kept) == n
+    blank = runners["captions"].blank_id
+    diar = [e for e in events if isinstance(e, DiarizationEvent) and e.labels]
+    labels = [lab for e in diar for lab in e.labels]
+    assert len(labels) == n
+    for w, rows in zip(windows, kept):
+        if w in silent:
+            assert (rows.argmax(-1) == blank).all()
+            assert all(labels[f] == () for f in range(w.keep_start, w.keep_end))
+        else:  # speech windows: exactly the model's output on that window
+            expected = runners["captions"].logits(stream[w.start : w.end])
+            np.testing.assert_allclose(rows, expected[w.keep_start - w.frame_start : w.keep_end - w.frame_start],
+                                       atol=1e-5)
+    # no caption word in the frames that silent windows settled (blank)
+    quiet = {f for w in silent for f in range(w.keep_start, w.keep_end)}
+    words = [w for e in events if isinstance(e, CaptionEvent) and e.final for w in e.words]
+    assert words and not any(f in quiet for w in words for f in range(round(w.start / 0.02), round(w.end / 0.02)))
+    # without the gate every window runs the models
+    _, ungated = run(runners, stream, tasks, gate=False)
+    assert [e for e in ungated if isinstance(e, StatsEvent)][-1].windows_silent == 0
+
+
+def test_gate_off_and_on_agree_on_speech_only_audio(runners):
+    # read speech throughout: the gate skips nothing and the captions are the same
+    audio, _ = sf.read(CLIP, dtype="float32")
+    _, on = run(runners, audio, ("captions",), gate=True)
+    _, off = run(runners, audio, ("captions",), gate=False)
+    text = lambda evs: [e.text for e in evs if isinstance(e, CaptionEvent) and e.final]  # noqa: E731
+    assert [e for e in on if isinstance(e, StatsEvent)][-1].windows_silent == 0
+    assert text(on) == text(off)
