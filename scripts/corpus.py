@@ -5,7 +5,9 @@ Everything here is reproducible from a seed: the sentence source (the example se
 of WordNet 3.0, Debian package `wordnet-base`), the voice list (espeak-ng's mbrola-less
 English voices `gmw/en*` crossed with its `+variant` voice variants) and every random
 choice (speaking rate, pitch, pauses, overlaps, gains) come from `numpy.random.Generator`s
-seeded from the command line.
+seeded from the command line. The language-identification corpus (`build-lid`) takes its
+sentences in nine languages from the translated message catalogs of Debian's base system
+(GETTEXT_DOMAINS) and its voices from LID_VOICES.
 
 Splits
   sentences  train / val / test, disjoint (seeded shuffle of the normalised sentences).
@@ -23,6 +25,11 @@ Commands (all write 16 kHz mono audio)
                               of test sentences by test-variant identities.
   eval-verification OUT       NAME.wav clips by test-variant identities + trials.txt.
   conversation OUT.flac       one multi-speaker conversation (+ .txt, .rttm) for the demo.
+  build-lid OUT               spoken-language-identification corpus (as build, utterances
+                              in LID_VOICES' languages, sentences from the gettext message
+                              catalogs; utts.jsonl rows add lang and key).
+  eval-lid CORPUS OUT         NAME.wav + NAME.label clips of test sentences (one language
+                              and one identity each; --voices unseen: test variants).
 
 The eval folder format is documented in docs/demo-models.md: one clip per NAME.wav (or
 .flac), its transcript in NAME.txt (one line, LibriSpeech letters), its diarization
@@ -691,6 +698,288 @@ def demo_conversation(corpus: Path, out: Path, duration: float = 45.0, n_speaker
     return segs
 
 
+# ----------------------------------------------------------------------------- spoken-language identification
+
+LID_VOICES = {
+    "en": ("en-gb", "en-us", "en-gb-scotland"),
+    "de": ("de",),
+    "fr": ("fr-fr", "fr-be", "fr-ch"),
+    "es": ("es", "es-419"),
+    "it": ("it",),
+    "pt": ("pt", "pt-br"),
+    "nl": ("nl",),
+    "pl": ("pl",),
+    "sv": ("sv",),
+}
+"""espeak-ng base voices per language of the language-identification corpus (class names
+are these ISO 639-1 codes). Each voice is crossed with the `+variant` voice variants and
+PITCHES, as the English identities are."""
+
+GETTEXT_DOMAINS = (
+    "coreutils", "libc", "bash", "tar", "grep", "sed", "findutils", "diffutils", "dpkg", "apt", "libapt-pkg6.0",
+    "shadow", "procps-ng", "xz", "Linux-PAM", "gettext-runtime", "adduser", "man-db", "wget", "make", "systemd",
+)
+"""Message catalogs the language-identification sentences come from: the translations of
+Debian's base system messages (packages coreutils, libc-l10n, bash, tar, grep, sed,
+findutils, diffutils, dpkg, apt, libapt-pkg6.0, login, procps, xz-utils, libpam-runtime,
+gettext-base, adduser, man-db, wget, make, systemd; GPL / LGPL translations by the
+Translation Project and Debian's translators). The English sentence is the msgid."""
+
+LOCALE_DIR = Path("/usr/share/locale")
+"""Where Debian installs the compiled catalogs: LOCALE_DIR/LANG/LC_MESSAGES/DOMAIN.mo."""
+
+LID_MIN_LETTERS = 12
+"""A sentence needs this many letters (shorter messages are mostly one or two words)."""
+
+_LID_ALLOWED = re.compile(r"^[^\W\d_](?:[^\W\d_]|[ '’,;:.!?\-])*$")
+
+
+def fold_sentence(text: str) -> str:
+    """Lower case, punctuation dropped, spaces collapsed: the form two sentences must not share."""
+    return " ".join(re.sub(r"[^\w'’ ]", " ", text.lower()).split())
+
+
+def lid_sentence_is_usable(text: str, min_words: int = 3, max_words: int = 25) -> bool:
+    """True when `text` is a plain sentence espeak-ng reads as words of its language.
+
+    Letters of any script, spaces and ``' ’ , ; : . ! ? -`` only (no digits, which are
+    read as number words, no format directives such as ``%s``, no paths, options or
+    markup), starting with a letter; `min_words` to `max_words` words and at least
+    LID_MIN_LETTERS letters; no inner periods (abbreviations) and no all-caps words of two
+    or more letters (acronyms, which espeak-ng may spell out); no runs of spaces.
+    """
+    text = text.strip()
+    if not _LID_ALLOWED.match(text) or "  " in text:
+        return False  # runs of spaces: columns of option help, not sentences
+    words = text.replace("-", " ").split()
+    if not min_words <= len(words) <= max_words or sum(c.isalpha() for c in text) < LID_MIN_LETTERS:
+        return False
+    if "." in text.rstrip(".!?:"):
+        return False
+    return not any(len(core) >= 2 and core.isupper() for core in (w.strip(",;:.!?'’") for w in words))
+
+
+def load_gettext_sentences(languages: tuple[str, ...] | list[str], domains: tuple[str, ...] = GETTEXT_DOMAINS,
+                           locale_dir: Path = LOCALE_DIR) -> dict[str, dict[str, str]]:
+    """Translated messages as sentences: ``{key: {lang: sentence}}``, sorted by key.
+
+    Reads LOCALE_DIR/LANG/LC_MESSAGES/DOMAIN.mo with the standard library's `gettext`
+    (GNU .mo format); the ``en`` sentence is the msgid itself. Keys are the folded
+    msgids (`fold_sentence`), so a message that several catalogs (or spellings) share is
+    one key; the first translation of a key per language is kept (in `domains` order),
+    and a translation already taken under another key is not taken again, so that no
+    sentence can be in two splits. A message enters a language
+    when both its msgid and its translation pass `lid_sentence_is_usable` and the
+    translation differs from the msgid (untranslated strings are left out); plural forms
+    and empty translations are skipped, a ``msgctxt`` is dropped from the key. Keys
+    without any usable sentence are left out. Raises FileNotFoundError naming the folder
+    when no catalog of any language other than English exists.
+    """
+    import gettext  # noqa: PLC0415
+
+    found: dict[str, dict[str, str]] = {}
+    seen: dict[str, set[str]] = {}  # per language, the sentences already taken (folded)
+    catalogs = 0
+    for domain in domains:
+        for lang in languages:
+            if lang == "en":
+                continue
+            path = Path(locale_dir) / lang / "LC_MESSAGES" / f"{domain}.mo"
+            if not path.is_file():
+                continue
+            catalogs += 1
+            with open(path, "rb") as f:
+                catalog = gettext.GNUTranslations(f)._catalog
+            for msgid, msgstr in catalog.items():
+                if not isinstance(msgid, str) or not msgid or not isinstance(msgstr, str):
+                    continue  # plural forms are keyed (msgid, n); the header has an empty msgid
+                msgid = msgid.split("\x04", 1)[-1].strip()
+                msgstr = msgstr.strip()
+                if msgstr == msgid or not (lid_sentence_is_usable(msgid) and lid_sentence_is_usable(msgstr)):
+                    continue
+                key = fold_sentence(msgid)
+                entry = found.setdefault(key, {})
+                if lang in entry or fold_sentence(msgstr) in seen.setdefault(lang, set()):
+                    continue  # one sentence per key and language; a sentence under one key only
+                entry[lang] = msgstr
+                seen[lang].add(fold_sentence(msgstr))
+                if "en" in languages and "en" not in entry:
+                    entry["en"] = msgid
+    if not catalogs:
+        raise FileNotFoundError(f"no message catalogs of {', '.join(l for l in languages if l != 'en')} in "
+                                f"{locale_dir}; install Debian's base packages with their translations "
+                                f"(e.g. coreutils, libc-l10n)")
+    return {k: found[k] for k in sorted(found) if any(lang != "en" for lang in found[k])}
+
+
+def load_lid_sentences(path: Path | None, languages: tuple[str, ...] | list[str]) -> dict[str, dict[str, str]]:
+    """Sentences per key and language from a UTF-8 TSV file (``KEY<TAB>LANG<TAB>SENTENCE``
+    per line; lines of one KEY are translations of each other and share a split), or from
+    the gettext catalogs (`load_gettext_sentences`) when `path` is None. Only `languages`
+    and usable sentences are kept. Raises ValueError when a line is malformed or a
+    language has no sentence."""
+    if path is None:
+        texts = load_gettext_sentences(languages)
+    else:
+        texts = {}
+        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise ValueError(f"{path}:{n}: expected KEY<TAB>LANG<TAB>SENTENCE")
+            key, lang, text = (p.strip() for p in parts)
+            if lang in languages and lid_sentence_is_usable(text):
+                texts.setdefault(key, {})[lang] = text
+        texts = {k: texts[k] for k in sorted(texts)}
+    empty = [l for l in languages if not any(l in v for v in texts.values())]
+    if empty:
+        raise ValueError(f"no usable sentences for {', '.join(empty)}")
+    return texts
+
+
+def lid_speakers(languages: list[str], variants: list[str]) -> dict[str, list[Speaker]]:
+    """Identities per language: its LID_VOICES x `variants` x PITCHES, sorted."""
+    unknown = [l for l in languages if l not in LID_VOICES]
+    if unknown:
+        raise ValueError(f"no espeak-ng voices listed for {', '.join(unknown)} (LID_VOICES has {', '.join(LID_VOICES)})")
+    return {l: sorted(Speaker(v, var, p) for v in LID_VOICES[l] for var in variants for p in PITCHES)
+            for l in languages}
+
+
+def lid_jobs(texts: dict[str, dict[str, str]], keys: list[str], speakers: dict[str, list[Speaker]], n: int,
+             rng: np.random.Generator) -> list[dict]:
+    """`n` utterance jobs balanced over the languages: language ``i % L`` for job i (then
+    shuffled), each language cycling through its sentences among `keys` in a seeded order
+    and through its identities evenly; speed from SPEED_RANGE, pitch jittered.
+    Job keys: text, lang, key, speaker, speed, pitch."""
+    languages = list(speakers)
+    pools = {l: [k for k in keys if l in texts[k]] for l in languages}
+    empty = [l for l, ks in pools.items() if not ks]
+    if empty:
+        raise ValueError(f"no sentences of {', '.join(empty)} in this split")
+    orders = {l: [pools[l][i] for i in rng.permutation(len(pools[l]))] for l in languages}
+    spk_orders = {l: np.concatenate([rng.permutation(len(speakers[l])) for _ in range(n // len(speakers[l]) + 1)])
+                  for l in languages}
+    used = {l: 0 for l in languages}
+    jobs = []
+    for i in rng.permutation(n):
+        lang = languages[int(i) % len(languages)]
+        k = used[lang]
+        used[lang] += 1
+        key = orders[lang][k % len(orders[lang])]
+        spk = speakers[lang][int(spk_orders[lang][k])]
+        jobs.append({
+            "text": texts[key][lang], "lang": lang, "key": key, "speaker": spk.name,
+            "speed": int(rng.integers(SPEED_RANGE[0], SPEED_RANGE[1] + 1)),
+            "pitch": int(np.clip(spk.pitch + rng.integers(-PITCH_JITTER, PITCH_JITTER + 1), 0, 99)),
+        })
+    return jobs
+
+
+def build_lid(out: Path, seed: int = 0, train_hours: float = 2.0, val_utts: int = 360,
+              languages: tuple[str, ...] | list[str] = tuple(LID_VOICES), sentences_file: Path | None = None,
+              n_val_sentences: int = 200, n_test_sentences: int = 300, n_val_variants: int = 6,
+              n_test_variants: int = 10, workers: int = 2, log=print) -> dict:
+    """Build the spoken-language-identification corpus in `out`; returns meta.json's dict.
+
+    Sentence keys (a message and all its translations) are split train / val / test, so
+    no translation of a held-out sentence is heard in training, in any language. Voice
+    variants are split exactly as `build` splits them (same seed offsets and counts by
+    default), so the val and test variants are also never heard by the other demo
+    models. Splits written: train (train sentences, train identities), val (val
+    sentences, train identities), val_unseen (val sentences, val-variant identities),
+    each balanced over the languages; utts.jsonl rows add ``lang`` and ``key``.
+    meta.json has ``languages``, ``texts`` ({key: {lang: sentence}}), the splits and the
+    voices.
+    """
+    out = Path(out)
+    t0 = time.time()
+    languages = list(languages)
+    texts = load_lid_sentences(sentences_file, languages)
+    s_split = split_list(list(texts), seed + SPLIT_SEED_OFFSETS["sentences"], n_val_sentences, n_test_sentences)
+    v_split = split_list(list_variants(), seed + SPLIT_SEED_OFFSETS["variants"], n_val_variants, n_test_variants)
+    v_split["train"] = [""] + v_split["train"]
+    meta = {
+        "task": "language identification",
+        "seed": seed,
+        "sample_rate": SAMPLE_RATE,
+        "languages": languages,
+        "voices": {l: list(LID_VOICES[l]) for l in languages},
+        "sentence_source": str(sentences_file) if sentences_file else
+        f"gettext message catalogs in {LOCALE_DIR} ({', '.join(GETTEXT_DOMAINS)}); English = msgid",
+        "sentences_per_language": {l: sum(l in v for v in texts.values()) for l in languages},
+        "pitches": list(PITCHES),
+        "speed_range": list(SPEED_RANGE),
+        "sentences": s_split,
+        "variants": v_split,
+        "texts": texts,
+        "espeak_ng": subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+    rng = np.random.default_rng(seed + SPLIT_SEED_OFFSETS["utts"])
+    train_spk = lid_speakers(languages, v_split["train"])
+    val_spk = lid_speakers(languages, v_split["val"])
+    plan = {"val": lid_jobs(texts, s_split["val"], train_spk, val_utts, rng),
+            "val_unseen": lid_jobs(texts, s_split["val"], val_spk, val_utts, rng)}
+    for name in ("val", "val_unseen"):
+        res = synthesize_many(plan[name], workers)
+        write_utterance_set(out / name, res)
+        log(f"{name}: {len(res)} utterances, {sum(len(a) for _, a in res) / SAMPLE_RATE / 3600:.2f} h")
+    mean_len = np.mean([u["length"] for u in UtteranceSet(out / "val").utts])
+    n_train = max(len(languages), int(round(train_hours * 3600 * SAMPLE_RATE / mean_len)))
+    res = synthesize_many(lid_jobs(texts, s_split["train"], train_spk, n_train, rng), workers)
+    write_utterance_set(out / "train", res)
+    log(f"train: {len(res)} utterances, {sum(len(a) for _, a in res) / SAMPLE_RATE / 3600:.2f} h, "
+        f"{sum(len(v) for v in train_spk.values())} identities, {len(languages)} languages; "
+        f"built in {time.time() - t0:.0f} s")
+    return meta
+
+
+def eval_lid(corpus: Path, out: Path, voices: str = "unseen", clips_per_language: int = 10,
+             sentences_per_clip: int = 2, seed: int = 0) -> list[str]:
+    """Write NAME.wav + NAME.label clips: one identity reading `sentences_per_clip` test
+    sentences of one language (0.3-0.8 s pauses, 0.2-0.5 s of silence at each end);
+    NAME.label holds the language code. `voices` "unseen" takes held-out test-variant
+    identities, "seen" training identities; a test sentence is used at most once per
+    language. Also writes clips.tsv (NAME, language, identity, the sentences joined by
+    " | "), for reading only. Returns the names (``LANG_NNN``).
+    """
+    meta = load_meta(corpus)
+    if "languages" not in meta:
+        raise ValueError(f"{corpus} is not a language-identification corpus (no languages in meta.json)")
+    languages, texts = meta["languages"], meta["texts"]
+    variants = meta["variants"]["test" if voices == "unseen" else "train"] if voices in ("seen", "unseen") else None
+    if variants is None:
+        raise ValueError(f"voices must be 'seen' or 'unseen', got {voices!r}")
+    pool = lid_speakers(languages, variants)
+    rng = np.random.default_rng(seed + SPLIT_SEED_OFFSETS["eval"] + (500 if voices == "unseen" else 600))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names, rows = [], []
+    for lang in languages:
+        keys = [k for k in meta["sentences"]["test"] if lang in texts[k]]
+        need = clips_per_language * sentences_per_clip
+        if need > len(keys):
+            raise ValueError(f"{clips_per_language} clips x {sentences_per_clip} sentences exceeds the {len(keys)} "
+                             f"test sentences of {lang}")
+        order = [keys[int(i)] for i in rng.permutation(len(keys))]
+        for c in range(clips_per_language):
+            spk = pool[lang][int(rng.integers(len(pool[lang])))]
+            chosen = [texts[k][lang] for k in order[c * sentences_per_clip:(c + 1) * sentences_per_clip]]
+            audios = [synthesize(t, spk, int(rng.integers(SPEED_RANGE[0], SPEED_RANGE[1] + 1)),
+                                 int(np.clip(spk.pitch + rng.integers(-PITCH_JITTER, PITCH_JITTER + 1), 0, 99)))
+                      for t in chosen]
+            name = f"{lang}_{c:03d}"
+            _write_wav(out / f"{name}.wav", _clip_from_utterances(rng, audios))
+            (out / f"{name}.label").write_text(lang + "\n", encoding="utf-8")
+            names.append(name)
+            rows.append(f"{name}\t{lang}\t{spk.name}\t{' | '.join(chosen)}\n")
+    (out / "clips.tsv").write_text("".join(rows), encoding="utf-8")
+    return names
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
@@ -725,6 +1014,27 @@ def main(argv: list[str] | None = None) -> int:
             e.add_argument("--speakers", type=int, default=40)
             e.add_argument("--clips-per-speaker", type=int, default=4)
             e.add_argument("--trials", type=int, default=2000)
+    lb = sub.add_parser("build-lid", help="build the spoken-language-identification corpus")
+    lb.add_argument("out", type=Path)
+    lb.add_argument("--seed", type=int, default=0)
+    lb.add_argument("--train-hours", type=float, default=2.0)
+    lb.add_argument("--val-utts", type=int, default=360, help="per validation split, balanced over the languages")
+    lb.add_argument("--languages", default=",".join(LID_VOICES),
+                    help="comma-separated codes of LID_VOICES (default: %(default)s)")
+    lb.add_argument("--sentences", type=Path, default=None,
+                    help="TSV file KEY<TAB>LANG<TAB>SENTENCE (default: the gettext message catalogs)")
+    lb.add_argument("--val-sentences", type=int, default=200)
+    lb.add_argument("--test-sentences", type=int, default=300)
+    lb.add_argument("--val-variants", type=int, default=6)
+    lb.add_argument("--test-variants", type=int, default=10)
+    lb.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    le = sub.add_parser("eval-lid", help="language-identification clips (NAME.wav + NAME.label)")
+    le.add_argument("corpus", type=Path)
+    le.add_argument("out", type=Path)
+    le.add_argument("--voices", choices=("seen", "unseen"), default="unseen")
+    le.add_argument("--clips-per-language", type=int, default=10)
+    le.add_argument("--sentences-per-clip", type=int, default=2)
+    le.add_argument("--seed", type=int, default=0)
     c = sub.add_parser("conversation", help="the bundled demo conversation")
     c.add_argument("corpus", type=Path)
     c.add_argument("out", type=Path)
@@ -735,6 +1045,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "build":
         build(a.out, a.seed, a.train_hours, a.val_utts, a.sentences, a.val_sentences, a.test_sentences,
               a.val_variants, a.test_variants, a.workers)
+    elif a.cmd == "build-lid":
+        build_lid(a.out, a.seed, a.train_hours, a.val_utts, [l.strip() for l in a.languages.split(",") if l.strip()],
+                  a.sentences, a.val_sentences, a.test_sentences, a.val_variants, a.test_variants, a.workers)
+    elif a.cmd == "eval-lid":
+        print(len(eval_lid(a.corpus, a.out, a.voices, a.clips_per_language, a.sentences_per_clip, a.seed)), "clips")
     elif a.cmd == "eval-captions":
         print(len(eval_captions(a.corpus, a.out, a.voices, a.clips, a.sentences_per_clip, a.seed)), "clips")
     elif a.cmd == "eval-diarization":
