@@ -20,6 +20,13 @@ Tasks (each a plain `wavlm_live.model` module, saved in the Hugging Face folder 
                the embeddings). (A first try with AM-softmax over all 1344 identities did
                not move in 15 minutes.)
 
+  lid          WavLMForSequenceClassification, one class per language of the corpus
+               (`corpus.py build-lid`; id2label = the language codes), weighted layer sum,
+               initialised from the first layers of the CTC encoder (the bundled captions
+               model by default: --init). Examples: crops of 1-6 s (one length per batch,
+               as the streaming engine's windows grow from 1 s to the window length) of 1-3
+               utterances of one identity joined by pauses; loss: cross-entropy.
+
 All tasks: AdamW, linear warm-up then cosine decay, gradient clipping at 5, noise
 augmentation (white noise at 15-45 dB SNR on half the examples), per-example input
 normalisation (as the checkpoints' preprocessor_config.json says). CPU runs in bf16
@@ -32,6 +39,7 @@ Usage:
   python scripts/train_demo.py ctc --corpus corpus/demo --out runs/ctc --steps 3000
   python scripts/train_demo.py diarization --corpus corpus/demo --out runs/diar --init runs/ctc/best
   python scripts/train_demo.py embeddings --corpus corpus/demo --out runs/xvec --init runs/diar/best
+  python scripts/train_demo.py lid --corpus corpus/lid --out runs/lid --minutes 25 --threads 1
   python scripts/train_demo.py export runs/ctc/best wavlm_live/data/demo/captions --fp16
   python scripts/train_demo.py lm --corpus corpus/demo18 --out wavlm_live/data/demo/captions/language_model
 
@@ -50,6 +58,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +75,7 @@ from wavlm_live.model import (  # noqa: E402
     WavLMConfig,
     WavLMForAudioFrameClassification,
     WavLMForCTC,
+    WavLMForSequenceClassification,
     WavLMForXVector,
     load_pretrained,
     save_pretrained,
@@ -93,16 +103,26 @@ BACKBONE = dict(
 """Backbone of all three demo checkpoints: the standard conv stack (400-sample receptive
 field, 320-sample hop) with narrower channels, a pre-LN transformer with WavLM's gated
 relative position bias. About 0.66 M parameters per transformer layer."""
-LAYERS = {"ctc": 5, "diarization": 4, "embeddings": 3}
-"""Transformer layers per task; diarization and embeddings keep the first layers of the CTC encoder."""
+LAYERS = {"ctc": 5, "diarization": 4, "embeddings": 3, "lid": 4}
+"""Transformer layers per task; diarization, embeddings and lid keep the first layers of the CTC encoder."""
+LID_CROP_SECONDS = (1.0, 6.0)
+"""Range of the language-identification crop lengths, seconds (drawn once per batch)."""
+DEMO_CAPTIONS = Path(__file__).resolve().parents[1] / "wavlm_live" / "data" / "demo" / "captions"
+"""The bundled CTC checkpoint: the default --init of the lid task."""
 XVECTOR = dict(tdnn_dim=(192, 192, 192, 192, 512), tdnn_kernel=(5, 3, 3, 1, 1), tdnn_dilation=(1, 2, 3, 1, 1),
                xvector_output_dim=128)
 PREPROCESSOR = PreprocessorConfig(do_normalize=True, sampling_rate=SR, return_attention_mask=True)
 
 
-def make_config(task: str, layers: int | None = None) -> WavLMConfig:
-    """The demo WavLMConfig of a task ("ctc", "diarization", "embeddings")."""
+def make_config(task: str, layers: int | None = None, labels: tuple[str, ...] | None = None) -> WavLMConfig:
+    """The demo WavLMConfig of a task ("ctc", "diarization", "embeddings", "lid"; `labels`:
+    the class names of "lid", its id2label)."""
     n = layers or LAYERS[task]
+    if task == "lid":
+        if not labels:
+            raise ValueError("the lid config needs its labels (the corpus languages)")
+        return WavLMConfig(**BACKBONE, num_hidden_layers=n, use_weighted_layer_sum=True, id2label=tuple(labels),
+                           classifier_proj_size=256, architectures=("WavLMForSequenceClassification",))
     if task == "ctc":
         return WavLMConfig(**BACKBONE, num_hidden_layers=n, vocab_size=len(VOCAB), pad_token_id=0,
                            architectures=("WavLMForCTC",))
@@ -115,7 +135,8 @@ def make_config(task: str, layers: int | None = None) -> WavLMConfig:
     raise ValueError(f"unknown task {task!r}")
 
 
-MODEL_CLASS = {"ctc": WavLMForCTC, "diarization": WavLMForAudioFrameClassification, "embeddings": WavLMForXVector}
+MODEL_CLASS = {"ctc": WavLMForCTC, "diarization": WavLMForAudioFrameClassification, "embeddings": WavLMForXVector,
+               "lid": WavLMForSequenceClassification}
 
 
 def ctc_vocabulary() -> CTCVocabulary:
@@ -460,7 +481,82 @@ class EmbeddingTask(Task):
         return {"eer": eer, "eer_threshold": thr, "trials": int(len(labels)), "target_trials": int(labels.sum())}
 
 
-TASKS = {"ctc": CTCTask, "diarization": DiarizationTask, "embeddings": EmbeddingTask}
+def lid_example(rng: np.random.Generator, uset: C.UtteranceSet, i: int, n: int) -> np.ndarray:
+    """An n-sample crop (float32 [n]) of utterance i followed by more utterances of its
+    identity (0.15-0.8 s pauses) after 0-0.5 s of silence, enough to fill n samples; the
+    crop starts anywhere a full crop fits (zero-padded at the end when even three
+    utterances are shorter)."""
+    parts, total = [silence(rng, 0.0, 0.5)], 0
+    same = uset.by_speaker[uset.utts[i]["speaker"]]
+    for k in range(3):
+        if k:
+            parts.append(silence(rng, 0.15, 0.8))
+            i = same[int(rng.integers(len(same)))]
+        parts.append(uset.audio(i))
+        total = sum(len(a) for a in parts)
+        if total >= n:
+            break
+    x = np.concatenate(parts)
+    if len(x) < n:
+        x = np.concatenate([x, np.zeros(n - len(x), np.float32)])
+    start = int(rng.integers(0, len(x) - n + 1))
+    return add_noise(rng, x[start:start + n])
+
+
+class LIDTask(Task):
+    """Spoken-language identification: one class per corpus language."""
+
+    metric = "error_unseen"
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        meta = C.load_meta(Path(self.args.corpus))
+        if "languages" not in meta:
+            raise SystemExit(f"{self.args.corpus} is not a language-identification corpus (corpus.py build-lid)")
+        self.labels = tuple(meta["languages"])
+        self.by_lang = {l: [i for i, u in enumerate(self.train.utts) if u["lang"] == l] for l in self.labels}
+
+    def batch(self, rng):
+        n = int(rng.uniform(*LID_CROP_SECONDS) * SR)
+        count = max(1, int(self.args.batch_seconds * SR / n))
+        xs, ys = [], []
+        for _ in range(count):
+            y = int(rng.integers(len(self.labels)))
+            pool = self.by_lang[self.labels[y]]
+            xs.append(lid_example(rng, self.train, pool[int(rng.integers(len(pool)))], n))
+            ys.append(y)
+        x = torch.from_numpy(np.stack([PREPROCESSOR.normalize(a) for a in xs]))
+        return x, torch.tensor(ys), count * n / SR
+
+    def loss(self, model, batch, device):
+        x, y, _ = batch
+        return F.cross_entropy(model(x.to(device)).logits.float(), y.to(device))
+
+    @torch.no_grad()
+    def predict(self, model, audios: list[np.ndarray], device, autocast) -> np.ndarray:
+        """Class ids of whole utterances (padded batches of 16, masked pooling)."""
+        out = []
+        for k in range(0, len(audios), 16):
+            x, mask = pad_batch(audios[k:k + 16])
+            with autocast():
+                logits = model(x.to(device), mask.to(device)).logits
+            out.append(logits.float().argmax(-1).cpu().numpy())
+        return np.concatenate(out)
+
+    def evaluate(self, model, device, autocast) -> dict:
+        res = {}
+        for name, uset in (("seen", self.val), ("unseen", self.val_unseen)):
+            idx = list(range(min(len(uset), self.args.eval_items)))
+            truth = np.array([self.labels.index(uset.utts[i]["lang"]) for i in idx])
+            pred = self.predict(model, [uset.audio(i) for i in idx], device, autocast)
+            res[f"error_{name}"] = float(np.mean(pred != truth))
+            if name == "unseen":  # the mistakes, "truth>prediction": count
+                res["confused"] = dict(Counter(f"{self.labels[t]}>{self.labels[p]}"
+                                               for t, p in zip(truth, pred) if t != p).most_common())
+        return res
+
+
+TASKS = {"ctc": CTCTask, "diarization": DiarizationTask, "embeddings": EmbeddingTask, "lid": LIDTask}
 
 
 # ----------------------------------------------------------------------------- model init / io
@@ -573,7 +669,7 @@ def train(args) -> dict:
     val, val_unseen = C.UtteranceSet(corpus / "val"), C.UtteranceSet(corpus / "val_unseen")
     torch.manual_seed(args.seed)
     task = TASKS[args.task](args, train_set, val, val_unseen)
-    model = MODEL_CLASS[args.task](make_config(args.task, args.layers))
+    model = MODEL_CLASS[args.task](make_config(args.task, args.layers, getattr(task, "labels", None)))
     if args.task == "embeddings":
         with torch.no_grad():
             model.classifier.weight.copy_(torch.eye(model.classifier.weight.shape[0]))
@@ -658,11 +754,14 @@ def train(args) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="task", required=True)
-    for name, lr, warm in (("ctc", 1.5e-3, 300), ("diarization", 5e-4, 150), ("embeddings", 1e-3, 150)):
+    for name, lr, warm in (("ctc", 1.5e-3, 300), ("diarization", 5e-4, 150), ("embeddings", 1e-3, 150),
+                           ("lid", 5e-4, 100)):
         t = sub.add_parser(name)
-        t.add_argument("--corpus", type=Path, default=Path("corpus/demo"))
+        t.add_argument("--corpus", type=Path, default=Path("corpus/lid" if name == "lid" else "corpus/demo"))
         t.add_argument("--out", type=Path, required=True)
-        t.add_argument("--init", type=Path, default=None, help="checkpoint folder whose backbone initialises this model")
+        t.add_argument("--init", type=Path, default=DEMO_CAPTIONS if name == "lid" else None,
+                       help="checkpoint folder whose backbone initialises this model"
+                            + (" (default: the bundled captions model)" if name == "lid" else ""))
         t.add_argument("--steps", type=int, default=3000, help="length of the LR schedule")
         t.add_argument("--minutes", type=float, default=0,
                        help="training-time budget: the run (and its LR schedule) ends after --steps or this many "

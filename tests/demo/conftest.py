@@ -72,3 +72,55 @@ def tiny_corpus(tmp_path_factory, corpus_mod):
                             sentences_file=root / "sentences.txt", n_val_sentences=5, n_test_sentences=8,
                             n_val_variants=2, n_test_variants=2, workers=1, log=lambda *a: None)
     return root / "demo", meta
+
+
+LID_SENTENCES = """\
+k01\ten\tThe cat sleeps under the kitchen table
+k01\tde\tDie Katze schläft unter dem Küchentisch
+k01\tfr\tLe chat dort sous la table de la cuisine
+k02\ten\tWe walked along the river in the evening
+k02\tde\tWir gingen am Abend den Fluss entlang
+k02\tfr\tNous avons marché le long de la rivière ce soir
+k03\ten\tMy brother bought a new bicycle yesterday
+k03\tde\tMein Bruder hat gestern ein neues Fahrrad gekauft
+k03\tfr\tMon frère a acheté un nouveau vélo hier
+k04\ten\tThe bakery opens early on Saturday morning
+k04\tde\tDie Bäckerei öffnet am Samstagmorgen früh
+k04\tfr\tLa boulangerie ouvre tôt le samedi matin
+k05\ten\tPlease close the window before you leave
+k05\tde\tBitte schließe das Fenster, bevor du gehst
+k05\tfr\tFerme la fenêtre avant de partir, s'il te plaît
+k06\ten\tThe children are playing in the garden
+k06\tde\tDie Kinder spielen im Garten hinter dem Haus
+k06\tfr\tLes enfants jouent dans le jardin derrière la maison
+k07\ten\tShe reads the newspaper every single day
+k07\tde\tSie liest jeden Tag die Zeitung
+k07\tfr\tElle lit le journal tous les jours
+k08\ten\tThe train to the coast was very late
+k08\tde\tDer Zug an die Küste hatte große Verspätung
+k08\tfr\tLe train pour la côte avait beaucoup de retard
+k09\ten\tOur neighbours painted their door bright green
+k09\tde\tUnsere Nachbarn haben ihre Tür hellgrün gestrichen
+k09\tfr\tNos voisins ont peint leur porte en vert clair
+k10\ten\tThe soup needs a little more salt
+k10\tde\tDie Suppe braucht noch etwas mehr Salz
+k10\tfr\tLa soupe a besoin d'un peu plus de sel
+k11\tde\tDer Hund wartet geduldig vor der Tür
+k11\tfr\tLe chien attend patiemment devant la porte
+k12\ten\tThe museum is closed on public holidays
+k12\tfr\tLe musée est fermé les jours fériés
+"""
+"""Hand-written sentences in three languages (KEY<TAB>LANG<TAB>SENTENCE; k11 has no
+English, k12 no German)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_lid_corpus(tmp_path_factory, corpus_mod):
+    """A language-identification corpus of en/de/fr: 12 keys (2 val, 3 test), 2 val and 2
+    test variants, ~60 s of training audio."""
+    root = tmp_path_factory.mktemp("lid")
+    (root / "sentences.tsv").write_text(LID_SENTENCES, encoding="utf-8")
+    meta = corpus_mod.build_lid(root / "lid", seed=1, train_hours=60 / 3600, val_utts=12, languages=["en", "de", "fr"],
+                                sentences_file=root / "sentences.tsv", n_val_sentences=2, n_test_sentences=3,
+                                n_val_variants=2, n_test_variants=2, workers=1, log=lambda *a: None)
+    return root / "lid", meta

@@ -149,3 +149,31 @@ def test_lm_writes_a_language_model_of_the_training_transcripts(tiny_corpus, tra
     assert unigrams == sorted(unigrams) and {w.casefold() for w in unigrams} == train_words
     assert held_out - train_words  # the held-out sentences have words the LM never saw
     assert (settings.alpha, settings.beta, settings.score_boundary) == (0.7, 3.0, False)
+
+
+def test_lid_run_writes_a_loadable_language_classifier(tiny_lid_corpus, train_mod, tmp_path):
+    from wavlm_live.engine.tasks import SequenceRunner
+    from wavlm_live.model import WavLMForSequenceClassification
+
+    folder, meta = tiny_lid_corpus
+    train_mod.main(["lid", "--corpus", str(folder), "--out", str(tmp_path / "lid")] + COMMON)
+    log = _log(tmp_path / "lid")
+    init = [r for r in log if "tensors_copied" in r]
+    assert init and init[0]["init"] == str(train_mod.DEMO_CAPTIONS) and init[0]["tensors_copied"] > 0
+    assert [r["step"] for r in log if "loss" in r] == [1, 2]
+    ev = [r for r in log if "eval" in r][-1]
+    assert 0 <= ev["error_seen"] <= 1 and 0 <= ev["error_unseen"] <= 1 and isinstance(ev["confused"], dict)
+    pre = load_pretrained(tmp_path / "lid" / "best", expected_task="sequence")
+    assert isinstance(pre.model, WavLMForSequenceClassification)
+    assert pre.config.id2label == ("en", "de", "fr") and pre.config.num_hidden_layers == train_mod.LAYERS["lid"]
+    assert pre.model(torch.randn(2, 16000)).logits.shape == (2, 3)
+    # the encoder starts from the bundled captions model (two small steps away from it)
+    ctc = load_pretrained(train_mod.DEMO_CAPTIONS).model.state_dict()
+    key = "wavlm.encoder.layers.0.attention.q_proj.weight"
+    lid = pre.model.state_dict()[key]
+    assert (lid - ctc[key].float()).abs().max() < 0.05 * ctc[key].float().abs().max()
+    # exported in float16 it still runs in the streaming engine's runner
+    train_mod.export(tmp_path / "lid" / "best", tmp_path / "ship", fp16=True)
+    runner = SequenceRunner(load_pretrained(tmp_path / "ship", expected_task="sequence"))
+    p = runner.probabilities(np.random.default_rng(0).standard_normal(24000).astype(np.float32))
+    assert p.shape == (3,) and abs(float(p.sum()) - 1) < 1e-3 and list(runner.labels) == ["en", "de", "fr"]

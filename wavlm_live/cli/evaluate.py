@@ -1,11 +1,12 @@
-"""``wavlm-live eval``: CER/WER, DER and EER measured through the streaming engine.
+"""``wavlm-live eval``: CER/WER, DER, EER and classification accuracy measured through the streaming engine.
 
 Folder layout (written by ``scripts/corpus.py eval-*``; see docs/demo-models.md): one clip
 per ``NAME.wav`` / ``NAME.flac`` / ``NAME.mp3`` / ``NAME.m4a`` / ... (any name ending in
 :data:`wavlm_live.audio.file.MEDIA_SUFFIXES`); its transcript in ``NAME.txt`` (one line);
 its diarization reference in ``NAME.rttm`` (NIST RTTM); and optionally ``trials.txt`` with
 VoxCeleb-style lines ``LABEL ENROL TEST`` (1 same speaker, 0 different; paths relative to
-the folder). Every clip runs through :class:`wavlm_live.engine.Engine` window by window,
+the folder); its class in ``NAME.label`` (one line, a class name of the classification
+model's ``id2label``, e.g. ``fr``), scored as accuracy (:func:`clip_prediction`). Every clip runs through :class:`wavlm_live.engine.Engine` window by window,
 exactly as live audio does (``Engine.run_offline``: same windows, stitchers and events,
 only never skipping), with a fresh engine per clip.
 """
@@ -26,7 +27,7 @@ from wavlm_live.audio.file import MEDIA_SUFFIXES
 from .errors import CliError, UsageError
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine
-from wavlm_live.events import CaptionEvent, DiarizationEvent, Event, SpeakerEvent
+from wavlm_live.events import CaptionEvent, ClassificationEvent, DiarizationEvent, Event, SpeakerEvent
 
 
 @dataclass
@@ -36,10 +37,13 @@ class ClipResult:
     transcript: str = ""
     turns: list[tuple[float, float, str]] = field(default_factory=list)
     speakers: dict[str, SpeakerEvent] = field(default_factory=dict)
+    classifications: list[ClassificationEvent] = field(default_factory=list)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, CaptionEvent) and event.final and event.text:
             self.transcript = f"{self.transcript} {event.text}".strip()
+        elif isinstance(event, ClassificationEvent):
+            self.classifications.append(event)
         elif isinstance(event, DiarizationEvent):
             self.turns += [(t.start, t.end, t.speaker) for t in event.turns]
         elif isinstance(event, SpeakerEvent):
@@ -55,6 +59,42 @@ class ClipResult:
         return sum(v * n for v, n in rows) / total
 
 
+def clip_prediction(events: list[ClassificationEvent]) -> str | None:
+    """A clip's class: the duration-weighted majority of its events' top labels.
+
+    Each ``classification`` event (one per window, or one per speaker turn) votes for its
+    best class with its duration ``end - start`` in seconds; the class with the most
+    seconds wins, a tie going to the larger summed probability of the tied classes'
+    votes, then to the class first voted for. Events without labels or of zero duration
+    do not vote. Returns ``None`` when nothing voted.
+    """
+    seconds: dict[str, float] = {}
+    scores: dict[str, float] = {}
+    for event in events:
+        duration = event.end - event.start
+        if not event.labels or duration <= 0:
+            continue
+        top = event.labels[0]
+        seconds[top.label] = seconds.get(top.label, 0.0) + duration
+        scores[top.label] = scores.get(top.label, 0.0) + top.score
+    if not seconds:
+        return None
+    order = list(seconds)
+    return max(order, key=lambda label: (round(seconds[label], 9), scores[label], -order.index(label)))
+
+
+def read_label(path: Path) -> str:
+    """The class name in a ``NAME.label`` file: its one non-empty line, stripped.
+
+    Raises:
+        CliError: the file is empty or has more than one non-empty line.
+    """
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise CliError(f"{path} must hold exactly one line, the class name (it has {len(lines)})")
+    return lines[0]
+
+
 def find_clips(folder: Path) -> dict[str, Path]:
     """Clip name -> audio path for every audio file directly in ``folder``."""
     clips = {}
@@ -65,19 +105,27 @@ def find_clips(folder: Path) -> dict[str, Path]:
 
 
 def run_clip(models: Any, config: Any, path: Path, tasks: set[str]) -> ClipResult:
-    """Run one clip through a fresh engine with the given subset of the loaded models."""
+    """Run one clip through a fresh engine with the given subset of the loaded models.
+
+    Raises:
+        UsageError: the engine refuses the settings (``--classify turns`` without diarization).
+    """
     from .app import read_audio  # noqa: PLC0415
 
     bus = EventBus()
     result = ClipResult()
     bus.subscribe(result)
-    engine = Engine(
-        config,
-        bus,
-        captions=models.captions if "captions" in tasks else None,
-        diarization=models.diarization if "diarization" in tasks else None,
-        embeddings=models.embeddings if "embeddings" in tasks else None,
-    )
+    try:
+        engine = Engine(
+            config,
+            bus,
+            captions=models.captions if "captions" in tasks else None,
+            diarization=models.diarization if "diarization" in tasks else None,
+            embeddings=models.embeddings if "embeddings" in tasks else None,
+            classification=models.classification if "classification" in tasks else None,
+        )
+    except ValueError as exc:  # settings the tasks cannot run with (--classify turns without diarization)
+        raise UsageError(str(exc)) from None
     audio = read_audio(path)
     engine.run_offline(audio[i : i + 1600] for i in range(0, audio.size, 1600))
     return result
@@ -106,16 +154,19 @@ def evaluate_folder(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     with_text = [n for n in clips if (folder / f"{n}.txt").is_file()]
     with_rttm = [n for n in clips if (folder / f"{n}.rttm").is_file()]
-    if not (with_text or with_rttm or trials):
-        raise CliError(f"{folder} has no clips with references (NAME.txt, NAME.rttm) and no trials.txt")
+    labels = {n: read_label(folder / f"{n}.label") for n in clips if (folder / f"{n}.label").is_file()}
+    if not (with_text or with_rttm or trials or labels):
+        raise CliError(f"{folder} has no clips with references (NAME.txt, NAME.rttm, NAME.label) and no trials.txt")
     models = load_models(args, args.demo)
     config = engine_config(args, models.demo, realtime=False)
-    enabled = {t for t in ("captions", "diarization", "embeddings") if getattr(models, t) is not None}
-    needed = ({"captions"} if with_text else set()) | ({"diarization"} if with_rttm else set()) | ({"embeddings"} if trials else set())
+    enabled = {t for t in ("captions", "diarization", "embeddings", "classification") if getattr(models, t) is not None}
+    needed = (({"captions"} if with_text else set()) | ({"diarization"} if with_rttm else set())
+              | ({"embeddings"} if trials else set()) | ({"classification"} if labels else set()))
     missing = needed - enabled
     if missing == needed:
         raise UsageError(f"the references need the {', '.join(sorted(missing))} task(s), which are disabled")
-    kinds = {"captions": "transcripts (NAME.txt)", "diarization": "RTTM references", "embeddings": "trials.txt"}
+    kinds = {"captions": "transcripts (NAME.txt)", "diarization": "RTTM references", "embeddings": "trials.txt",
+             "classification": "class labels (NAME.label)"}
     for task in sorted(missing):
         print(f"eval: not scoring the {kinds[task]}: the {task} task is disabled", file=sys.stderr)
     if "captions" in missing:
@@ -124,18 +175,33 @@ def evaluate_folder(args: argparse.Namespace) -> int:
         with_rttm = []
     if "embeddings" in missing:
         trials = []
+    if "classification" in missing:
+        labels = {}
+    if labels:
+        known = set(models.classification.labels)
+        unknown = sorted({label for label in labels.values() if label not in known})
+        if unknown:
+            raise CliError(f"NAME.label classes {', '.join(unknown)} are not classes of the classification model "
+                           f"({', '.join(models.classification.labels)})")
 
     t0 = time.perf_counter()
     refs_text, hyps_text = [], []
     der_total = None
-    scored = sorted(set(with_text) | set(with_rttm))
+    predictions: dict[str, str | None] = {}
+    modes: set[str] = set()
+    scored = sorted(set(with_text) | set(with_rttm) | set(labels))
     trial_files = sorted({rel for _, enrol, test in trials for rel in (enrol, test)})
     meter = Progress("eval", len(scored) + len(trial_files), "clips", interval=getattr(args, "progress_interval", 10.0))
     for i, name in enumerate(scored, 1):
         tasks = {"captions"} if name in with_text else set()
         if name in with_rttm:
             tasks |= enabled & {"diarization", "embeddings"}
+        if name in labels:  # with diarization on, classify the speaker turns (auto mode)
+            tasks |= {"classification"} | (enabled & {"diarization"})
         result = run_clip(models, config, clips[name], tasks)
+        if name in labels:
+            predictions[name] = clip_prediction(result.classifications)
+            modes |= {event.scope for event in result.classifications}
         if name in with_text:
             refs_text.append(metrics.normalize_transcript((folder / f"{name}.txt").read_text(encoding="utf-8")))
             hyps_text.append(metrics.normalize_transcript(result.transcript))
@@ -174,27 +240,67 @@ def evaluate_folder(args: argparse.Namespace) -> int:
         report["false_alarm"] = round(der_total.false_alarm / max(der_total.total, 1e-9), 4)
         report["confusion"] = round(der_total.confusion / max(der_total.total, 1e-9), 4)
     if trials:
-        scores, labels = [], []
+        scores, same = [], []
         for label, enrol, test in trials:
             a, b = embeddings[enrol], embeddings[test]
             if a is None or b is None:
                 continue  # too short for an x-vector: counted below
             scores.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)))
-            labels.append(label)
+            same.append(label)
         report["trials"] = len(scores)
         report["trials_without_embedding"] = len(trials) - len(scores)
         try:
-            eer, threshold = metrics.equal_error_rate(scores, labels)
+            eer, threshold = metrics.equal_error_rate(scores, same)
         except ValueError as exc:
             raise CliError(f"cannot compute the EER: {exc}") from None
         report["eer"] = round(eer, 4)
         report["eer_threshold"] = round(threshold, 4)
+    if labels:
+        report.update(classification_report(labels, predictions))
+        report["classified"] = "+".join(sorted(modes)) or "nothing"
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if args.json:
         print(json.dumps(report))
     else:
         for key, value in report.items():
-            if isinstance(value, float) and key in ("cer", "wer", "der", "missed", "false_alarm", "confusion", "eer"):
+            if isinstance(value, float) and key in ("cer", "wer", "der", "missed", "false_alarm", "confusion", "eer",
+                                                    "accuracy"):
                 value = f"{100 * value:.2f}%"
+            elif key == "accuracy_by_label":
+                value = ", ".join(f"{label} {100 * acc:.1f}%" for label, acc in value.items())
+            elif key == "confusions":
+                value = ", ".join(f"{pair} x{n}" for pair, n in value.items()) or "none"
             print(f"{key:>26}: {value}")
     return 0
+
+
+def classification_report(labels: dict[str, str], predictions: dict[str, str | None]) -> dict[str, Any]:
+    """Accuracy of the clips' predicted classes against their ``NAME.label`` classes.
+
+    Args:
+        labels: clip name -> reference class.
+        predictions: clip name -> predicted class (:func:`clip_prediction`; ``None``: the
+            clip got no classification, counted as wrong).
+
+    Returns:
+        ``clips_classification`` (clips scored), ``accuracy`` (correct / clips, in [0, 1]),
+        ``clips_unclassified``, ``accuracy_by_label`` ({class: accuracy over its clips},
+        classes sorted) and ``confusions`` ({"reference>predicted": clips}, most first;
+        an unclassified clip shows as ``"reference>none"``).
+    """
+    names = sorted(labels)
+    correct = [predictions.get(n) == labels[n] for n in names]
+    by_label: dict[str, list[bool]] = {}
+    confusions: dict[str, int] = {}
+    for name, ok in zip(names, correct):
+        by_label.setdefault(labels[name], []).append(ok)
+        if not ok:
+            pair = f"{labels[name]}>{predictions.get(name) or 'none'}"
+            confusions[pair] = confusions.get(pair, 0) + 1
+    return {
+        "clips_classification": len(names),
+        "accuracy": round(sum(correct) / max(len(names), 1), 4),
+        "clips_unclassified": sum(predictions.get(n) is None for n in names),
+        "accuracy_by_label": {label: round(sum(v) / len(v), 4) for label, v in sorted(by_label.items())},
+        "confusions": dict(sorted(confusions.items(), key=lambda item: (-item[1], item[0]))),
+    }

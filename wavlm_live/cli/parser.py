@@ -256,9 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "transcribe writes the audio file's name)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite files that exist already")
 
-    p = sub.add_parser("eval", help="measure CER/WER, DER and EER through the streaming pipeline",
+    p = sub.add_parser("eval", help="measure CER/WER, DER, EER and accuracy through the streaming pipeline",
                        description="Run the streaming pipeline over a folder of clips with references "
-                       "(NAME.txt transcripts, NAME.rttm diarization, trials.txt verification pairs) and print the metrics.")
+                       "(NAME.txt transcripts, NAME.rttm diarization, NAME.label classes, trials.txt verification "
+                       "pairs) and print the metrics.")
     p.add_argument("folder", help="evaluation folder (see docs/demo-models.md for the layout)")
     p.add_argument("--demo", action="store_true", help="use the bundled demo models")
     p.add_argument("--collar", type=float, default=0.25, help="DER collar in seconds (default: %(default)s)")
