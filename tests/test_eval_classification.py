@@ -18,8 +18,8 @@ def event(start, end, *labels, scope="window"):
 
 
 def test_the_clip_class_is_the_duration_weighted_majority_of_top_labels():
-    # growing then sliding 4 s windows: en wins 3 windows of 1+2+4 = 7 s, fr 2 windows of 3+4 = 7 s... tie
-    # broken by the summed top probability (en 0.6+0.5+0.9 = 2.0 > fr 0.7+0.8 = 1.5)
+    # growing then sliding windows: en tops 3 of 1 + 2 + 4 = 7 s, fr 2 of 3 + 4 = 7 s: a tie in
+    # seconds, broken by the summed top probability (en 0.6 + 0.5 + 0.9 = 2.0 > fr 0.7 + 0.8 = 1.5)
     events = [event(0, 1, ("en", 0.6), ("fr", 0.4)), event(0, 2, ("en", 0.5)), event(0, 3, ("fr", 0.7)),
               event(0, 4, ("fr", 0.8)), event(1, 5, ("en", 0.9))]
     assert clip_prediction(events) == "en"
@@ -75,7 +75,7 @@ def always_fr(tmp_path_factory):
     return folder
 
 
-def labelled_folder(root, labels, seconds=(2.5, 6.0, 1.2)):
+def labelled_folder(root, labels, seconds=(2.5, 1.5, 1.2)):
     root.mkdir()
     rng = np.random.default_rng(0)
     for (name, label), dur in zip(labels.items(), seconds):
