@@ -85,9 +85,10 @@ def labelled_folder(root, labels, seconds=(2.5, 1.5, 1.2)):
 
 
 def test_eval_scores_labelled_clips_through_the_engine(always_fr, tmp_path, capsys):
+    # the clips are white noise: --no-vad, or the speech gate would (rightly) skip every window
     folder = labelled_folder(tmp_path / "clips", {"one": "fr", "two": "fr", "three": "en"})
     (folder / "notes.txt.bak").write_text("not a clip")
-    only = ["--no-captions", "--no-diarization", "--no-embeddings", "--classification-model", str(always_fr)]
+    only = ["--no-captions", "--no-diarization", "--no-embeddings", "--no-vad", "--classification-model", str(always_fr)]
     assert main(["eval", str(folder), "--json", *only]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -103,7 +104,7 @@ def test_eval_scores_labelled_clips_through_the_engine(always_fr, tmp_path, caps
 
 
 def test_eval_label_errors_are_one_line(always_fr, tmp_path, capsys):
-    only = ["--no-captions", "--no-diarization", "--no-embeddings", "--classification-model", str(always_fr)]
+    only = ["--no-captions", "--no-diarization", "--no-embeddings", "--no-vad", "--classification-model", str(always_fr)]
     folder = labelled_folder(tmp_path / "unknown", {"one": "fr", "two": "klingon"})
     assert main(["eval", str(folder), *only]) == 1
     err = capsys.readouterr().err
