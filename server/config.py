@@ -42,9 +42,18 @@ class ServerConfig:
     doubles it). Bounds what a client that stops reading can hold in the kernel: with
     autotuning it grows to megabytes, and the write buffer (hence the stall check below)
     only fills once the kernel buffer is full."""
-    stall_timeout_s: float = 2.0
-    """Seconds a client's write buffer may stay above ``write_buffer_limit`` before the
-    client is disconnected (close code 1008); at most 5."""
+    stall_timeout_s: float = 3.0
+    """Seconds a client may leave the server's ping unanswered while messages are on their
+    way to it before it is closed (1008, ``client too slow: not reading``); at most 30.
+    The server pings every few messages and sends at most ``send_window`` messages
+    beyond the last answered ping, so a client that reads slowly gets ``dropped`` notices
+    from its queue instead, and one that stops reading is found within about this long
+    (see docs/protocol.md, "Backpressure")."""
+    send_window: int = 16
+    """Messages the server sends to a client beyond the last one the client's pong has
+    acknowledged; the rest wait in its queue (where the oldest droppable ones are
+    dropped). Small enough that a ping is answered within ``stall_timeout_s`` by any
+    client that keeps reading."""
     recent_captions: int = 50
     """Final captions kept for the snapshot sent to a new client; at most
     ``queue_size // 2``."""
@@ -60,15 +69,44 @@ class ServerConfig:
     session_idle_s: float = 30.0
     """A session that sends no audio for this many seconds is ended (``idle_timeout``)."""
 
+    max_clients_per_address: int = 16
+    """Concurrent connections from one IP address; more get HTTP 429. Behind a reverse
+    proxy or load balancer every client has the proxy's address: set it to
+    ``max_clients`` there."""
+    client_idle_s: float = 30.0
+    """A connection that watches no stream (no server input, no session) and has sent no
+    message for this many seconds is closed (1008, ``idle``)."""
+    message_rate: float = 20.0
+    """Text messages per second a client may send on average (a token bucket of
+    ``message_burst``); messages beyond it are discarded and answered by one
+    ``rate_limited`` error per second. Binary audio frames are not counted."""
+    message_burst: int = 40
+    """Text messages a client may send at once before ``message_rate`` applies."""
+    rename_rate: float = 1.0
+    """Renames per second a client may send on average (each is published to every
+    client), besides ``message_rate``; a bucket of ``rename_burst``."""
+    rename_burst: int = 5
+    """Renames a client may send at once before ``rename_rate`` applies."""
+    control_token: str | None = None
+    """When set, renaming the speakers of the server's own input needs a connection
+    that sent ``Authorization: Bearer <control_token>`` (that header is accepted in
+    place of ``token``); others get ``forbidden``. A session's owner may always rename
+    its own speakers. Never logged."""
+
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
             raise ValueError(f"host must be a non-empty string, got {self.host!r}")
         _check_int("port", self.port, 0, 65535)
-        if self.token is not None:
-            if not isinstance(self.token, str):
-                raise TypeError(f"token must be a string or None, got {type(self.token).__name__}")
-            if not self.token or any(c.isspace() for c in self.token) or not self.token.isprintable():
-                raise ValueError("token must be non-empty printable text without whitespace")
+        for name in ("token", "control_token"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string or None, got {type(value).__name__}")
+            if not value or any(c.isspace() for c in value) or not value.isprintable():
+                raise ValueError(f"{name} must be non-empty printable text without whitespace")
+        if self.token is not None and self.token == self.control_token:
+            raise ValueError("control_token must differ from token (it grants more)")
         if self.allowed_origins is not None:
             if isinstance(self.allowed_origins, str) or not isinstance(self.allowed_origins, tuple):
                 raise TypeError(
@@ -84,13 +122,20 @@ class ServerConfig:
         _check_int("socket_send_buffer", self.socket_send_buffer, 4096, 1 << 26)
         if isinstance(self.stall_timeout_s, bool) or not isinstance(self.stall_timeout_s, (int, float)):
             raise TypeError(f"stall_timeout_s must be a number, got {self.stall_timeout_s!r}")
-        if not (math.isfinite(self.stall_timeout_s) and 0 < self.stall_timeout_s <= 5):
-            raise ValueError(f"stall_timeout_s must be in (0, 5] seconds, got {self.stall_timeout_s}")
+        if not (math.isfinite(self.stall_timeout_s) and 0 < self.stall_timeout_s <= 30):
+            raise ValueError(f"stall_timeout_s must be in (0, 30] seconds, got {self.stall_timeout_s}")
+        _check_int("send_window", self.send_window, 4, 4096)
         _check_int("recent_captions", self.recent_captions, 0, self.queue_size // 2)
         _check_int("max_sessions", self.max_sessions, 0, 100_000)
         _check_int("max_audio_frame_bytes", self.max_audio_frame_bytes, 1024, 1 << 26)
         _check_seconds("session_buffer_s", self.session_buffer_s, 1.0, 3600.0)
         _check_seconds("session_idle_s", self.session_idle_s, 0.1, 86400.0)
+        _check_int("max_clients_per_address", self.max_clients_per_address, 1, 100_000)
+        _check_seconds("client_idle_s", self.client_idle_s, 0.1, 86400.0)
+        _check_rate("message_rate", self.message_rate)
+        _check_int("message_burst", self.message_burst, 1, 100_000)
+        _check_rate("rename_rate", self.rename_rate)
+        _check_int("rename_burst", self.rename_burst, 1, 100_000)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -105,3 +150,10 @@ def _check_seconds(name: str, value: object, low: float, high: float) -> None:
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
     if not (math.isfinite(value) and low <= value <= high):
         raise ValueError(f"{name} must be in [{low:g}, {high:g}] seconds, got {value}")
+
+
+def _check_rate(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number per second, got {value!r}")
+    if not (math.isfinite(value) and 0.01 <= value <= 100_000):
+        raise ValueError(f"{name} must be in [0.01, 100000] per second, got {value}")

@@ -12,13 +12,20 @@ Threads are crossed one way: the scheduler thread calls the bus subscribers
 (:meth:`Publisher._on_event`), which append to an inbox and wake the asyncio loop with
 ``loop.call_soon_threadsafe``; everything else runs on that loop. Each client has a
 bounded outgoing queue and its own writer task, so a slow client never delays the engine
-or the other clients (see ``docs/protocol.md``, "Backpressure"). Plain HTTP requests get
-the browser page (``GET /``) and the health report (``GET /healthz``).
+or the other clients (see ``docs/protocol.md``, "Backpressure"): the writer pings the
+client every few messages and sends at most ``send_window`` messages beyond the last one
+a pong acknowledged, so a client that reads slowly has its oldest droppable messages
+dropped in its queue (and is told), and one that stops reading stops answering pings and
+is closed. Client messages are rate limited per connection (token buckets) and replies
+are paced: after a message whose replies fill a quarter of the queue the server reads on
+only once the client has read them. Plain HTTP requests get the browser page (``GET /``)
+and the health report (``GET /healthz``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import http
 import json
@@ -42,6 +49,7 @@ from wavlm_live.version import __version__
 from wavlm_live.audio.pcm import MAX_CHANNELS, MAX_RATE, MIN_RATE, PCM_FORMATS, PcmError, PcmStream
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.sessions import SessionHost, SessionLimitError, SessionOptions
+from wavlm_live.engine.scheduler import Scheduler
 from wavlm_live.events import CaptionEvent, EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
 
 from .config import ServerConfig
@@ -70,7 +78,10 @@ CLOSE_TOO_SLOW = 1008
 CLOSE_POLICY = 1008  # the client broke a rule of its session (bad audio, idle, too fast)
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011  # the session's analysis failed on the server
-_TOO_SLOW_GRACE_S = 1.0  # a dropped slow client's close handshake, then abort
+_DROPPED_GRACE_S = 10.0  # a dropped client's socket: its close frame and FIN queued, then abort
+_PING_SPACING_S = 0.25  # a ping at least this often while messages are sent (and every send_window // 4)
+_KEEPALIVE_S = 5.0  # a ping to an idle connection this often
+_REFUSAL_LOG_S = 10.0  # refused handshakes and dropped clients: one log line per reason this often
 _FLUSH_GRACE_S = 3.0  # shutdown: flush queue + close handshake, then abort
 _SESSION_DRAIN_S = 10.0  # shutdown: open sessions' last windows analysed, at most this long
 _CLOSE_TIMEOUT_S = 2.0  # websockets' wait for the client's close frame
@@ -92,6 +103,55 @@ class Control(Protocol):
             KeyError: ``speaker_id`` is unknown.
             ValueError: ``name`` is not acceptable.
         """
+
+
+class _Bucket:
+    """A token bucket on the loop's clock: ``rate`` tokens per second up to ``burst``."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp", "warned")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, float(burst), now
+        self.warned = float("-inf")  # when the client was last told it is over the limit
+
+    def take(self, now: float) -> bool:
+        """Take one token; False when the bucket is empty."""
+        self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class _LogThrottle:
+    """Warnings that may come in floods (refused handshakes, dropped clients): the first
+    of each kind is logged at once; more of that kind within ``interval`` seconds are
+    counted and summed up in one line (by :meth:`flush`, or with the next one logged)."""
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self._log, self.interval = logger, interval
+        self._state: dict[str, list[Any]] = {}  # kind -> [monotonic time of the last line, suppressed]
+
+    def warning(self, kind: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        state = self._state.get(kind)
+        if state is not None and now - state[0] < self.interval:
+            state[1] += 1
+            return
+        if state is not None and state[1]:
+            msg += f" ({state[1]} more of these in the last {now - state[0]:.0f} s)"
+        self._log.warning(msg, *args)
+        self._state[kind] = [now, 0]
+
+    def flush(self) -> None:
+        """Log the counts of suppressed lines whose interval has passed."""
+        now = time.monotonic()
+        for kind, state in list(self._state.items()):
+            if now - state[0] >= self.interval:
+                if state[1]:
+                    self._log.warning("%d more %s in the last %.0f s", state[1], kind, now - state[0])
+                del self._state[kind]
 
 
 class _Queued:
@@ -131,6 +191,7 @@ class _Stream:
         self.session: _Session | None = None
         self.unsubscribe: Callable[[], None] | None = None
         self.ended = False
+        self.health = "running"  # the engine state last sent to its clients
 
 
 class _Session:
@@ -164,22 +225,37 @@ class _SessionStats:
 
 
 class _Client:
-    """Per-connection state: subscription, bounded queue, sequence counter."""
+    """Per-connection state: subscription, bounded queue, sequence counter, flow control
+    (messages sent and acknowledged by pongs, pings outstanding) and rate limits."""
 
-    def __init__(self, ws: ServerConnection) -> None:
+    def __init__(self, ws: ServerConnection, config: ServerConfig | None = None, now: float = 0.0,
+                 control: bool = False) -> None:
+        config = config or ServerConfig()
         self.ws = ws
         self.stream: _Stream | None = None  # the stream this connection watches
         self.session: _Session | None = None  # the session this connection owns
-        peer = ws.remote_address
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.peer = _peer(ws)
         self.topics: frozenset[str] = frozenset(TOPICS)
         self.embeddings = False
         self.queue: deque[_Queued | _DroppedNotice] = deque()
         self.notice: _DroppedNotice | None = None
         self.seq = 0
         self.wake = asyncio.Event()
-        self.stalled_since: float | None = None
+        self.room = asyncio.Event()  # set by the writer when the queue is short again
         self.closing: tuple[int, str, bool] | None = None  # code, reason, flush queue first
+        self.control = control  # sent the control token
+        self.sent = 0  # messages written to the connection
+        self.acked = 0  # messages a pong has acknowledged (the client's library read them)
+        self.pings: deque[tuple[float, int]] = deque()  # outstanding: (loop time sent, self.sent then)
+        self.last_ping = float("-inf")
+        self.sent_at_ping = 0
+        self.last_write = now
+        self.hold = 0  # reasons the server does not read this connection now (pacing)
+        self.hold_started = now
+        self.hold_ended = now
+        self.last_message = now  # the client's last text message
+        self.messages = _Bucket(config.message_rate, config.message_burst, now)
+        self.renames = _Bucket(config.rename_rate, config.rename_burst, now)
 
     def offer(self, out: Outgoing, queue_size: int) -> bool:
         """Queue ``out`` with the next seq, dropping the oldest droppable message when
@@ -226,7 +302,9 @@ class Publisher:
             gets an error).
         config: server settings.
         sessions: the shared models that client sessions run on (``start`` messages), or
-            ``None`` to refuse sessions. Its scheduler must be running.
+            ``None`` to refuse sessions. Its scheduler must be running; its health is
+            reported as ``engine`` in ``hello``, ``stats`` and ``/healthz`` (also with
+            ``max_sessions`` 0, when it serves the input stream alone).
         first_client: set (from the loop's thread) when the first client has connected,
             for other threads that wait for one.
 
@@ -273,11 +351,15 @@ class Publisher:
         self._control = control
         self._config = config
         self._host = sessions if config.max_sessions > 0 else None
+        self._scheduler: Scheduler | None = sessions.scheduler if sessions is not None else None
         self._main: _Stream | None = _Stream("main", config.recent_captions, control) if bus is not None else None
         self._streams: dict[str, _Stream] = {}
         self._sessions: dict[str, _Session] = {}
         self._clients: set[_Client] = set()
         self._slots: set[ServerConnection] = set()
+        self._per_address: collections.Counter[str] = collections.Counter()
+        self._controllers: set[ServerConnection] = set()  # handshakes that carried the control token
+        self._throttle = _LogThrottle(log, _REFUSAL_LOG_S)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inbox: list[tuple[_Stream, Event]] = []
         self._inbox_lock = threading.Lock()
@@ -313,6 +395,7 @@ class Publisher:
             max_size=max(cfg.max_message_bytes, cfg.max_audio_frame_bytes if self._host else 0),
             write_limit=cfg.write_buffer_limit,
             close_timeout=_CLOSE_TIMEOUT_S,
+            ping_interval=None,  # the writer pings (flow control and stall detection)
             server_header=None,
             logger=_WS_LOGGER,
         )
@@ -425,12 +508,20 @@ class Publisher:
             self._fan_out(stream, event)
 
     def _fan_out(self, stream: _Stream, event: Event) -> None:
+        if stream.state.fatal is not None and isinstance(event, LevelEvent):
+            return  # no input level once a fatal error has stopped the stream
         stream.state.update(event)
         session = stream.session
-        if session is not None and isinstance(event, ErrorEvent) and event.fatal and session.close_code is None:
-            session.close_code = (CLOSE_INTERNAL, "session analysis failed")
+        if isinstance(event, ErrorEvent) and event.fatal and session is not None:
+            if session.close_code is None:
+                session.close_code = (CLOSE_INTERNAL, "session analysis failed")
+            if event.code == "engine":
+                log.warning("session %s failed: %s", session.id, event.message)
         if stream.clients:
-            extra = {"clients": len(self._clients)} if isinstance(event, StatsEvent) else None
+            extra = None
+            if isinstance(event, StatsEvent):
+                stream.health = self._stream_health(stream)
+                extra = {"clients": len(self._clients), "engine": stream.health}
             try:
                 out = Outgoing.from_event(event, time.time(), extra=extra)
             except (TypeError, ValueError):
@@ -524,10 +615,15 @@ class Publisher:
         engine = session.engine
         for block in blocks:
             # paced sessions: stop reading (TCP backpressure) while the cap of audio waits
-            while (not session.live and engine.pending_seconds > cap and not engine.finished.is_set()
-                   and not session.input_closed):
-                await asyncio.sleep(0.01)
-                session.last_audio = loop.time()
+            if not session.live and engine.pending_seconds > cap:
+                self._hold(client, True)
+                try:
+                    while (engine.pending_seconds > cap and not engine.finished.is_set()
+                           and not session.input_closed and client.closing is None):
+                        await asyncio.sleep(0.01)
+                        session.last_audio = loop.time()
+                finally:
+                    self._hold(client, False)
             if session.input_closed:
                 return
             engine.feed(block)
@@ -583,6 +679,45 @@ class Publisher:
         if client.closing is None and not client.offer(out, self._config.queue_size):
             self._close_client(client, CLOSE_TOO_SLOW, "client too slow: send queue full", flush=False)
 
+    def _hold(self, client: _Client, on: bool) -> None:
+        """The server stops (``on``) or resumes reading ``client``'s connection: while it
+        does not read, the client's pongs wait behind its unread frames, so the writer
+        sends without the window and the stall check looks at the writer's progress."""
+        now = asyncio.get_running_loop().time()
+        if on:
+            if client.hold == 0:
+                client.hold_started = now
+            client.hold += 1
+        else:
+            client.hold -= 1
+            if client.hold == 0:
+                client.hold_ended = now
+        client.wake.set()
+
+    async def _pace(self, client: _Client) -> None:
+        """After a client message: while the replies and messages queued for ``client``
+        fill more than a quarter of its queue, read nothing more from it (its own burst
+        is answered at the pace it reads, instead of filling the queue)."""
+        limit = self._config.queue_size // 4
+        if len(client.queue) <= limit or client.closing is not None:
+            return
+        self._hold(client, True)
+        try:
+            while len(client.queue) > limit and client.closing is None:
+                client.room.clear()
+                await client.room.wait()
+        finally:
+            self._hold(client, False)
+
+    def _rate_limited(self, client: _Client, bucket: _Bucket, what: str) -> None:
+        """A message over ``bucket``'s limit is discarded; the client is told at most once
+        a second."""
+        now = asyncio.get_running_loop().time()
+        if now - bucket.warned >= 1.0:
+            bucket.warned = now
+            self._reply_error(client, "rate_limited", f"more than {bucket.rate:g} {what} per second (bursts of "
+                              f"{bucket.burst}): this one and any more until the rate allows are discarded")
+
     def _offer_snapshot(self, client: _Client) -> None:
         if client.stream is None:
             return
@@ -594,26 +729,33 @@ class Publisher:
 
     def _close_client(self, client: _Client, code: int, reason: str, *, flush: bool) -> None:
         """Stop serving ``client``: with ``flush`` its writer sends the queue and then
-        closes; otherwise the queue is discarded and the close starts now. Either way
-        the TCP connection is aborted if it is still open after a grace period."""
+        closes (handshake); otherwise the queue is discarded, the close frame is queued
+        behind what the connection holds already and the socket is closed after it (the
+        client reads the close code once it reads again). Either way the TCP connection
+        is aborted if it is still open after a grace period (3 s, or 10 s)."""
         if client.closing is not None:
             return
         client.closing = (code, reason, flush)
         self._clients.discard(client)
         self._watch_stream(client, None)
         client.wake.set()
+        client.room.set()
         if not flush:
             client.queue.clear()
             client.notice = None
-            log.warning("dropping client %s (%s)", client.peer, reason)
-            self._spawn(client.ws.close(code, reason))
-        grace = _FLUSH_GRACE_S if flush else _TOO_SLOW_GRACE_S
+            self._throttle.warning(f"dropped clients ({reason})", "dropping client %s (%s)", client.peer, reason)
+            _close_now(client.ws, code, reason)
+        grace = _FLUSH_GRACE_S if flush else _DROPPED_GRACE_S
         asyncio.get_running_loop().call_later(grace, _abort_if_open, client.ws)
 
     async def _handle(self, ws: ServerConnection) -> None:
-        """Connection handler: queue hello and snapshot, run the writer, read messages."""
-        client = _Client(ws)
-        client.offer(Outgoing("hello", self._hello_body, time.time()), self._config.queue_size)
+        """Connection handler: queue hello and snapshot, run the writer, read messages
+        (text ones rate limited and paced, binary ones a session's audio)."""
+        loop = asyncio.get_running_loop()
+        cfg = self._config
+        client = _Client(ws, cfg, loop.time(), control=ws in self._controllers)
+        stream = None if self._stopping else self._main
+        client.offer(Outgoing("hello", self._hello_for(stream), time.time()), cfg.queue_size)
         if self._stopping:
             self._close_client(client, CLOSE_GOING_AWAY, "server shutting down", flush=True)
         else:
@@ -624,19 +766,30 @@ class Publisher:
                 self._first_client.set()
         log.info("client %s connected (%d clients)", client.peer, len(self._clients))
         writer = asyncio.create_task(self._write_loop(client))
-        limit = self._config.max_message_bytes
+        limit = cfg.max_message_bytes
         try:
             async for raw in ws:
                 if isinstance(raw, str):
                     if len(raw) > limit and len(raw.encode()) > limit:
                         await ws.close(CLOSE_TOO_BIG, f"message over {limit} bytes")
                         break
+                    now = loop.time()
+                    client.last_message = now
+                    if not client.messages.take(now):
+                        self._rate_limited(client, client.messages, "messages")
+                        continue
                     await self._on_message(client, raw)
-                elif self._host is None or len(raw) > self._config.max_audio_frame_bytes:
+                    await self._pace(client)
+                elif self._host is None or len(raw) > cfg.max_audio_frame_bytes:
                     if self._host is not None:
-                        await ws.close(CLOSE_TOO_BIG, f"audio frame over {self._config.max_audio_frame_bytes} bytes")
+                        await ws.close(CLOSE_TOO_BIG, f"audio frame over {cfg.max_audio_frame_bytes} bytes")
                         break
-                    self._reply_error(client, "bad_message", "binary frames are not accepted; send JSON text")
+                    if client.messages.take(loop.time()):
+                        self._reply_error(client, "bad_message", "binary frames are not accepted; send JSON text")
+                elif client.session is None:
+                    # not a session's audio: counted like a text message
+                    if client.messages.take(loop.time()):
+                        self._reply_error(client, "no_session", "audio before start: send a start message first")
                 else:
                     await self._on_audio(client, raw)
         except ConnectionClosed:
@@ -655,26 +808,68 @@ class Publisher:
             log.info("client %s disconnected (code %s)", client.peer, ws.close_code)
 
     async def _write_loop(self, client: _Client) -> None:
-        """Send ``client``'s queue in order; then close when asked to."""
+        """Send ``client``'s queue in order, with flow control: a ping after every
+        ``send_window // 4`` messages (or 0.25 s), and no message more than
+        ``send_window`` beyond the last one a pong acknowledged, unless the server is
+        holding back reading this connection or it owns a session (its sender reads
+        when it can: TCP alone slows it down). Then close when asked to."""
         ws = client.ws
+        loop = asyncio.get_running_loop()
+        window = self._config.send_window
+        every = max(1, window // 4)
+        room = self._config.queue_size // 4
         try:
             while True:
                 if client.closing is not None and not client.closing[2]:
                     return  # dropped: _close_client closes the connection
                 if not client.queue:
+                    client.room.set()
                     if client.closing is not None:
                         break
                     client.wake.clear()
-                    await client.wake.wait()
+                    try:
+                        await asyncio.wait_for(client.wake.wait(), _KEEPALIVE_S)
+                    except TimeoutError:
+                        if not client.pings:
+                            await self._ping(client)  # keepalive: a peer that is gone is found
+                    continue
+                if client.session is None and client.hold == 0 and client.sent - client.acked >= window:
+                    client.wake.clear()
+                    await client.wake.wait()  # a pong, a hold, new messages or the close
                     continue
                 item = client.queue.popleft()
                 if item is client.notice:
                     client.notice = None
+                if len(client.queue) <= room:
+                    client.room.set()
                 await ws.send(item.encode(), text=True)
+                client.sent += 1
+                now = loop.time()
+                client.last_write = now
+                if client.sent - client.sent_at_ping >= every or now - client.last_ping >= _PING_SPACING_S:
+                    await self._ping(client)
             code, reason, _ = client.closing
             await ws.close(code, reason)
         except ConnectionClosed:
             pass
+
+    async def _ping(self, client: _Client) -> None:
+        """Ping ``client``; its pong acknowledges every message written before."""
+        loop = asyncio.get_running_loop()
+        count, now = client.sent, loop.time()
+        client.pings.append((now, count))  # before the await: the pong may come during it
+        client.last_ping, client.sent_at_ping = now, count
+        waiter = await client.ws.ping()
+
+        def acknowledged(future: asyncio.Future[float]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                return
+            client.acked = max(client.acked, count)
+            while client.pings and client.pings[0][1] <= count:
+                client.pings.popleft()
+            client.wake.set()
+
+        waiter.add_done_callback(acknowledged)
 
     async def _on_message(self, client: _Client, raw: str | bytes) -> None:
         try:
@@ -716,12 +911,20 @@ class Publisher:
 
     async def _rename(self, client: _Client, msg: Rename) -> None:
         stream = client.stream
-        control = self._control if stream is None or stream.session is None else stream.control
-        if stream is not None and stream.session is not None and stream.session is not client.session:
+        own_session = stream is not None and stream.session is not None
+        control = self._control if not own_session else stream.control
+        if own_session and stream.session is not client.session:
             self._reply_error(client, "read_only", "only the session's own connection may rename its speakers")
             return
         if control is None:
             self._reply_error(client, "unsupported", "this server does not accept renames")
+            return
+        if not own_session and self._config.control_token is not None and not client.control:
+            self._reply_error(client, "forbidden", "renaming the speakers of the server's input needs the control "
+                              "token (Authorization: Bearer <control token>)")
+            return
+        if not client.renames.take(asyncio.get_running_loop().time()):
+            self._rate_limited(client, client.renames, "renames")
             return
         try:
             await asyncio.to_thread(control.rename_speaker, msg.speaker, msg.name)
@@ -738,11 +941,33 @@ class Publisher:
 
     # -- HTTP, handshake and watchdog ------------------------------------------------
 
+    def _stream_health(self, stream: _Stream | None) -> str:
+        """The ``engine`` state of ``stream`` (``None``: of the shared scheduler alone):
+        ``failed`` after a fatal error (or when the scheduler died), ``ended`` after its
+        ``end``, ``stalled`` while one batch of the scheduler has run for more than 5 s,
+        else ``running``."""
+        if stream is not None:
+            if stream.state.fatal is not None:
+                return "failed"
+            if stream.ended:
+                return "ended"
+        if self._scheduler is not None:
+            return self._scheduler.health()
+        return "running"
+
+    def _hello_for(self, stream: _Stream | None) -> bytes:
+        """The ``hello`` body for a connection that watches ``stream``, with its ``engine`` state."""
+        return self._hello_body[:-1] + b',"engine":"%s"}' % self._stream_health(stream).encode()
+
     def health(self) -> dict[str, Any]:
-        """The ``GET /healthz`` report: ready, version, connected clients, open sessions
-        and their limit, the models."""
+        """The ``GET /healthz`` report: ready, the engine state (of the server's input
+        when it has one, else of the shared scheduler), version, connected clients, open
+        sessions and their limit, the models."""
+        engine = self._stream_health(self._main)
+        scheduler = self._stream_health(None)
         report: dict[str, Any] = {
-            "ready": not self._stopping and (self._host is None or self._host.scheduler.error is None),
+            "ready": not self._stopping and scheduler != "failed",
+            "engine": engine,
             "version": __version__,
             "clients": len(self._clients),
             "input": self._main is not None,
@@ -768,29 +993,43 @@ class Publisher:
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         """Serve plain HTTP requests (page, ``/healthz``); for websocket handshakes refuse
-        tokens in the URL (400), a missing/wrong bearer token (401), a foreign Origin
-        (403) and connections beyond ``max_clients`` (503); else take a slot, freed when
-        the connection closes. Never logs the token."""
+        tokens in the URL (400), a missing/wrong bearer token (401: the access token, or
+        the control token in its place), a foreign Origin (403), more than
+        ``max_clients_per_address`` connections from the client's address (429) and
+        connections beyond ``max_clients`` (503); else take a slot, freed when the
+        connection closes. Never logs a token; refusals are logged once per reason and
+        then counted (one line per reason every 10 s)."""
         cfg = self._config
-        peer = ws.remote_address
+        peer = _peer(ws)
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             return self._http(ws, request)
+        refuse = self._throttle.warning
         query = urlsplit(request.path).query
         if any(k.lower() in ("token", "access_token") for k, _ in parse_qsl(query, keep_blank_values=True)):
-            log.warning("refused %s: token in the URL", peer)
+            refuse("handshakes refused: token in the URL", "refused %s: token in the URL", peer)
             return ws.respond(http.HTTPStatus.BAD_REQUEST,
                               "Tokens in the URL are refused; send 'Authorization: Bearer <token>'.\n")
-        if cfg.token is not None and not _token_ok(request.headers.get_all("Authorization"), cfg.token):
-            log.warning("refused %s: missing or invalid bearer token", peer)
+        authorization = request.headers.get_all("Authorization")
+        control = cfg.control_token is not None and _token_ok(authorization, cfg.control_token)
+        needs = cfg.token is not None or (cfg.control_token is not None and bool(authorization))
+        if needs and not control and not (cfg.token is not None and _token_ok(authorization, cfg.token)):
+            refuse("handshakes refused: bad token", "refused %s: missing or invalid bearer token", peer)
             response = ws.respond(http.HTTPStatus.UNAUTHORIZED, "Missing or invalid bearer token.\n")
             response.headers["WWW-Authenticate"] = 'Bearer realm="wavlm-live"'
             return response
         origins = request.headers.get_all("Origin")
         if origins and not _origin_ok(origins, cfg.allowed_origins, request.headers.get_all("Host")):
-            log.warning("refused %s: origin %r not allowed", peer, origins[0][:200])
+            refuse("handshakes refused: origin", "refused %s: origin %r not allowed", peer, origins[0][:200])
             return ws.respond(http.HTTPStatus.FORBIDDEN, "Origin not allowed.\n")
+        address = _address(ws)
+        if self._per_address[address] >= cfg.max_clients_per_address:
+            refuse("handshakes refused: too many from one address", "refused %s: %d connections from %s already",
+                   peer, self._per_address[address], address)
+            response = ws.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "Too many connections from your address.\n")
+            response.headers["Retry-After"] = "5"
+            return response
         if len(self._slots) >= cfg.max_clients:
-            log.warning("refused %s: %d clients already connected", peer, len(self._slots))
+            refuse("handshakes refused: server full", "refused %s: %d clients already connected", peer, len(self._slots))
             response = ws.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many clients.\n")
             response.headers["Retry-After"] = "5"
             return response
@@ -798,41 +1037,67 @@ class Publisher:
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
         self._slots.add(ws)
-        self._spawn(self._free_slot_when_closed(ws))
+        self._per_address[address] += 1
+        if control:
+            self._controllers.add(ws)
+        self._spawn(self._free_slot_when_closed(ws, address))
         return None
 
-    async def _free_slot_when_closed(self, ws: ServerConnection) -> None:
+    async def _free_slot_when_closed(self, ws: ServerConnection, address: str) -> None:
         try:
             await ws.wait_closed()
         finally:
             self._slots.discard(ws)
+            self._controllers.discard(ws)
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
 
     async def _watch(self) -> None:
-        """Every 0.1 s: disconnect clients whose transport write buffer stays above
-        ``write_buffer_limit`` for ``stall_timeout_s`` (they stopped reading; their
-        keepalive ping would wait behind the full buffer, so keepalive cannot tell), and
-        end sessions that sent no audio for ``session_idle_s``."""
-        limit, timeout = self._config.write_buffer_limit, self._config.stall_timeout_s
-        idle = self._config.session_idle_s
-        period = min(0.1, timeout / 4)
+        """Every 0.1 s: close clients that stopped reading (a ping unanswered for
+        ``stall_timeout_s``; for a session's owner, or while the server holds back
+        reading a connection, its writer blocked that long with messages waiting
+        instead) and connections that watch nothing and
+        sent nothing for ``client_idle_s``; end sessions that sent no audio for
+        ``session_idle_s``; tell the clients of a stream when its engine state changes
+        (a ``stats`` message); sum up throttled log lines."""
+        cfg = self._config
+        timeout, idle, client_idle = cfg.stall_timeout_s, cfg.session_idle_s, cfg.client_idle_s
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(0.1)
             now = loop.time()
             for client in list(self._clients):
-                try:
-                    buffered = client.ws.transport.get_write_buffer_size()
-                except Exception:  # noqa: BLE001 - a broken transport is closing anyway
-                    continue
-                if buffered <= limit:
-                    client.stalled_since = None
-                elif client.stalled_since is None:
-                    client.stalled_since = now
-                elif now - client.stalled_since >= timeout:
+                if client.session is None and client.hold == 0:
+                    if client.pings and now - max(client.pings[0][0], client.hold_ended) > timeout:
+                        self._close_client(client, CLOSE_TOO_SLOW, "client too slow: not reading", flush=False)
+                        continue
+                elif client.queue and now - max(client.last_write, client.hold_started) > timeout:
                     self._close_client(client, CLOSE_TOO_SLOW, "client too slow: not reading", flush=False)
+                    continue
+                if client.stream is None and client.session is None and now - client.last_message > client_idle:
+                    self._close_client(client, CLOSE_POLICY, "idle: no subscribe or start", flush=True)
             for session in list(self._sessions.values()):
                 if not session.input_closed and now - session.last_audio > idle:
                     self._end_session(session, "idle_timeout", f"no audio for {idle:g} s", CLOSE_POLICY)
+            for stream in list(self._streams.values()):
+                if not stream.ended and stream.clients:
+                    health = self._stream_health(stream)
+                    if health != stream.health:
+                        stream.health = health
+                        self._announce_health(stream)
+            self._throttle.flush()
+
+    def _announce_health(self, stream: _Stream) -> None:
+        """Send ``stream``'s latest ``stats`` again with its new ``engine`` state (no
+        engine event comes while it is stalled)."""
+        last = stream.state.last_stats
+        if last is None:
+            return
+        out = Outgoing.from_event(last, time.time(), extra={"clients": len(self._clients), "engine": stream.health})
+        for client in list(stream.clients):
+            if "stats" in client.topics:
+                self._offer(client, out)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -923,6 +1188,36 @@ def _token_ok(values: list[str], token: str) -> bool:
 def _abort_if_open(ws: ServerConnection) -> None:
     if ws.state is not State.CLOSED:
         ws.transport.abort()
+
+
+def _close_now(ws: ServerConnection, code: int, reason: str) -> None:
+    """Queue a close frame behind what ``ws`` holds and half-close the socket after it
+    (FIN), without waiting for the client: a client that stopped reading still reads the
+    close code when it reads again. (A full close would answer the client's next pong
+    with a reset, which discards what it has not read yet.) The caller aborts the
+    connection if the client does not finish the close within a grace period."""
+    try:
+        if ws.protocol.state is State.OPEN:
+            ws.protocol.send_close(code, reason)
+            ws.send_data()
+        if ws.transport.can_write_eof():
+            ws.transport.write_eof()
+        else:  # pragma: no cover - TCP transports can
+            ws.transport.close()
+    except Exception:  # noqa: BLE001 - a broken transport: just drop it
+        ws.transport.abort()
+
+
+def _peer(ws: ServerConnection) -> str:
+    """``host:port`` of the client (for logs)."""
+    peer = ws.remote_address
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _address(ws: ServerConnection) -> str:
+    """The client's IP address (the key of the per-address connection cap)."""
+    peer = ws.remote_address
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
 class _RedactSecrets(logging.Filter):

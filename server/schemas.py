@@ -45,6 +45,11 @@ _SNAPSHOT = {"const": True}
 _TOPIC_LIST = {"type": "array", "items": {"enum": list(TOPICS)}, "uniqueItems": True}
 _SESSION_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 
+ENGINE_STATES: tuple[str, ...] = ("running", "stalled", "failed", "ended")
+"""Health of a stream's analysis, in ``hello``, ``stats`` and ``/healthz``: analysing;
+no window finished for a while although audio waits; stopped by a fatal error; ended."""
+_ENGINE_STATE = {"enum": list(ENGINE_STATES)}
+
 PCM_FORMAT_NAMES: tuple[str, ...] = ("pcm_s16le", "f32le")
 """Sample formats of session audio frames (``wavlm_live.audio.pcm.PCM_FORMATS``)."""
 
@@ -64,6 +69,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "max_message_bytes": {"type": "integer", "minimum": 1},
         "input": {"type": "boolean"},
         "stream": {"type": "string"},
+        "engine": _ENGINE_STATE,
         "sessions": {
             "type": "object",
             "properties": {
@@ -79,7 +85,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
             "additionalProperties": False,
         },
     }, ["version", "sample_rate", "frame", "tasks", "models", "window", "hop", "demo",
-        "topics", "max_message_bytes"], extra=True, seq={"const": 0}),
+        "topics", "max_message_bytes", "engine"], extra=True, seq={"const": 0}),
     "caption": _message("server", "caption", {
         "final": {"type": "boolean"},
         "segment": _COUNT,
@@ -153,12 +159,14 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Any]] = {
         "ring_overwrites": _COUNT,
         "windows_silent": _COUNT,
         "clients": _COUNT,
+        "engine": _ENGINE_STATE,
     }, ["t", "windows_analysed", "windows_skipped", "rtf", "lag", "input_overflows",
-        "samples_sanitised", "ring_overwrites", "windows_silent", "clients"]),
+        "samples_sanitised", "ring_overwrites", "windows_silent", "clients", "engine"]),
     "error": _message("server", "error", {
         "code": {"type": "string", "minLength": 1},
         "message": {"type": "string"},
         "fatal": {"type": "boolean"},
+        "snapshot": _SNAPSHOT,
     }, ["code", "message", "fatal"]),
     "end": _message("server", "end", {
         "t": _SECONDS,

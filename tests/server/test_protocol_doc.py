@@ -54,9 +54,9 @@ def test_event_schemas_match_the_event_dataclasses(kind: str) -> None:
     schema = PROTOCOL_SCHEMAS[kind]
     fields = {f.name for f in dataclasses.fields(EVENT_TYPES[kind])}
     props = set(schema["properties"])
-    extras = {"stats": {"clients"}}.get(kind, set())
+    extras = {"stats": {"clients", "engine"}}.get(kind, set())
     assert props - {"snapshot"} == fields | ENVELOPE | extras
-    assert ("snapshot" in props) == (kind in ("caption", "speaker", "classification", "end"))
+    assert ("snapshot" in props) == (kind in ("caption", "speaker", "classification", "error", "end"))
     # to_dict always emits every field; only the speaker embedding may be withheld
     withheld = {"embedding"} if kind == "speaker" else set()
     assert set(schema["required"]) == (fields | ENVELOPE | extras) - withheld
@@ -132,7 +132,15 @@ def test_client_parser_results() -> None:
     ({"port": 70000}, ValueError),
     ({"port": "8765"}, TypeError),
     ({"max_clients": 0}, ValueError),
-    ({"stall_timeout_s": 6.0}, ValueError),
+    ({"stall_timeout_s": 31.0}, ValueError),
+    ({"send_window": 2}, ValueError),
+    ({"max_clients_per_address": 0}, ValueError),
+    ({"message_rate": 0}, ValueError),
+    ({"message_rate": float("inf")}, ValueError),
+    ({"rename_burst": 0}, ValueError),
+    ({"client_idle_s": float("nan")}, ValueError),
+    ({"control_token": ""}, ValueError),
+    ({"control_token": "same", "token": "same"}, ValueError),
     ({"stall_timeout_s": 0}, ValueError),
     ({"token": ""}, ValueError),
     ({"token": "has space"}, ValueError),

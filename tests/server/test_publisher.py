@@ -148,7 +148,7 @@ async def test_embeddings_only_for_clients_that_ask(tools) -> None:
 
 async def test_100_subscribers_each_receive_every_final_in_order(tools) -> None:
     n_clients, n_finals = 100, 100
-    async with tools.running_publisher(max_clients=128) as (pub, bus):
+    async with tools.running_publisher(max_clients=128, max_clients_per_address=128) as (pub, bus):
         subs = await asyncio.gather(*(tools.Sub.connect(pub.url, strict=False) for _ in range(n_clients)))
         for sub in subs:
             assert (await sub.recv())["type"] == "hello"

@@ -36,6 +36,9 @@ from wavlm_live.tasks.classification import ClassificationConfig
 
 log = logging.getLogger(__name__)
 
+FAIL_LOG_SECONDS = 10.0
+"""Window failures after the first are logged as one summary line at most this often."""
+
 
 def _nothing() -> None:
     pass
@@ -221,6 +224,8 @@ class Engine:
         self.windows_analysed = 0
         self.windows_skipped = 0
         self.windows_silent = 0
+        self.windows_failed = 0
+        self._fail_logged = (0.0, 0)  # (monotonic time, windows_failed) of the last failure log line
         self.samples_sanitised = 0
         self.compute_seconds = 0.0
         self._rtf = 0.0
@@ -283,7 +288,10 @@ class Engine:
     def feed(self, block: np.ndarray) -> None:
         """Append 16 kHz mono samples (1-D, float) to the stream and publish ``level``
         events every ``level_interval`` seconds. Non-finite samples are replaced by 0 and
-        counted. Never waits for the analysis. Called from the producer thread only."""
+        counted. Never waits for the analysis. Called from the producer thread only.
+        After :meth:`abort` or a failure of the stream the block is ignored."""
+        if self._stop.is_set():
+            return  # aborted or failed: the stream has ended, nothing more is published
         block = np.asarray(block, dtype=np.float32).reshape(-1)
         bad = ~np.isfinite(block)
         if bad.any():
@@ -486,10 +494,23 @@ class Engine:
 
     def fail_window(self, work: Work, exc: BaseException) -> None:
         """Report a window whose analysis raised (published as a non-fatal ``model``
-        error; the window counts as skipped). The stream goes on."""
+        error; the window counts as skipped and in ``windows_failed``). The stream goes
+        on. The first failure is logged with its traceback, later ones as one summary
+        line at most every ``FAIL_LOG_SECONDS``."""
         if work.window is None:
             return
-        log.error("analysis of window %d failed: %s", work.window.index, exc, exc_info=exc)
+        self.windows_failed += 1
+        now = time.monotonic()
+        if self.windows_failed == 1:
+            # the first failure once with its traceback; later ones are counted and
+            # summed up in one line at most every FAIL_LOG_SECONDS
+            log.error("analysis of window %d failed: %s", work.window.index, exc, exc_info=exc)
+            self._fail_logged = (now, 1)
+        elif now - self._fail_logged[0] >= FAIL_LOG_SECONDS:
+            more = self.windows_failed - self._fail_logged[1]
+            log.error("%d more window(s) failed in the last %.0f s (%d in all; latest: %s)", more,
+                      now - self._fail_logged[0], self.windows_failed, exc)
+            self._fail_logged = (now, self.windows_failed)
         self.bus.publish(ErrorEvent(code="model", message=f"window at {work.window.start / SAMPLE_RATE:.2f} s failed: {exc}"))
         self.windows_skipped += 1
 
@@ -510,7 +531,7 @@ class Engine:
     def fail(self, exc: BaseException) -> None:
         """The stream cannot go on (a stitcher or the scheduler failed): publish a fatal
         ``engine`` error, then ``end`` at the audio received so far, and finish."""
-        log.error("engine failed: %s", exc, exc_info=exc)
+        log.debug("engine failed", exc_info=exc)  # the error event says it; front ends print it once
         self.error = exc
         self._stop.set()
         self.bus.publish(ErrorEvent(code="engine", message=f"analysis stopped: {exc}", fatal=True))

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STALL_SECONDS = 5.0
+"""A batch running longer than this makes :meth:`Scheduler.health` say ``"stalled"``."""
+
 
 def _run(task: Task, requests: list[Any]) -> list[Any]:
     """``task.run`` over the requests of several streams; if the batch raises, each
@@ -128,6 +131,21 @@ class Scheduler:
         self.busy_seconds = 0.0
         """Compute seconds spent in batches so far."""
         self.error: BaseException | None = None
+        self.busy_since: float | None = None
+        """``time.monotonic()`` when the batch now running started, ``None`` between batches."""
+
+    def health(self, stall_seconds: float = STALL_SECONDS, now: float | None = None) -> str:
+        """``"failed"`` (the thread died of an error, or ended without being stopped),
+        ``"stalled"`` (one batch has run for more than ``stall_seconds``: every stream
+        it serves waits), else ``"running"``. Any thread may ask."""
+        if self.error is not None or (self._thread.ident is not None and not self._thread.is_alive()
+                                      and not self._stopping):
+            return "failed"
+        since = self.busy_since
+        now = time.monotonic() if now is None else now
+        if since is not None and now - since > stall_seconds:
+            return "stalled"
+        return "running"
 
     def add(self, engine: Engine) -> None:
         """Serve ``engine`` from now on (until its stream has completed or it is aborted).
@@ -206,14 +224,19 @@ class Scheduler:
                 if self.batch_wait > 0:
                     time.sleep(self.batch_wait)
                 while items := self._collect():
-                    self.busy_seconds += analyse(items)
+                    self.busy_since = time.monotonic()
+                    try:
+                        self.busy_seconds += analyse(items)
+                    finally:
+                        self.busy_since = None
                     self.cycles += 1
                     self.windows += len(items)
                     if self._stopping:
                         return
         except BaseException as exc:  # noqa: BLE001 - reported to every stream, never silent
             self.error = exc
-            log.exception("scheduler failed")
+            log.error("scheduler failed: %s", exc)
+            log.debug("scheduler failure", exc_info=exc)
             for engine in self.engines:
                 if not engine.finished.is_set():
                     engine.fail(exc)
