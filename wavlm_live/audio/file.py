@@ -38,6 +38,9 @@ DECODERS = ("auto", "soundfile", "ffmpeg")
 _SF_UNRECOGNISED = 1
 """libsndfile's SF_ERR_UNRECOGNISED_FORMAT: not a format it knows (FFmpeg may know it)."""
 
+_MAX_WAIT_S = 1.0
+"""Longest single wait of the pacing thread, in seconds (it loops for longer ones)."""
+
 _INT_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31, np.dtype(np.int64): 2.0**63}
 
 
@@ -368,9 +371,9 @@ class FileSource(AudioSource):
             for block in self._generate():
                 if self.speed is not None:
                     due = t0 + (delivered + len(block)) / (TARGET_RATE * self.speed)
-                    wait = due - time.monotonic()
-                    if wait > 0 and self._stop.wait(wait):
-                        break
+                    # in steps: a slow speed gives waits too long for one timed wait
+                    while (wait := due - time.monotonic()) > 0 and not self._stop.wait(min(wait, _MAX_WAIT_S)):
+                        pass
                 if self._stop.is_set():
                     break
                 try:
@@ -381,6 +384,8 @@ class FileSource(AudioSource):
                 self._count(block)
         except AudioError as exc:
             self._fail(exc)
+        except Exception as exc:  # noqa: BLE001 - never a thread traceback: the source fails
+            self._fail(AudioError(f"replaying {self.path} failed: {one_line(exc)}"))
         finally:
             self.finished.set()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -425,7 +426,8 @@ class Pipeline:
 
 
 def server_config(args: argparse.Namespace) -> Any:
-    """:class:`wavlm_live.server.ServerConfig` from the options.
+    """:class:`wavlm_live.server.ServerConfig` from the options; warns on stderr when it
+    binds a non-loopback address without a token (:func:`warn_if_exposed`).
 
     Raises:
         CliError: invalid values.
@@ -433,7 +435,7 @@ def server_config(args: argparse.Namespace) -> Any:
     from wavlm_live.server import ServerConfig  # noqa: PLC0415
 
     try:
-        return ServerConfig(
+        config = ServerConfig(
             host=args.host,
             port=args.port,
             token=args.token,
@@ -444,12 +446,65 @@ def server_config(args: argparse.Namespace) -> Any:
             allowed_origins=(None if args.allow_origin and "*" in args.allow_origin
                              else tuple(args.allow_origin) if args.allow_origin else ()),
             max_clients=args.max_clients,
+            max_clients_per_address=getattr(args, "max_clients_per_address", 16),
+            control_token=getattr(args, "control_token", None),
             max_sessions=getattr(args, "max_sessions", 16),
             session_buffer_s=getattr(args, "session_buffer", 30.0),
             session_idle_s=getattr(args, "session_idle", 30.0),
+            client_idle_s=getattr(args, "client_idle", 30.0),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    warn_if_exposed(args)
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    import ipaddress  # noqa: PLC0415
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may well be reachable from elsewhere
+
+
+def warn_if_exposed(args: argparse.Namespace) -> None:
+    """Warn on stderr when the server binds an address other machines can reach
+    (``--host`` not loopback) without a token: anyone who reaches the port may watch
+    the streams, open sessions and rename speakers."""
+    host = getattr(args, "host", "127.0.0.1")
+    if getattr(args, "token", None) is None and not is_loopback(host):
+        print(f"wavlm-live: warning: --host {host} accepts connections from other machines and no --token "
+              "is set: anyone who can reach the port can watch the streams and open sessions; set --token "
+              "(or WAVLM_LIVE_TOKEN)", file=sys.stderr, flush=True)
+
+
+class FatalWatch:
+    """Bus subscriber that keeps the first fatal :class:`~wavlm_live.events.ErrorEvent`
+    of a stream (``event``; ``None`` while there is none). Called in the publishing
+    thread; reading ``event`` from another thread is safe (one reference assignment)."""
+
+    def __init__(self) -> None:
+        self.event: ErrorEvent | None = None
+
+    def __call__(self, event: Any) -> None:
+        if self.event is None and isinstance(event, ErrorEvent) and event.fatal:
+            self.event = event
+
+
+def serve_failure(engine: Engine | None, watch: FatalWatch | None, host: Any) -> str | None:
+    """Why ``serve`` must stop with a failure, in one line, or ``None``: its own input's
+    stream ended with a fatal error (once its ``end`` is published), or the shared
+    scheduler died (no session can be analysed)."""
+    error = getattr(getattr(host, "scheduler", None), "error", None)
+    if error is not None:
+        return f"the analysis stopped: {type(error).__name__}: {error}"
+    if engine is not None and watch is not None and watch.event is not None and engine.finished.is_set():
+        return f"the input stopped ({watch.event.code} error): {watch.event.message}"
+    return None
 
 
 def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus, engine: Engine, source: str) -> Any:

@@ -9,3 +9,5 @@ DEFAULT_MODELS = {
 
 TOKEN_ENV = "WAVLM_LIVE_TOKEN"
 """Environment variable holding the websocket bearer token (so it stays out of ``ps``)."""
+CONTROL_TOKEN_ENV = "WAVLM_LIVE_CONTROL_TOKEN"
+"""Environment variable holding the control token (renames of the server input's speakers)."""

@@ -3,13 +3,14 @@ does), run the subcommand, turn failures into one line and an exit status."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from .defaults import TOKEN_ENV
-from .errors import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, CliError
+from .defaults import CONTROL_TOKEN_ENV, TOKEN_ENV
+from .errors import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, CliError, UsageError
 from .parser import build_parser
 
 
@@ -38,6 +39,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def _tokens_from_env(args: argparse.Namespace) -> None:
+    """Fill ``--token``/``--control-token`` from the environment when not given.
+
+    Raises:
+        UsageError: a token option or variable that is set but empty (or blank): it
+            would otherwise read as "no token" and silently turn authentication off.
+    """
+    for attr, env, option in (("token", TOKEN_ENV, "--token"), ("control_token", CONTROL_TOKEN_ENV, "--control-token")):
+        if not hasattr(args, attr):
+            continue
+        value = getattr(args, attr)
+        if value is not None:
+            if not value.strip():
+                raise UsageError(f"{option} is empty; give a token, or leave the option out for none")
+            continue
+        text = os.environ.get(env)
+        if text is not None:
+            if not text.strip():
+                raise UsageError(f"{env} is set but empty; unset it for no token, or give one")
+            setattr(args, attr, text)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -47,11 +70,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *argv])
     _configure_logging(args.verbose)
-    if getattr(args, "token", None) is None and hasattr(args, "token"):
-        args.token = os.environ.get(TOKEN_ENV) or None
     from .commands import dispatch  # noqa: PLC0415 - keeps --help fast (no torch before a command runs)
 
     try:
+        _tokens_from_env(args)
         return dispatch(args)
     except CliError as exc:
         print(f"wavlm-live: {exc}", file=sys.stderr)

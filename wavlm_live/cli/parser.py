@@ -6,7 +6,7 @@ import argparse
 
 from wavlm_live.version import __version__
 
-from .defaults import DEFAULT_MODELS, TOKEN_ENV
+from .defaults import CONTROL_TOKEN_ENV, DEFAULT_MODELS, TOKEN_ENV
 
 EPILOG = """\
 examples:
@@ -25,14 +25,45 @@ results, connection, no device), 2 usage error, 130 interrupted, 141 output pipe
 """
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def _bounded(low: float, high: float, what: str = "a number"):
+    """An argparse type: a finite number within ``[low, high]`` (so ``inf``, ``nan`` and
+    absurd values are usage errors, not crashes later)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not low <= value <= high:  # False for NaN
+            raise argparse.ArgumentTypeError(f"expected {what} within [{low:g}, {high:g}], got {text!r}")
+        return value
+
+    return parse
+
+
+def _int_within(low: int, high: int):
+    """An argparse type: a whole number within ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number within [{low}, {high}], got {text!r}")
+        return value
+
+    return parse
+
+
+SPEED_RANGE = (0.01, 1000.0)
+"""Accepted ``--speed`` values (times real time)."""
+WINDOW_RANGE = (0.1, 60.0)
+"""Accepted ``--window`` values in seconds."""
+HOP_RANGE = (0.02, 60.0)
+"""Accepted ``--hop`` values in seconds."""
+MAX_THREADS = 1024
+"""Largest ``--threads``."""
 
 
 def _positive_int(text: str) -> int:
@@ -114,12 +145,13 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bo
                    help="device to run the models on (default: %(default)s: CUDA when available)")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="model precision (default: %(default)s: bfloat16 where the hardware supports it)")
-    g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for the models (default: torch's choice)")
+    g.add_argument("--threads", type=_int_within(1, MAX_THREADS), default=None, metavar="N",
+                   help="CPU threads for the models (default: torch's choice)")
     a = p.add_argument_group("analysis")
-    a.add_argument("--window", type=_positive_float, default=None, metavar="SEC",
+    a.add_argument("--window", type=_bounded(*WINDOW_RANGE, "seconds"), default=None, metavar="SEC",
                    help="analysis window in seconds (default: 4); it changes only the window: the hop stays 1 s "
                         "unless --hop is given, and must be at least 20 ms shorter than the window")
-    a.add_argument("--hop", type=_positive_float, default=None, metavar="SEC", help="seconds between results (default: 1)")
+    a.add_argument("--hop", type=_bounded(*HOP_RANGE, "seconds"), default=None, metavar="SEC", help="seconds between results (default: 1)")
     a.add_argument("--no-vad", action="store_true",
                    help="run the models on every window; by default a voice activity detector (Silero VAD) "
                         "skips the windows without speech, which settle as silence")
@@ -138,7 +170,8 @@ def _add_input_options(p: argparse.ArgumentParser, demo: bool = False, default: 
                        help="'mic' or an audio file" + (" (default: %(default)s)" if default else
                                                          " the server analyses itself (default: none, client sessions only)"))
         g.add_argument("--input-device", default=None, metavar="INDEX|NAME", help="microphone by index or name substring (see 'wavlm-live devices')")
-    g.add_argument("--speed", type=_positive_float, default=1.0, help="file replay speed, 1 = real time (default: %(default)s)")
+    g.add_argument("--speed", type=_bounded(*SPEED_RANGE, "a speed"), default=1.0,
+                   help="file replay speed, 1 = real time, 0.01..1000 (default: %(default)s)")
     g.add_argument("--loop", action="store_true", help="replay the file forever")
 
 
@@ -147,14 +180,23 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     g.add_argument("--port", type=_port, default=8765, help="websocket port, 0 = any free port (default: %(default)s)")
     g.add_argument("--token", default=None, help=f"require this bearer token from clients (or set {TOKEN_ENV})")
+    g.add_argument("--control-token", default=None, metavar="TOKEN",
+                   help="renaming the speakers of the server's input needs this bearer token, accepted in place of "
+                        f"--token (or set {CONTROL_TOKEN_ENV}; default: anyone connected may rename)")
     g.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN", help="allow browser pages from this Origin (repeatable); by default no browser page may connect")
     g.add_argument("--max-clients", type=_positive_int, default=32, help="concurrent clients (default: %(default)s)")
+    g.add_argument("--max-clients-per-address", type=_positive_int, default=16, metavar="N",
+                   help="concurrent clients from one IP address; behind a proxy set it to --max-clients "
+                        "(default: %(default)s)")
     g.add_argument("--max-sessions", type=_count, default=16, metavar="N",
                    help="client audio sessions at once; 0 refuses them (default: %(default)s)")
     g.add_argument("--session-buffer", type=_seconds(1, 3600), default=30.0, metavar="SEC",
                    help="per-session cap on audio waiting for analysis (default: %(default)s)")
     g.add_argument("--session-idle", type=_seconds(0.1, 86400), default=30.0, metavar="SEC",
                    help="end a session that sends no audio for this long (default: %(default)s)")
+    g.add_argument("--client-idle", type=_seconds(0.1, 86400), default=30.0, metavar="SEC",
+                   help="close a connection that watches nothing (no input, no session) and sends nothing "
+                        "for this long (default: %(default)s)")
     g.add_argument("--jsonl", default=None, metavar="PATH", help="also append every event to this JSON Lines file")
 
 
@@ -211,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
     p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
     p.add_argument("--input-device", default=None, metavar="INDEX|NAME", help="microphone by index or name substring")
-    p.add_argument("--speed", type=_positive_float, default=1.0,
+    p.add_argument("--speed", type=_bounded(*SPEED_RANGE, "a speed"), default=1.0,
                    help="file pace, 1 = real time; a file is sent as a paced session, every window analysed (default: %(default)s)")
     p.add_argument("--tasks", default=None, metavar="LIST", help="comma-separated subset of captions,diarization,embeddings")
     p.add_argument("--speaker-threshold", type=float, default=None, metavar="COS", help="this session's speaker threshold")

@@ -296,7 +296,16 @@ def _resolve_folder(source: str, revision: str | None, local_files_only: bool | 
     if not _looks_like_hub_id(source):
         raise ModelLoadError(f"model folder {source!r} does not exist; pass an existing checkpoint folder "
                              "or a Hugging Face Hub id such as 'microsoft/wavlm-base-plus-sd'")
-    return _fetch_from_hub(source, revision, local_files_only)
+    first = Path(source).parts[0]
+    if "/" in source and Path(first).is_dir():
+        # 'models/x' where ./models is a folder: a path that is not there, not a Hub id
+        raise ModelLoadError(f"model folder {source!r} does not exist (./{first} is a folder here, so this is "
+                             f"taken as a path, not as a Hugging Face Hub id); check the name, or run from "
+                             "another folder to use the Hub id")
+    try:
+        return _fetch_from_hub(source, revision, local_files_only)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{exc} (and no local folder {source!r} exists)") from None
 
 
 def _read_state_dict(path: Path, name: str) -> dict[str, Tensor]:

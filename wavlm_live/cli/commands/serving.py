@@ -11,9 +11,9 @@ from typing import Any
 
 from wavlm_live.timegrid import SAMPLE_RATE
 
-from ..app import (DEMO_TASK_FOLDERS, Pipeline, ServerThread, _port_of, _served, _url, demo_recording,
-                   open_source, server_config)
-from ..errors import CliError, UsageError
+from ..app import (DEMO_TASK_FOLDERS, FatalWatch, Pipeline, ServerThread, _port_of, _served, _url, demo_recording,
+                   open_source, serve_failure, server_config)
+from ..errors import EXIT_FAILURE, CliError, UsageError
 
 
 def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
@@ -24,6 +24,8 @@ def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
         spec = str(demo_recording())
     host, engine, source, jsonl = _served(args, demo, spec)
     assert engine is not None and source is not None
+    watch = FatalWatch()
+    engine.bus.subscribe(watch)
     host.start()
     server = ServerThread(engine.bus, engine.hello(), engine, server_config(args), sessions=host)
     try:
@@ -39,7 +41,8 @@ def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
         if use_tui:
             from wavlm_live.tui import run_dashboard  # noqa: PLC0415
 
-            status = run_dashboard(url, args.token)
+            # the local dashboard may rename (r): it gets the control token if there is one
+            status = run_dashboard(url, getattr(args, "control_token", None) or args.token)
         else:
             from wavlm_live.server import listen  # noqa: PLC0415
 
@@ -52,6 +55,8 @@ def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
         host.stop()
         if jsonl is not None:
             jsonl.close()
+    if status == 0 and watch.event is not None:
+        raise CliError(f"the input stopped ({watch.event.code} error): {watch.event.message}")
     return status
 
 
@@ -59,7 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``serve``: headless server until SIGINT/SIGTERM (or the end of a file with
     ``--exit-at-end``): client audio sessions on the shared models, plus the server's own
     ``--input`` if given. On a signal every client is closed with 1001 and the exit status
-    is 0."""
+    is 0. When the input stops with a fatal error the clients get ``error`` and ``end``
+    (late joiners in their snapshot), one line goes to stderr and the exit status is 1:
+    at once with ``--exit-at-end`` (or when the analysis itself died), else when the
+    server is stopped (it keeps serving sessions meanwhile)."""
     import signal  # noqa: PLC0415
 
     if args.exit_at_end and args.input is None:
@@ -67,6 +75,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.wait_client and args.input is None:
         raise UsageError("--wait-client needs --input (the input that waits for the first client)")
     host, engine, source, jsonl = _served(args, args.demo, args.input)
+    watch = FatalWatch()
+    if engine is not None:
+        engine.bus.subscribe(watch)
+    failure = None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     host.start()
@@ -85,6 +97,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not stop.is_set() and pipeline is not None:
             pipeline.start()
         while not stop.is_set():
+            if failure is None and (failure := serve_failure(engine, watch, host)) is not None:
+                print(f"wavlm-live: {failure}", file=sys.stderr, flush=True)
+            if failure is not None and (args.exit_at_end or host.scheduler.error is not None):
+                break  # the clients have the error and end: they get them before the close
             if args.exit_at_end and engine is not None and engine.finished.is_set():
                 break  # stopping the server first sends what was published
             stop.wait(0.1)
@@ -97,7 +113,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         if jsonl is not None:
             jsonl.close()
-    return 0
+    if failure is None and (failure := serve_failure(engine, watch, host)) is not None:
+        print(f"wavlm-live: {failure}", file=sys.stderr, flush=True)  # stopped before the poll saw it
+    return EXIT_FAILURE if failure is not None else 0
 
 
 def cmd_tui(args: argparse.Namespace) -> int:

@@ -1,0 +1,82 @@
+"""Command-line guards of the reliability issue: absurd numbers are usage errors (exit 2,
+one line) before anything starts; an empty token never turns authentication off; a
+server that other machines can reach without a token says so; a relative model path that
+does not exist is not taken for a Hub id."""
+
+from __future__ import annotations
+
+import pytest
+
+from wavlm_live.cli import main
+from wavlm_live.cli.app import is_loopback, warn_if_exposed
+from wavlm_live.model.checkpoint import ModelLoadError, load_pretrained
+
+
+@pytest.mark.parametrize("argv", [
+    ["transcribe", "x.wav", "--window", "inf"],
+    ["transcribe", "x.wav", "--window", "1e9"],
+    ["transcribe", "x.wav", "--hop", "nan"],
+    ["transcribe", "x.wav", "--threads", "-4"],
+    ["transcribe", "x.wav", "--threads", "0"],
+    ["run", "--speed", "1e-300"],
+    ["send", "x.wav", "--speed", "0"],
+])
+def test_absurd_numbers_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("env, argv, named", [
+    ({"WAVLM_LIVE_TOKEN": ""}, ["serve", "--demo"], "WAVLM_LIVE_TOKEN"),
+    ({"WAVLM_LIVE_TOKEN": "  "}, ["serve", "--demo"], "WAVLM_LIVE_TOKEN"),
+    ({}, ["serve", "--demo", "--token", ""], "--token"),
+    ({"WAVLM_LIVE_CONTROL_TOKEN": ""}, ["serve", "--demo"], "WAVLM_LIVE_CONTROL_TOKEN"),
+])
+def test_an_empty_token_is_refused(env, argv, named, monkeypatch, capsys):
+    for key in ("WAVLM_LIVE_TOKEN", "WAVLM_LIVE_CONTROL_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and "empty" in err
+
+
+def test_a_token_from_the_environment_is_used(monkeypatch):
+    import argparse
+
+    from wavlm_live.cli.main import _tokens_from_env
+
+    monkeypatch.setenv("WAVLM_LIVE_TOKEN", "s3cret")
+    monkeypatch.delenv("WAVLM_LIVE_CONTROL_TOKEN", raising=False)
+    args = argparse.Namespace(token=None, control_token=None)
+    _tokens_from_env(args)
+    assert (args.token, args.control_token) == ("s3cret", None)
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.8.9.1", True), ("::1", True),
+                                            ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
+                                            ("192.168.1.5", False), ("example.org", False)])
+def test_loopback_hosts(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_an_exposed_server_without_a_token_warns(capsys):
+    import argparse
+
+    warn_if_exposed(argparse.Namespace(host="0.0.0.0", token=None))
+    assert "--host 0.0.0.0" in capsys.readouterr().err
+    warn_if_exposed(argparse.Namespace(host="0.0.0.0", token="t"))
+    warn_if_exposed(argparse.Namespace(host="127.0.0.1", token=None))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_missing_relative_folder_is_not_a_hub_id(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=r"model folder 'models/x' does not exist.*taken as a path"):
+        load_pretrained("models/x")
