@@ -80,3 +80,25 @@ def test_a_missing_relative_folder_is_not_a_hub_id(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match=r"model folder 'models/x' does not exist.*taken as a path"):
         load_pretrained("models/x")
+
+
+def test_the_analysis_options_are_read_once_into_a_frozen_object():
+    import dataclasses
+
+    from wavlm_live.cli import DEFAULT_MODELS, build_parser
+    from wavlm_live.cli.options import AnalysisOptions
+
+    args = build_parser().parse_args(["transcribe", "x.wav", "--ctc-model", "my/ctc", "--no-diarization",
+                                      "--window", "3", "--enroll", "Ann=a.wav", "--no-vad", "--top-k", "2"])
+    opts = AnalysisOptions.of(args)
+    assert opts.models["captions"] == "my/ctc" and opts.models["embeddings"] == DEFAULT_MODELS["embeddings"]
+    assert "classification" not in opts.models  # only when named
+    assert not opts.enabled("diarization") and opts.enabled("captions")
+    assert (opts.window, opts.hop, opts.vad, opts.enroll, opts.top_k) == (3.0, None, False, ("Ann=a.wav",), 2)
+    assert AnalysisOptions.of(opts) is opts
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.window = 5.0
+    # a command without analysis options (tui) gets the defaults
+    tui = AnalysisOptions.of(build_parser().parse_args(["tui"]))
+    assert tui.vad and tui.window is None and tui.models == {k: DEFAULT_MODELS[k] for k in
+                                                             ("captions", "diarization", "embeddings")}

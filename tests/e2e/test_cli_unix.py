@@ -137,7 +137,7 @@ def test_bench_runs_offline_and_prints_each_task(tmp_path):
     out = run("bench", CLIPS[0], env=env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["demo"] is True and report["tasks"] == ["captions", "diarization", "embeddings"]
+    assert report["demo"] is True and report["tasks"] == ["captions", "diarization", "embeddings", "classification"]
     assert set(report["task_rtf"]) == set(report["task_seconds"]) == set(report["tasks"])
     assert all(v > 0 for v in report["task_rtf"].values())
     audio = report["audio_seconds"]

@@ -1,5 +1,6 @@
 """`wavlm-live demo` in a real terminal (tmux): the dashboard shows captions, the speaker
-timeline and the engine stats of the real pipeline on the bundled recording."""
+timeline, the engine stats and each speaker's spoken language (the classification task) of
+the real pipeline on the bundled recording."""
 
 import re
 import shutil
@@ -20,6 +21,10 @@ def capture(session):
     return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
 
 
+LANGUAGE_LINE = re.compile(r"\bS\d: (en|de|fr|es|it|pt|nl|pl|sv) \d+%")
+"""A speaker's latest classification in the Engine panel: top label and its score."""
+
+
 @pytest.mark.parametrize("size", [(80, 24), (140, 40)])
 def test_demo_dashboard_in_tmux(size):
     assert shutil.which("tmux"), "tmux is needed: apt-get install tmux"
@@ -37,13 +42,17 @@ def test_demo_dashboard_in_tmux(size):
             screen = capture(session)
             captions = re.findall(r"\bS\d: \S+", screen)
             analysed = re.search(r"RTF (\d+\.\d+)", screen)
-            if len(captions) >= 3 and analysed and "▶ S" in screen:
+            classified = cols < 140 or LANGUAGE_LINE.search(screen)
+            if len(captions) >= 3 and analysed and "▶ S" in screen and classified:
                 break
             time.sleep(1)
         assert "DEMO" in screen, screen  # the dashboard says plainly that demo models are in use
         assert len(re.findall(r"\bS\d: \S+", screen)) >= 3, screen  # captions with speaker labels
         assert "▶ S1" in screen or "▶ S2" in screen, screen  # speaker activity rows
         assert re.search(r"RTF (\d+\.\d+)", screen), screen  # engine stats
+        if cols >= 140:  # the demo's fourth model: the spoken language of each speaker's turns
+            assert "classification  demo/language" in screen, screen
+            assert LANGUAGE_LINE.search(screen), screen
         assert "Traceback" not in screen
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
         deadline = time.monotonic() + 20

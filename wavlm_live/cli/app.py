@@ -20,6 +20,7 @@ from wavlm_live.events import ErrorEvent
 from wavlm_live.timegrid import SAMPLE_RATE
 
 from .defaults import DEFAULT_MODELS
+from .options import AnalysisOptions
 from .errors import CliError, UsageError
 
 log = logging.getLogger(__name__)
@@ -66,30 +67,27 @@ class Models:
     ids: dict[str, str] = field(default_factory=dict)
 
 
-def model_sources(args: argparse.Namespace, demo: bool) -> dict[str, str]:
-    """Checkpoint (Hub id or folder) per enabled task, from the options."""
+def model_sources(args: argparse.Namespace | AnalysisOptions, demo: bool) -> dict[str, str]:
+    """Checkpoint (Hub id or folder) per enabled task, from the options.
+
+    Raises:
+        UsageError: every task is disabled.
+    """
+    opts = AnalysisOptions.of(args)
     if demo:
         base = demo_dir()
         chosen = {task: str(base / folder) for task, folder in DEMO_TASK_FOLDERS.items()
                   if (base / folder / "config.json").is_file()}
     else:
-        chosen = {
-            "captions": getattr(args, "ctc_model", DEFAULT_MODELS["captions"]),
-            "diarization": getattr(args, "diarization_model", DEFAULT_MODELS["diarization"]),
-            "embeddings": getattr(args, "embedding_model", DEFAULT_MODELS["embeddings"]),
-        }
-        if getattr(args, "classification_model", None):
-            chosen["classification"] = args.classification_model
-    for task in list(chosen):
-        if getattr(args, f"no_{task}", False):
-            del chosen[task]
+        chosen = dict(opts.models)
+    chosen = {task: source for task, source in chosen.items() if opts.enabled(task)}
     if not chosen:
         raise UsageError("all tasks are disabled; drop one of --no-captions/--no-diarization/--no-embeddings"
                          "/--no-classification")
     return chosen
 
 
-def load_models(args: argparse.Namespace, demo: bool) -> Models:
+def load_models(args: argparse.Namespace | AnalysisOptions, demo: bool) -> Models:
     """Load the enabled task checkpoints on the requested device/dtype.
 
     Raises:
@@ -101,21 +99,22 @@ def load_models(args: argparse.Namespace, demo: bool) -> Models:
     from wavlm_live.engine.tasks import CTCRunner, FrameRunner, SequenceRunner, XVectorRunner  # noqa: PLC0415
     from wavlm_live.model import ModelLoadError, load_pretrained  # noqa: PLC0415
 
-    if getattr(args, "threads", None):
-        torch.set_num_threads(max(1, args.threads))
-    sources = model_sources(args, demo)
+    opts = AnalysisOptions.of(args)
+    if opts.threads:
+        torch.set_num_threads(max(1, opts.threads))
+    sources = model_sources(opts, demo)
     runners = {"captions": (CTCRunner, "ctc"), "diarization": (FrameRunner, "frames"), "embeddings": (XVectorRunner, "xvector"),
                "classification": (SequenceRunner, "sequence")}
     models = Models(demo=demo)
     for task, source in sources.items():
         runner, expected = runners[task]
         try:
-            pretrained = load_pretrained(source, device=args.compute, dtype=args.dtype, expected_task=expected)
+            pretrained = load_pretrained(source, device=opts.compute, dtype=opts.dtype, expected_task=expected)
             setattr(models, task, runner(pretrained))
         except (ModelLoadError, ValueError, RuntimeError) as exc:
             raise CliError(f"{task} model: {exc}") from None
         if task == "captions":
-            attach_language_model(models.captions, args)
+            attach_language_model(models.captions, opts)
         bundled = is_demo_checkpoint(pretrained.path)
         models.demo |= bundled
         models.ids[task] = f"demo/{pretrained.path.name}" if bundled else source
@@ -123,7 +122,7 @@ def load_models(args: argparse.Namespace, demo: bool) -> Models:
     return models
 
 
-def attach_language_model(runner: Any, args: argparse.Namespace) -> None:
+def attach_language_model(runner: Any, args: argparse.Namespace | AnalysisOptions) -> None:
     """Give a :class:`~wavlm_live.engine.tasks.CTCRunner` a beam-search ``final_decoder``
     with the language model of ``--lm``, else of the checkpoint's ``language_model/``
     folder when it has one; nothing with ``--no-lm`` or without a model.
@@ -134,8 +133,9 @@ def attach_language_model(runner: Any, args: argparse.Namespace) -> None:
     """
     from wavlm_live.model.lm import CTCBeamDecoder, load_language_model  # noqa: PLC0415
 
-    chosen = getattr(args, "lm", None)
-    if getattr(args, "no_lm", False):
+    opts = AnalysisOptions.of(args)
+    chosen = opts.lm
+    if opts.no_lm:
         if chosen:
             raise UsageError("--lm and --no-lm contradict each other; pass one")
         return
@@ -160,24 +160,25 @@ def is_demo_checkpoint(path: Path) -> bool:
         return False
 
 
-def enrolments(args: argparse.Namespace) -> list[tuple[str, str]]:
+def enrolments(args: argparse.Namespace | AnalysisOptions) -> list[tuple[str, str]]:
     """``(name, path)`` of each ``--enroll NAME=FILE``.
 
     Raises:
         UsageError: an item is not NAME=FILE, or the embeddings task is disabled.
     """
+    opts = AnalysisOptions.of(args)
     out = []
-    for item in getattr(args, "enroll", []) or []:
+    for item in opts.enroll:
         name, sep, path = item.partition("=")
         if not sep or not name.strip() or not path:
             raise UsageError(f"--enroll takes NAME=FILE, got {item!r}")
         out.append((name, path))
-    if out and getattr(args, "no_embeddings", False):
+    if out and not opts.enabled("embeddings"):
         raise UsageError("--enroll needs the embeddings task; drop --no-embeddings")
     return out
 
 
-def check_analysis_options(args: argparse.Namespace) -> None:
+def check_analysis_options(args: argparse.Namespace | AnalysisOptions) -> None:
     """Refuse option values that cannot work, before any file is read or model loaded:
     ``--enroll`` items (:func:`enrolments`) and a ``--window``/``--hop`` pair the window
     plan cannot run. ``--window`` alone changes only the window: the hop stays the
@@ -187,63 +188,65 @@ def check_analysis_options(args: argparse.Namespace) -> None:
         UsageError: a bad ``--enroll``, or a hop not at least one 20 ms frame shorter
             than the window.
     """
-    enrolments(args)
+    opts = AnalysisOptions.of(args)
+    enrolments(opts)
     from wavlm_live.engine.windows import WindowPlan  # noqa: PLC0415
 
     defaults = EngineConfig()
-    window = getattr(args, "window", None) or defaults.window
-    hop = getattr(args, "hop", None) or defaults.hop
+    window = opts.window or defaults.window
+    hop = opts.hop or defaults.hop
     try:
         WindowPlan(window, hop)
     except ValueError as exc:
-        given = "--hop" if getattr(args, "hop", None) else f"the default hop of {defaults.hop:g} s"
+        given = "--hop" if opts.hop else f"the default hop of {defaults.hop:g} s"
         raise UsageError(f"--window {window:g} s is too short for {given} ({exc}); pass a shorter --hop, "
                          f"e.g. --hop {window / 2:g}") from None
 
 
-def engine_config(args: argparse.Namespace, demo: bool, realtime: bool) -> EngineConfig:
+def engine_config(args: argparse.Namespace | AnalysisOptions, demo: bool, realtime: bool) -> EngineConfig:
     """Engine settings from the options (defaults where not given; ``--window`` without
     ``--hop`` keeps the default hop); ``demo``: the bundled demo checkpoints are loaded
     (their speaker threshold applies unless one is given)."""
+    opts = AnalysisOptions.of(args)
     config = EngineConfig(realtime=realtime)
     changes: dict[str, Any] = {}
-    if getattr(args, "window", None):
-        changes["window"] = args.window
-    if getattr(args, "hop", None):
-        changes["hop"] = args.hop
-    threshold = getattr(args, "speaker_threshold", None)
-    if threshold is not None:
-        changes["speaker_threshold"] = threshold
+    if opts.window:
+        changes["window"] = opts.window
+    if opts.hop:
+        changes["hop"] = opts.hop
+    if opts.speaker_threshold is not None:
+        changes["speaker_threshold"] = opts.speaker_threshold
     elif demo:
         changes["speaker_threshold"] = DEMO_SPEAKER_THRESHOLD
-    if getattr(args, "max_speakers", None):
-        changes["max_speakers"] = args.max_speakers
-    if not getattr(args, "no_vad", False):
+    if opts.max_speakers:
+        changes["max_speakers"] = opts.max_speakers
+    if opts.vad:
         from wavlm_live.engine.vad import VADConfig  # noqa: PLC0415
 
         changes["vad"] = VADConfig()
-    if getattr(args, "classify", None) or getattr(args, "top_k", None):
+    if opts.classify or opts.top_k:
         from wavlm_live.tasks.classification import ClassificationConfig  # noqa: PLC0415
 
         try:
-            changes["classification"] = ClassificationConfig(mode=args.classify or "auto", top_k=args.top_k or 3)
+            changes["classification"] = ClassificationConfig(mode=opts.classify or "auto", top_k=opts.top_k or 3)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     return replace(config, **changes)
 
 
-def build_engine(args: argparse.Namespace, demo: bool, realtime: bool, bus: EventBus, source_stats: Any = None) -> Engine:
+def build_engine(args: argparse.Namespace | AnalysisOptions, demo: bool, realtime: bool, bus: EventBus, source_stats: Any = None) -> Engine:
     """Load the models and create the engine (and enrol ``--enroll`` speakers).
 
     Raises:
         CliError: bad options, models or enrolment files.
     """
-    check_analysis_options(args)  # before minutes of model loading
-    models = load_models(args, demo)
-    return make_engine(args, models, engine_config(args, models.demo, realtime), bus, source_stats)
+    opts = AnalysisOptions.of(args)
+    check_analysis_options(opts)  # before minutes of model loading
+    models = load_models(opts, demo)
+    return make_engine(opts, models, engine_config(opts, models.demo, realtime), bus, source_stats)
 
 
-def make_engine(args: argparse.Namespace, models: Models, config: EngineConfig, bus: EventBus,
+def make_engine(args: argparse.Namespace | AnalysisOptions, models: Models, config: EngineConfig, bus: EventBus,
                 source_stats: Any = None) -> Engine:
     """An engine over already loaded (possibly shared) models, with the ``--enroll``
     speakers enrolled.
@@ -277,7 +280,7 @@ def make_engine(args: argparse.Namespace, models: Models, config: EngineConfig, 
     return engine
 
 
-def session_host(args: argparse.Namespace, models: Models, config: EngineConfig) -> Any:
+def session_host(args: argparse.Namespace | AnalysisOptions, models: Models, config: EngineConfig) -> Any:
     """The :class:`~wavlm_live.engine.sessions.SessionHost` that serves client sessions
     (and the server's own input) with ``models``.
 
@@ -289,8 +292,8 @@ def session_host(args: argparse.Namespace, models: Models, config: EngineConfig)
     try:
         return SessionHost(config, captions=models.captions, diarization=models.diarization,
                            embeddings=models.embeddings, classification=models.classification, demo=models.demo,
-                           max_sessions=getattr(args, "max_sessions", 16),
-                           buffer_seconds=getattr(args, "session_buffer", 30.0))
+                           max_sessions=AnalysisOptions.of(args).max_sessions,
+                           buffer_seconds=AnalysisOptions.of(args).session_buffer)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
