@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 
@@ -59,6 +60,12 @@ class ServerConfig:
     server stops reading) while this much audio waits for analysis."""
     session_idle_s: float = 30.0
     """A session that sends no audio for this many seconds is ended (``idle_timeout``)."""
+    certfile: str | None = None
+    """PEM certificate (chain) to serve TLS with: ``wss://`` websockets and the page over
+    ``https://``; ``None`` serves plain ``ws://``/``http://``. Its content is read when the
+    server starts (see :func:`wavlm_live.tls.server_context`)."""
+    keyfile: str | None = None
+    """PEM private key of ``certfile``; ``None``: the key is in ``certfile`` too."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -91,6 +98,21 @@ class ServerConfig:
         _check_int("max_audio_frame_bytes", self.max_audio_frame_bytes, 1024, 1 << 26)
         _check_seconds("session_buffer_s", self.session_buffer_s, 1.0, 3600.0)
         _check_seconds("session_idle_s", self.session_idle_s, 0.1, 86400.0)
+        if self.keyfile is not None and self.certfile is None:
+            raise ValueError("keyfile needs a certfile (the certificate it is the key of)")
+        for name in ("certfile", "keyfile"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            if not isinstance(path, str) or not path:
+                raise TypeError(f"{name} must be a path string or None, got {path!r}")
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise ValueError(f"{name} {path} is not a readable file")
+
+    @property
+    def scheme(self) -> str:
+        """``"wss"`` when serving TLS (``certfile``), else ``"ws"``."""
+        return "ws" if self.certfile is None else "wss"
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

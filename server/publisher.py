@@ -43,6 +43,7 @@ from wavlm_live.audio.pcm import MAX_CHANNELS, MAX_RATE, MIN_RATE, PCM_FORMATS, 
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.sessions import SessionHost, SessionLimitError, SessionOptions
 from wavlm_live.events import CaptionEvent, EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
+from wavlm_live.tls import server_context
 
 from .config import ServerConfig
 from .protocol import (
@@ -294,15 +295,18 @@ class Publisher:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Bind, start serving and subscribe to the bus; returns the bound TCP port.
+        """Bind, start serving (over TLS with ``config.certfile``) and subscribe to the
+        bus; returns the bound TCP port.
 
         Raises:
             RuntimeError: already started.
             OSError: the address cannot be bound (e.g. port in use).
+            ValueError: the certificate or key cannot be loaded or do not match.
         """
         if self._server is not None:
             raise RuntimeError("publisher already started")
         cfg = self._config
+        tls = server_context(cfg.certfile, cfg.keyfile) if cfg.certfile is not None else None
         self._loop = asyncio.get_running_loop()
         self._server = await serve(
             self._handle,
@@ -315,6 +319,7 @@ class Publisher:
             close_timeout=_CLOSE_TIMEOUT_S,
             server_header=None,
             logger=_WS_LOGGER,
+            ssl=tls,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         if self._main is not None and self._bus is not None:
@@ -377,9 +382,9 @@ class Publisher:
 
     @property
     def url(self) -> str:
-        """``ws://host:port`` of the server."""
-        host = self._config.host
-        return f"ws://[{host}]:{self.port}" if ":" in host else f"ws://{host}:{self.port}"
+        """``ws://host:port`` of the server (``wss://`` over TLS)."""
+        host, scheme = self._config.host, self._config.scheme
+        return f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
 
     @property
     def clients(self) -> int:
