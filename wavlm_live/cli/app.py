@@ -425,15 +425,19 @@ class Pipeline:
 
 
 def server_config(args: argparse.Namespace) -> Any:
-    """:class:`wavlm_live.server.ServerConfig` from the options.
+    """:class:`wavlm_live.server.ServerConfig` from the options; a ``--certfile`` (and
+    ``--keyfile``) is loaded once here, so that a bad one fails before the models load.
 
     Raises:
-        CliError: invalid values.
+        UsageError: invalid values, a ``--certfile``/``--keyfile`` that is no readable
+            file, ``--keyfile`` without ``--certfile``.
+        CliError: the certificate or key cannot be loaded, or do not match.
     """
     from wavlm_live.server import ServerConfig  # noqa: PLC0415
+    from wavlm_live.tls import server_context  # noqa: PLC0415
 
     try:
-        return ServerConfig(
+        config = ServerConfig(
             host=args.host,
             port=args.port,
             token=args.token,
@@ -447,9 +451,17 @@ def server_config(args: argparse.Namespace) -> Any:
             max_sessions=getattr(args, "max_sessions", 16),
             session_buffer_s=getattr(args, "session_buffer", 30.0),
             session_idle_s=getattr(args, "session_idle", 30.0),
+            certfile=getattr(args, "certfile", None),
+            keyfile=getattr(args, "keyfile", None),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    if config.certfile is not None:
+        try:
+            server_context(config.certfile, config.keyfile)
+        except ValueError as exc:
+            raise CliError(f"cannot serve TLS: {exc}") from None
+    return config
 
 
 def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus, engine: Engine, source: str) -> Any:
@@ -466,9 +478,12 @@ def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus, engine: Engine, so
     return stream
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, served: str) -> str:
+    """The URL for this machine's clients of the server at ``served`` (its scheme and
+    port) bound to ``host`` (``0.0.0.0``: reached at 127.0.0.1)."""
+    scheme, port = served.split("://", 1)[0], _port_of(served)
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _served(args: argparse.Namespace, demo: bool, spec: str | None) -> tuple[Any, Engine | None, Any, Any]:
