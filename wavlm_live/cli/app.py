@@ -351,7 +351,8 @@ class ServerThread:
         self._thread = threading.Thread(target=self._run, name="wavlm-live-server", daemon=True)
 
     def start(self, timeout: float = 10.0) -> str:
-        """Start serving; returns the server's URL (``ws://host:port``, the real port).
+        """Start serving; returns the server's URL (``ws://host:port``, the real port;
+        ``wss://`` over TLS).
 
         Raises:
             CliError: the address cannot be bound.
