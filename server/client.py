@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl as _ssl
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -12,6 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from wavlm_live.protocol import TOPICS, decode_message
+from wavlm_live.tls import client_context, describe_tls_error
 
 DEFAULT_TOPICS = ("caption", "speaker", "error", "end")
 
@@ -97,7 +99,8 @@ class Printer:
 
 
 async def listen(url: str, *, token: str | None = None, topics: Iterable[str] | None = None,
-                 print_fn: Callable[..., Any] = print, partials: bool | None = None) -> int:
+                 print_fn: Callable[..., Any] = print, partials: bool | None = None,
+                 cafile: str | None = None, ssl: _ssl.SSLContext | None = None) -> int:
     """Connect to a wavlm-live server and print what it publishes until the stream ends.
 
     Prints final captions as ``[12.34-15.60] S1 (Alice): TEXT``, speaker joins and
@@ -106,16 +109,20 @@ async def listen(url: str, *, token: str | None = None, topics: Iterable[str] | 
     a terminal with the builtin ``print``.
 
     Args:
-        url: ``ws://host:port`` of the server.
+        url: ``ws://host:port`` (or ``wss://``) of the server.
         token: bearer token, sent in the ``Authorization`` header (never in the URL).
         topics: topics to subscribe to (default caption, speaker, error, end).
         print_fn: called like ``print`` (``end``/``flush`` keywords for partials).
         partials: show partial captions; ``None`` decides as described above.
+        cafile: PEM of the CA (or the certificate) of a ``wss://`` server; default: the
+            system's trust store.
+        ssl: an ``ssl.SSLContext`` for ``wss://`` to use instead of ``cafile``'s.
 
     Returns:
         0 when the stream ended or the server closed normally (1000/1001); 1 when the
-        connection failed, was refused (HTTP 400/401/403/503) or was dropped; 2 for a
-        bad URL or topic. Failures are printed as one line, never a traceback.
+        connection failed, was refused (HTTP 400/401/403/503, an untrusted TLS
+        certificate) or was dropped; 2 for a bad URL, topic or ``cafile``. Failures are
+        printed as one line, never a traceback.
     """
     chosen = list(DEFAULT_TOPICS if topics is None else topics)
     unknown = [t for t in chosen if t not in TOPICS]
@@ -127,8 +134,13 @@ async def listen(url: str, *, token: str | None = None, topics: Iterable[str] | 
     printer = Printer(print_fn, partials)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
+        context = ssl if ssl is not None else client_context(url, cafile)
+    except ValueError as exc:
+        print_fn(str(exc))
+        return 2
+    try:
         async with connect(url, additional_headers=headers, compression=None,
-                           max_size=2**22, open_timeout=10) as ws:
+                           max_size=2**22, open_timeout=10, ssl=context) as ws:
             await ws.send(json.dumps({"type": "subscribe", "topics": chosen}))
             async for raw in ws:
                 msg = decode_message(raw)
@@ -138,7 +150,7 @@ async def listen(url: str, *, token: str | None = None, topics: Iterable[str] | 
         printer.line("server closed the connection" + (" (shutting down)" if going_away else ""))
         return 0
     except InvalidURI:
-        print_fn(f"not a websocket URL: {url!r} (expected ws://host:port)")
+        print_fn(f"not a websocket URL: {url!r} (expected ws://host:port or wss://host:port)")
         return 2
     except InvalidStatus as exc:
         status = exc.response.status_code
@@ -157,6 +169,7 @@ async def listen(url: str, *, token: str | None = None, topics: Iterable[str] | 
         print_fn(f"cannot connect to {url}: connection refused (is the server running?)")
         return 1
     except (OSError, TimeoutError, InvalidHandshake) as exc:
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        detail = describe_tls_error(exc, url) or (exc.strerror if isinstance(exc, OSError) and exc.strerror
+                                                   else str(exc) or type(exc).__name__)
         print_fn(f"cannot connect to {url}: {detail}")
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 
@@ -68,6 +69,12 @@ class ServerConfig:
     server stops reading) while this much audio waits for analysis."""
     session_idle_s: float = 30.0
     """A session that sends no audio for this many seconds is ended (``idle_timeout``)."""
+    certfile: str | None = None
+    """PEM certificate (chain) to serve TLS with: ``wss://`` websockets and the page over
+    ``https://``; ``None`` serves plain ``ws://``/``http://``. Its content is read when the
+    server starts (see :func:`wavlm_live.tls.server_context`)."""
+    keyfile: str | None = None
+    """PEM private key of ``certfile``; ``None``: the key is in ``certfile`` too."""
 
     max_clients_per_address: int = 16
     """Concurrent connections from one IP address; more get HTTP 429. Behind a reverse
@@ -136,6 +143,21 @@ class ServerConfig:
         _check_int("message_burst", self.message_burst, 1, 100_000)
         _check_rate("rename_rate", self.rename_rate)
         _check_int("rename_burst", self.rename_burst, 1, 100_000)
+        if self.keyfile is not None and self.certfile is None:
+            raise ValueError("keyfile needs a certfile (the certificate it is the key of)")
+        for name in ("certfile", "keyfile"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            if not isinstance(path, str) or not path:
+                raise TypeError(f"{name} must be a path string or None, got {path!r}")
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise ValueError(f"{name} {path} is not a readable file")
+
+    @property
+    def scheme(self) -> str:
+        """``"wss"`` when serving TLS (``certfile``), else ``"ws"``."""
+        return "ws" if self.certfile is None else "wss"
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

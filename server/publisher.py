@@ -51,6 +51,7 @@ from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.sessions import SessionHost, SessionLimitError, SessionOptions
 from wavlm_live.engine.scheduler import Scheduler
 from wavlm_live.events import CaptionEvent, EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
+from wavlm_live.tls import server_context
 
 from .config import ServerConfig
 from .protocol import (
@@ -376,15 +377,18 @@ class Publisher:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Bind, start serving and subscribe to the bus; returns the bound TCP port.
+        """Bind, start serving (over TLS with ``config.certfile``) and subscribe to the
+        bus; returns the bound TCP port.
 
         Raises:
             RuntimeError: already started.
             OSError: the address cannot be bound (e.g. port in use).
+            ValueError: the certificate or key cannot be loaded or do not match.
         """
         if self._server is not None:
             raise RuntimeError("publisher already started")
         cfg = self._config
+        tls = server_context(cfg.certfile, cfg.keyfile) if cfg.certfile is not None else None
         self._loop = asyncio.get_running_loop()
         self._server = await serve(
             self._handle,
@@ -398,6 +402,7 @@ class Publisher:
             ping_interval=None,  # the writer pings (flow control and stall detection)
             server_header=None,
             logger=_WS_LOGGER,
+            ssl=tls,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         if self._main is not None and self._bus is not None:
@@ -460,9 +465,9 @@ class Publisher:
 
     @property
     def url(self) -> str:
-        """``ws://host:port`` of the server."""
-        host = self._config.host
-        return f"ws://[{host}]:{self.port}" if ":" in host else f"ws://{host}:{self.port}"
+        """``ws://host:port`` of the server (``wss://`` over TLS)."""
+        host, scheme = self._config.host, self._config.scheme
+        return f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
 
     @property
     def clients(self) -> int:

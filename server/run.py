@@ -40,14 +40,16 @@ def run_server(bus: EventBus | None, hello: dict[str, Any], control: Control | N
         ready: set once the server listens.
         stop: set it from another thread to stop the server.
         on_ready: called once the server listens, in the server's thread, with its URL
-            ``ws://host:port`` (the real port when ``config.port`` is 0).
+            ``ws://host:port`` (the real port when ``config.port`` is 0; ``wss://`` when
+            ``config.certfile`` serves TLS).
 
     Returns:
         0, the process exit code for a clean stop.
 
     Raises:
         OSError: the address cannot be bound (``ready`` is then never set).
-        TypeError, ValueError: bad arguments (see Publisher).
+        TypeError, ValueError: bad arguments (see Publisher), or a TLS certificate or
+            key that cannot be loaded.
     """
     return asyncio.run(_serve(bus, hello, control, config, ready, stop, on_ready, sessions, first_client))
 

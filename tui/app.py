@@ -5,7 +5,8 @@ an optional ``Authorization: Bearer`` token, subscribes, and feeds every decoded
 into :class:`~wavlm_live.tui.state.DashboardState` (plain state updates, no per-message
 redraw). A timer redraws the widgets from the state every ``config.refresh_s`` seconds.
 Losing the server never ends the app: the status bar shows the state and the worker
-reconnects with exponential backoff; HTTP 401 (bad token), 403 (origin) and 400 stop it.
+reconnects with exponential backoff; HTTP 401 (bad token), 403 (origin), 400 and a
+refused TLS certificate stop it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +44,9 @@ from .widgets import (
 )
 
 from wavlm_live.protocol import TOPICS, decode_message  # noqa: E402 - every topic (embeddings not requested)
+from wavlm_live.tls import client_context, describe_tls_error  # noqa: E402
 
-REFUSED = ("auth failed", "forbidden", "refused", "bad url")
+REFUSED = ("auth failed", "forbidden", "refused", "bad url", "tls refused")
 """Link states in which the worker stopped: retrying cannot help."""
 
 YIELD_EVERY = 32
@@ -58,7 +61,8 @@ class Link:
     Attributes:
         state: ``"connecting"``, ``"live"``, ``"reconnecting"``, or one of
             :data:`REFUSED` (``"auth failed"`` for HTTP 401, ``"forbidden"`` for 403,
-            ``"refused"`` for 400, ``"bad url"``), after which no retry is made.
+            ``"refused"`` for 400, ``"bad url"``, ``"tls refused"`` for an untrusted
+            server certificate), after which no retry is made.
         detail: why (last error), one short phrase.
         attempt: failed attempts since the last live connection.
         retry_at: ``time.monotonic()`` of the next attempt while reconnecting.
@@ -79,10 +83,14 @@ class DashboardApp(App[int]):
         transcript_path: where ``s`` saves the transcript; default
             ``wavlm-live-transcript-<YYYYmmdd-HHMMSS>.txt`` in the working directory.
         config: sizes, refresh period and reconnect backoff (:class:`DashboardConfig`).
+        cafile: PEM of the CA (or the certificate) of a ``wss://`` server; default:
+            the system's trust store.
+        ssl: an ``ssl.SSLContext`` for ``wss://`` to use instead of ``cafile``'s.
 
     Raises:
-        ValueError: ``url`` is not a ``ws://`` or ``wss://`` URL with a host, or
-            ``token`` is empty or holds a line break.
+        ValueError: ``url`` is not a ``ws://`` or ``wss://`` URL with a host,
+            ``token`` is empty or holds a line break, or ``cafile`` is given for a
+            ``ws://`` URL or cannot be read.
 
     The app's return value (``App.return_value``) is 0 after a normal quit and 1 when it
     quit while the server refused it (a :data:`REFUSED` link state).
@@ -115,13 +123,17 @@ class DashboardApp(App[int]):
         transcript_path: str | Path | None = None,
         config: DashboardConfig | None = None,
         session: str | None = None,
+        cafile: str | None = None,
+        ssl: Any = None,
     ) -> None:
         parts = urlsplit(url) if isinstance(url, str) else None
         if parts is None or parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ValueError(f"url must be a ws:// or wss:// URL with a host, got {url!r}")
         if token is not None and (not isinstance(token, str) or not token or "\n" in token or "\r" in token):
             raise ValueError("token must be a non-empty single-line string")
+        context = ssl if ssl is not None else client_context(url, cafile)
         super().__init__()
+        self._ssl = context
         self.url = url
         self.config = config or DashboardConfig()
         self.transcript_path = Path(transcript_path) if transcript_path is not None else None
@@ -189,6 +201,7 @@ class DashboardApp(App[int]):
                     additional_headers=headers,
                     open_timeout=self.config.open_timeout_s,
                     max_queue=64,
+                    ssl=self._ssl,
                 ) as ws:
                     self._ws = ws
                     self.link = Link("live")
@@ -224,6 +237,9 @@ class DashboardApp(App[int]):
                 detail = "HTTP 503: server full" if code == 503 else f"HTTP {code}"
             except InvalidURI as exc:
                 self.link = Link("bad url", str(exc))
+                return
+            except ssl.SSLCertVerificationError as exc:
+                self.link = Link("tls refused", describe_tls_error(exc) or str(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - network or protocol failure: show it, retry
                 detail = _reason(exc)
@@ -430,6 +446,8 @@ def _reason(exc: BaseException) -> str:
         text = "connection refused"
     elif isinstance(exc, TimeoutError):
         text = "timed out"
+    elif (tls := describe_tls_error(exc)) is not None:
+        text = tls
     elif isinstance(exc, ConnectionClosed):
         text = f"connection lost ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
     elif isinstance(exc, OSError) and exc.strerror:
@@ -440,7 +458,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def run_dashboard(url: str, token: str | None = None, *, transcript_path: str | Path | None = None,
-                  config: DashboardConfig | None = None, session: str | None = None) -> int:
+                  config: DashboardConfig | None = None, session: str | None = None,
+                  cafile: str | None = None, ssl: Any = None) -> int:
     """Run the dashboard in the terminal until the user quits.
 
     Args:
@@ -449,15 +468,18 @@ def run_dashboard(url: str, token: str | None = None, *, transcript_path: str | 
         session: watch this client session (read-only) instead of the server's input.
         transcript_path: file that ``s`` writes (see :class:`DashboardApp`).
         config: dashboard settings.
+        cafile, ssl: the server's CA for ``wss://`` (see :class:`DashboardApp`).
 
     Returns:
         Process exit code: 0 after a normal quit, 1 when the server refused the
-        dashboard (HTTP 401, 403 or 400) or the app failed, 2 for a bad ``url`` or token.
+        dashboard (HTTP 401, 403 or 400, or its TLS certificate was refused) or the app
+        failed, 2 for a bad ``url``, token or ``cafile``.
     """
     import sys
 
     try:
-        app = DashboardApp(url, token=token, transcript_path=transcript_path, config=config, session=session)
+        app = DashboardApp(url, token=token, transcript_path=transcript_path, config=config, session=session,
+                           cafile=cafile, ssl=ssl)
     except ValueError as exc:
         print(f"wavlm-live dashboard: {exc}", file=sys.stderr)
         return 2

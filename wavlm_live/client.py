@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from wavlm_live.protocol import decode_message
 from wavlm_live.timegrid import SAMPLE_RATE
+from wavlm_live.tls import client_context
 
 FORMATS = {"pcm_s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 """Sample formats a session can send (interleaved, little-endian)."""
@@ -136,8 +137,8 @@ class Session:
 @contextlib.asynccontextmanager
 async def open_session(url: str, *, sample_rate: int = SAMPLE_RATE, channels: int = 1, format: str = "f32le",  # noqa: A002
                        tasks: Iterable[str] | None = None, speaker_threshold: float | None = None,
-                       live: bool = True, token: str | None = None, ssl: Any = None,
-                       open_timeout: float = 10.0) -> AsyncIterator[Session]:
+                       live: bool = True, token: str | None = None, cafile: str | None = None,
+                       ssl: Any = None, open_timeout: float = 10.0) -> AsyncIterator[Session]:
     """Connect to a wavlm-live server and open an audio session (async context manager;
     the connection is closed on exit).
 
@@ -151,11 +152,16 @@ async def open_session(url: str, *, sample_rate: int = SAMPLE_RATE, channels: in
         live: ``True`` for real-time audio (the server skips windows if it falls behind);
             ``False`` to have every window analysed, the server slowing the sender down.
         token: bearer token, sent in the ``Authorization`` header.
-        ssl: an ``ssl.SSLContext`` for ``wss://`` URLs.
+        cafile: PEM of the CA (or the certificate) of a ``wss://`` server; default: the
+            system's trust store.
+        ssl: an ``ssl.SSLContext`` for ``wss://`` URLs, instead of ``cafile``'s.
 
     Raises:
         SessionError: the server refused the session (``code`` says why).
-        OSError, websockets.exceptions.InvalidHandshake: the connection failed.
+        ValueError: a bad ``format``, or ``cafile`` given for a ``ws://`` URL or unreadable.
+        OSError, websockets.exceptions.InvalidHandshake: the connection failed
+            (``ssl.SSLError``, an ``OSError``, when the server's TLS certificate is
+            refused: :func:`wavlm_live.tls.describe_tls_error` says why in one line).
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -166,9 +172,9 @@ async def open_session(url: str, *, sample_rate: int = SAMPLE_RATE, channels: in
     if speaker_threshold is not None:
         start["speaker_threshold"] = speaker_threshold
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    kwargs: dict[str, Any] = {"ssl": ssl} if ssl is not None else {}
+    context = ssl if ssl is not None else client_context(url, cafile)
     async with connect(url, additional_headers=headers, compression=None, max_size=2**24,
-                       open_timeout=open_timeout, **kwargs) as ws:
+                       open_timeout=open_timeout, ssl=context) as ws:
         hello = decode_message(await ws.recv()) or {}
         await ws.send(json.dumps(start))
         pending: list[dict[str, Any]] = []
@@ -196,11 +202,13 @@ async def send_file(url: str, path: str | Path, *, speed: float | None = 1.0, **
     server's ``started``.
 
     Args:
-        url, options: as for :func:`open_session` (``token``, ``tasks``, ...).
+        url, options: as for :func:`open_session` (``token``, ``tasks``, ``cafile``...).
 
     Raises:
         wavlm_live.audio.AudioError: the file cannot be read.
         SessionError: the server refused the session.
+        ValueError, OSError, websockets.exceptions.InvalidHandshake: as for
+            :func:`open_session`.
     """
     from wavlm_live.audio import FileSource  # noqa: PLC0415
 

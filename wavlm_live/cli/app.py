@@ -19,7 +19,6 @@ from wavlm_live.engine.engine import Engine, EngineConfig
 from wavlm_live.events import ErrorEvent
 from wavlm_live.timegrid import SAMPLE_RATE
 
-from .defaults import DEFAULT_MODELS
 from .options import AnalysisOptions
 from .errors import CliError, UsageError
 
@@ -355,7 +354,8 @@ class ServerThread:
         self._thread = threading.Thread(target=self._run, name="wavlm-live-server", daemon=True)
 
     def start(self, timeout: float = 10.0) -> str:
-        """Start serving; returns the server's URL (``ws://host:port``, the real port).
+        """Start serving; returns the server's URL (``ws://host:port``, the real port;
+        ``wss://`` over TLS).
 
         Raises:
             CliError: the address cannot be bound.
@@ -430,12 +430,16 @@ class Pipeline:
 
 def server_config(args: argparse.Namespace) -> Any:
     """:class:`wavlm_live.server.ServerConfig` from the options; warns on stderr when it
-    binds a non-loopback address without a token (:func:`warn_if_exposed`).
+    binds a non-loopback address without a token (:func:`warn_if_exposed`); a ``--certfile``
+    (and ``--keyfile``) is loaded once here, so that a bad one fails before the models load.
 
     Raises:
-        CliError: invalid values.
+        UsageError: invalid values, a ``--certfile``/``--keyfile`` that is no readable
+            file, ``--keyfile`` without ``--certfile``.
+        CliError: the certificate or key cannot be loaded, or do not match.
     """
     from wavlm_live.server import ServerConfig  # noqa: PLC0415
+    from wavlm_live.tls import server_context  # noqa: PLC0415
 
     try:
         config = ServerConfig(
@@ -455,9 +459,16 @@ def server_config(args: argparse.Namespace) -> Any:
             session_buffer_s=getattr(args, "session_buffer", 30.0),
             session_idle_s=getattr(args, "session_idle", 30.0),
             client_idle_s=getattr(args, "client_idle", 30.0),
+            certfile=getattr(args, "certfile", None),
+            keyfile=getattr(args, "keyfile", None),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    if config.certfile is not None:
+        try:
+            server_context(config.certfile, config.keyfile)
+        except ValueError as exc:
+            raise CliError(f"cannot serve TLS: {exc}") from None
     warn_if_exposed(args)
     return config
 
@@ -524,9 +535,12 @@ def _subscribe_jsonl(args: argparse.Namespace, bus: EventBus, engine: Engine, so
     return stream
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, served: str) -> str:
+    """The URL for this machine's clients of the server at ``served`` (its scheme and
+    port) bound to ``host`` (``0.0.0.0``: reached at 127.0.0.1)."""
+    scheme, port = served.split("://", 1)[0], _port_of(served)
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _served(args: argparse.Namespace, demo: bool, spec: str | None) -> tuple[Any, Engine | None, Any, Any]:

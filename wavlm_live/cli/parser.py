@@ -14,6 +14,7 @@ examples:
   wavlm-live run --input mic                    # live from the default microphone
   wavlm-live run --input talk.flac --speed 2    # replay a file at twice real time
   wavlm-live serve --input mic --port 8765      # headless websocket publisher
+  wavlm-live serve --demo --host 0.0.0.0 --certfile cert.pem --keyfile key.pem   # wss:// and https://
   wavlm-live tui ws://127.0.0.1:8765            # dashboard for a running server
   wavlm-live listen ws://127.0.0.1:8765         # print captions with speakers
   wavlm-live transcribe talk.m4a -o out/talk    # offline: JSONL, SRT, WebVTT, RTTM, TXT
@@ -184,6 +185,11 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
                    help="renaming the speakers of the server's input needs this bearer token, accepted in place of "
                         f"--token (or set {CONTROL_TOKEN_ENV}; default: anyone connected may rename)")
     g.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN", help="allow browser pages from this Origin (repeatable); by default no browser page may connect")
+    g.add_argument("--certfile", default=None, metavar="PEM",
+                   help="serve TLS with this certificate (chain): wss:// websockets and the browser page over "
+                        "https://, which browsers on other machines need for the microphone")
+    g.add_argument("--keyfile", default=None, metavar="PEM",
+                   help="private key of --certfile (default: the key is in the --certfile file too)")
     g.add_argument("--max-clients", type=_positive_int, default=32, help="concurrent clients (default: %(default)s)")
     g.add_argument("--max-clients-per-address", type=_positive_int, default=16, metavar="N",
                    help="concurrent clients from one IP address; behind a proxy set it to --max-clients "
@@ -245,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
     p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
     p.add_argument("--session", default=None, metavar="ID", help="watch this client session instead of the server's input")
+    _add_cafile_option(p)
 
     p = sub.add_parser("send", help="stream a file or the microphone to a server and show its results",
                        description="Open an audio session on a wavlm-live server, stream a file (at real-time pace, or "
@@ -261,11 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send a file as a live session: the server skips windows if it falls behind "
                         "(default for the microphone; a file is paced by default, every window analysed)")
     p.add_argument("--tui", action="store_true", help="show the session in the dashboard")
+    _add_cafile_option(p)
 
     p = sub.add_parser("listen", help="print captions and speakers from a running server",
                        description="Subscribe to a wavlm-live server and print final captions with speaker labels.")
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765", help="server URL (default: %(default)s)")
     p.add_argument("--token", default=None, help=f"bearer token (or set {TOKEN_ENV})")
+    _add_cafile_option(p)
 
     p = sub.add_parser("transcribe", help="analyse a file offline: JSONL, SRT, WebVTT, RTTM, TXT",
                        description="Run the streaming pipeline over a whole file as fast as the machine allows and write "
@@ -321,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="use the bundled demo models (the default without a model option)")
     _add_model_options(p, bench=True)
     return parser
+
+
+def _add_cafile_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cafile", default=None, metavar="PEM",
+                   help="for a wss:// URL: trust the server certificate signed by this CA, or this very "
+                        "(self-signed) certificate (default: the system's trust store)")
 
 
 def _add_progress_option(p: argparse.ArgumentParser) -> None:

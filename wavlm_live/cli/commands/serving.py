@@ -11,7 +11,7 @@ from typing import Any
 
 from wavlm_live.timegrid import SAMPLE_RATE
 
-from ..app import (DEMO_TASK_FOLDERS, FatalWatch, Pipeline, ServerThread, _port_of, _served, _url, demo_recording,
+from ..app import (DEMO_TASK_FOLDERS, FatalWatch, Pipeline, ServerThread, _served, _url, demo_recording,
                    open_source, serve_failure, server_config)
 from ..errors import EXIT_FAILURE, CliError, UsageError
 
@@ -22,17 +22,19 @@ def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
     spec = args.input
     if demo and spec is None:
         spec = str(demo_recording())
+    config = server_config(args)
     host, engine, source, jsonl = _served(args, demo, spec)
     assert engine is not None and source is not None
     watch = FatalWatch()
     engine.bus.subscribe(watch)
     host.start()
-    server = ServerThread(engine.bus, engine.hello(), engine, server_config(args), sessions=host)
+    server = ServerThread(engine.bus, engine.hello(), engine, config, sessions=host)
     try:
-        url = _url(args.host, _port_of(server.start()))
+        url = _url(args.host, server.start())
     except BaseException:
         host.stop()
         raise
+    local = _own_server_ssl(url, config)
     pipeline = Pipeline(engine, source, host)
     use_tui = not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty()
     print(f"wavlm-live: {source.describe()} -> {url}" + (" (demo models)" if demo else ""), file=sys.stderr)
@@ -42,11 +44,11 @@ def cmd_run(args: argparse.Namespace, demo: bool = False) -> int:
             from wavlm_live.tui import run_dashboard  # noqa: PLC0415
 
             # the local dashboard may rename (r): it gets the control token if there is one
-            status = run_dashboard(url, getattr(args, "control_token", None) or args.token)
+            status = run_dashboard(url, getattr(args, "control_token", None) or args.token, ssl=local)
         else:
             from wavlm_live.server import listen  # noqa: PLC0415
 
-            status = asyncio.run(listen(url, token=args.token))
+            status = asyncio.run(listen(url, token=args.token, ssl=local))
     except KeyboardInterrupt:
         status = 130
     finally:
@@ -74,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--exit-at-end needs --input (a file whose end ends the server)")
     if args.wait_client and args.input is None:
         raise UsageError("--wait-client needs --input (the input that waits for the first client)")
+    config = server_config(args)
     host, engine, source, jsonl = _served(args, args.demo, args.input)
     watch = FatalWatch()
     if engine is not None:
@@ -83,14 +86,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     host.start()
     server = ServerThread(engine.bus if engine else None, (engine or host.template()).hello(), engine,
-                          server_config(args), sessions=host)
+                          config, sessions=host)
     pipeline = Pipeline(engine, source, host) if engine is not None else None
     try:
-        url = _url(args.host, _port_of(server.start()))
+        url = _url(args.host, server.start())
         what = source.describe() if source is not None else "client sessions"
         demo_note = " (demo models)" if host.demo else ""
         print(f"wavlm-live: serving {what} on {url}{demo_note}; browser page at "
-              f"{url.replace('ws://', 'http://', 1)}/", file=sys.stderr, flush=True)
+              f"http{url[2:]}/", file=sys.stderr, flush=True)  # ws:// -> http://, wss:// -> https://
         if args.wait_client and pipeline is not None:
             while not stop.is_set() and not server.first_client.is_set():
                 stop.wait(0.05)
@@ -122,7 +125,30 @@ def cmd_tui(args: argparse.Namespace) -> int:
     """``tui URL``: the dashboard only."""
     from wavlm_live.tui import run_dashboard  # noqa: PLC0415
 
-    return run_dashboard(args.url, args.token, session=args.session)
+    return run_dashboard(args.url, args.token, session=args.session, ssl=_client_ssl(args))
+
+
+def _own_server_ssl(url: str, config: Any) -> Any:
+    """The ``ssl`` context of this process's own clients (the dashboard or ``listen`` of
+    ``run``/``demo``) for its TLS server: trusting its ``--certfile`` whatever host names
+    it holds, since they connect to this machine; ``None`` without TLS."""
+    from wavlm_live.tls import client_context  # noqa: PLC0415
+
+    return client_context(url, config.certfile, check_hostname=False) if config.certfile else None
+
+
+def _client_ssl(args: argparse.Namespace) -> Any:
+    """The ``ssl`` context for ``args.url`` and ``--cafile`` (``None`` for ``ws://``).
+
+    Raises:
+        UsageError: ``--cafile`` with a ``ws://`` URL, or a ``--cafile`` that cannot be read.
+    """
+    from wavlm_live.tls import client_context  # noqa: PLC0415
+
+    try:
+        return client_context(args.url, args.cafile)
+    except ValueError as exc:
+        raise UsageError(f"--cafile: {exc}") from None
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -136,7 +162,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         if unknown or not tasks:
             raise UsageError(f"unknown task(s) {', '.join(unknown) or '(none)'}; "
                              f"choose from {','.join(DEMO_TASK_FOLDERS)}")
-    options: dict[str, Any] = {"token": args.token, "tasks": tasks, "speaker_threshold": args.speaker_threshold}
+    options: dict[str, Any] = {"token": args.token, "tasks": tasks, "speaker_threshold": args.speaker_threshold,
+                               "ssl": _client_ssl(args)}
     if args.input != "mic":
         from wavlm_live.audio import AudioError, FileSource  # noqa: PLC0415
 
@@ -156,6 +183,7 @@ async def _send(args: argparse.Namespace, options: dict[str, Any], print_fn: Any
 
     from wavlm_live.client import SessionError, open_session, send_file  # noqa: PLC0415
     from wavlm_live.server.client import Printer  # noqa: PLC0415
+    from wavlm_live.tls import describe_tls_error  # noqa: PLC0415
 
     printer = Printer(print_fn, partials=print_fn is print and sys.stdout.isatty())
     failed = False
@@ -186,9 +214,12 @@ async def _send(args: argparse.Namespace, options: dict[str, Any], print_fn: Any
         print_fn(f"wavlm-live: cannot connect to {args.url}: HTTP {exc.response.status_code}")
         return 1
     except InvalidURI:
-        print_fn(f"wavlm-live: not a websocket URL: {args.url!r} (expected ws://host:port)")
+        print_fn(f"wavlm-live: not a websocket URL: {args.url!r} (expected ws://host:port or wss://host:port)")
         return 2
     except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+        if (tls := describe_tls_error(exc, args.url)) is not None:
+            print_fn(f"wavlm-live: cannot connect to {args.url}: {tls}")
+            return 1
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         print_fn(f"wavlm-live: cannot stream to {args.url}: {detail}")
         return 1
@@ -259,7 +290,7 @@ def _send_with_dashboard(args: argparse.Namespace, options: dict[str, Any]) -> i
         for line in lines:
             print(line, file=sys.stderr)
         return int(result.get("status", 1))
-    status = run_dashboard(args.url, args.token, session=result["session"])
+    status = run_dashboard(args.url, args.token, session=result["session"], ssl=options["ssl"])
     stop.set()
     thread.join(10)
     return status or int(result.get("status", 0))
@@ -269,4 +300,4 @@ def cmd_listen(args: argparse.Namespace) -> int:
     """``listen URL``: print captions and speakers."""
     from wavlm_live.server import listen  # noqa: PLC0415
 
-    return asyncio.run(listen(args.url, token=args.token))
+    return asyncio.run(listen(args.url, token=args.token, ssl=_client_ssl(args)))
