@@ -233,8 +233,8 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
 
 def _jsonl_line(schema: dict[str, Any]) -> dict[str, Any]:
     """A server message schema as a JSON Lines file line: no websocket envelope (``seq``,
-    ``wall``), no per-connection fields (``clients``, ``snapshot``)."""
-    drop = {"seq", "wall", "clients", "snapshot"}
+    ``wall``), no fields the server adds (``clients``, ``engine``, ``snapshot``)."""
+    drop = {"seq", "wall", "clients", "engine", "snapshot"}
     out = dict(schema)
     out["$id"] = schema["$id"].replace(":protocol:v1:server:", ":jsonl:v1:")
     out["properties"] = {k: v for k, v in schema["properties"].items() if k not in drop}

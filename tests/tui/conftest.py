@@ -109,9 +109,10 @@ class LiveServer:
     like the engine does.
     """
 
-    def __init__(self, hello: dict[str, Any], token: str | None = None) -> None:
+    def __init__(self, hello: dict[str, Any], token: str | None = None, **config: Any) -> None:
         self.hello = hello
         self.token = token
+        self.config = config  # more ServerConfig fields
         self.bus = EventBus()
         self.control = FakeControl(self.bus)
         self.port = 0
@@ -128,7 +129,7 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def start(self) -> int:
-        config = ServerConfig(host="127.0.0.1", port=self.port, token=self.token)
+        config = ServerConfig(host="127.0.0.1", port=self.port, token=self.token, **self.config)
         self.publisher = Publisher(self.bus, self.hello, self.control, config)
         self.port = self.call(self.publisher.start())
         return self.port
@@ -193,11 +194,12 @@ def shifted() -> Callable[[list[Event], float, int], list[Event]]:
 
 @pytest.fixture
 def make_server() -> Iterable[Callable[..., LiveServer]]:
-    """``make_server(hello=HELLO, token=None)`` -> a started :class:`LiveServer`."""
+    """``make_server(hello=HELLO, token=None, **ServerConfig fields)`` -> a started
+    :class:`LiveServer`."""
     servers: list[LiveServer] = []
 
-    def make(hello: dict[str, Any] = HELLO, token: str | None = None) -> LiveServer:
-        server = LiveServer(hello, token)
+    def make(hello: dict[str, Any] = HELLO, token: str | None = None, **config: Any) -> LiveServer:
+        server = LiveServer(hello, token, **config)
         servers.append(server)
         server.start()
         return server
