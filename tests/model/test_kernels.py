@@ -1,10 +1,11 @@
-"""The CPU fast paths: pre-packed bfloat16 oneDNN linears and float32-score attention."""
+"""The CPU fast paths (``kernels.py``, ``fast.py``): pre-packed bfloat16 oneDNN linears and
+float32-score attention."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from wavlm_live.model import attention, kernels
+from wavlm_live.model import attention, fast, kernels
 
 
 def _rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -15,7 +16,7 @@ def _rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
 def _switches():
     yield
     kernels.PACK_BF16_WEIGHTS = True
-    attention.EXPLICIT_BF16_ATTENTION = True
+    fast.EXPLICIT_BF16_ATTENTION = True
 
 
 def test_packing_is_available_on_this_cpu():
@@ -71,7 +72,7 @@ def test_fp32_score_attention_is_closer_to_float32_than_the_bf16_kernel(logit_sc
     reference = F.scaled_dot_product_attention(qb.double(), kb.double(), vb.double(), attn_mask=mask.double(),
                                                scale=1.0)
     with torch.inference_mode():  # the layer hands it the bias in float32, the kernel gets bfloat16
-        ours = attention._attention_fp32_scores(qb, kb, vb, gate.bfloat16(), bias, padding)
+        ours = fast._attention_fp32_scores(qb, kb, vb, gate.bfloat16(), bias, padding)
         kernel = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask.bfloat16(), scale=1.0)
     assert ours.dtype == torch.bfloat16 and ours.shape == reference.shape
     assert _rel_rms(ours, reference) < 0.6 * _rel_rms(kernel, reference)
@@ -80,7 +81,7 @@ def test_fp32_score_attention_is_closer_to_float32_than_the_bf16_kernel(logit_sc
     vb2 = vb.clone()
     vb2[1, :, 100:] = 100.0
     with torch.inference_mode():
-        assert torch.equal(attention._attention_fp32_scores(qb, kb, vb2, gate.bfloat16(), bias, padding), ours)
+        assert torch.equal(fast._attention_fp32_scores(qb, kb, vb2, gate.bfloat16(), bias, padding), ours)
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.01)])
@@ -121,37 +122,41 @@ def test_time_major_conv_matches_conv1d(dtype, tol, kernel, stride, activation):
 def test_stacked_projection_follows_weight_updates():
     """The cached q/k/v/gate stack is rebuilt when any of its weights changes in place."""
     torch.manual_seed(0)
-    att = attention.WavLMAttention(64, 4, num_buckets=16, max_distance=32)
+    att = fast.accelerate(attention.WavLMAttention(64, 4, num_buckets=16, max_distance=32))
+    assert type(att) is fast.FastWavLMAttention
     x = torch.randn(1, 30, 64)
 
     def both():
         with torch.inference_mode():
-            fast = att(x)[0]
-        with torch.enable_grad():  # four separate layers, no cache
+            inferred = att(x)[0]
+        with torch.enable_grad():  # the reference forward: four separate layers, no cache
             slow = att(x)[0].detach()
-        return fast, slow
+        return inferred, slow
 
-    fast, slow = both()
-    assert torch.allclose(fast, slow, atol=1e-5)
+    inferred, slow = both()
+    assert torch.allclose(inferred, slow, atol=1e-5)
     for layer in (att.k_proj, att.gru_rel_pos_linear):
         with torch.no_grad():
             layer.weight.mul_(-1.5)  # e.g. an optimizer step or load_state_dict
-        new_fast, new_slow = both()
-        assert not torch.allclose(new_fast, fast, atol=1e-3)
-        assert torch.allclose(new_fast, new_slow, atol=1e-5)
-        fast = new_fast
+        new_inferred, new_slow = both()
+        assert not torch.allclose(new_inferred, inferred, atol=1e-3)
+        assert torch.allclose(new_inferred, new_slow, atol=1e-5)
+        inferred = new_inferred
 
 
 def test_bf16_attention_off_the_cpu_uses_no_cpu_kernels():
-    """The stacked projection is packed for oneDNN only on the CPU: on another device (the
-    meta device stands in for CUDA here; oneDNN's ops have no kernel for it) bfloat16
-    attention runs on plain matmuls and SDPA."""
-    att = attention.WavLMAttention(64, 4, num_buckets=16, max_distance=32).to("meta", torch.bfloat16)
+    """The stacked projection is packed for oneDNN only on the CPU: an accelerated model moved
+    to another device (the meta device stands in for CUDA here; oneDNN's ops have no kernel
+    for it) runs bfloat16 attention on plain matmuls and SDPA."""
+    att = fast.accelerate(attention.WavLMAttention(64, 4, num_buckets=16, max_distance=32))
+    att = att.to("meta", torch.bfloat16)
+    assert type(att) is fast.FastWavLMAttention
     with torch.inference_mode():
         out, bias = att(torch.empty(2, 30, 64, device="meta", dtype=torch.bfloat16))
     assert out.shape == (2, 30, 64) and out.device.type == "meta" and out.dtype == torch.bfloat16
     assert bias.shape == (4, 30, 30)
-    plain = attention.SelfAttention(64, 4).to("meta", torch.bfloat16)  # Wav2Vec2 / HuBERT
+    plain = fast.accelerate(attention.SelfAttention(64, 4)).to("meta", torch.bfloat16)  # Wav2Vec2 / HuBERT
+    assert type(plain) is fast.FastSelfAttention
     with torch.inference_mode():
         out, bias = plain(torch.empty(2, 30, 64, device="meta", dtype=torch.bfloat16),
                           key_padding=torch.zeros(2, 30, dtype=torch.bool, device="meta"))
@@ -169,11 +174,12 @@ def test_plain_bf16_attention_sdpa_is_as_exact_as_the_float32_score_form():
     padding[1, 37:] = True
     scores = (q @ k.transpose(-1, -2)).masked_fill(padding[:, None, None, :], float("-inf"))
     reference = torch.softmax(scores, -1) @ v
-    att = attention.SelfAttention(128, 4).bfloat16().eval()
+    att = fast.accelerate(attention.SelfAttention(128, 4).bfloat16().eval())
+    assert type(att) is fast.FastSelfAttention
     with torch.inference_mode():
         kernel = F.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(),
                                                 attn_mask=~padding[:, None, None, :], scale=1.0)
-        explicit = attention._attention_fp32_scores(q.bfloat16(), k.bfloat16(), v.bfloat16(),
+        explicit = fast._attention_fp32_scores(q.bfloat16(), k.bfloat16(), v.bfloat16(),
                                                     torch.ones(2, 4, 50, dtype=torch.bfloat16),
                                                     torch.zeros(4, 50, 50), padding)
     err = ((kernel.double() - reference).norm() / reference.norm()).item()

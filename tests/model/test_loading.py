@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wavlm_live.model import (ModelLoadError, PreprocessorConfig, WavLMConfig, WavLMForAudioFrameClassification,
-                              WavLMForCTC, WavLMForXVector, WavLMModel, load_pretrained, save_pretrained)
+                              WavLMForCTC, WavLMForXVector, WavLMModel, accelerate, load_pretrained, save_pretrained)
 
 from .conftest import VOCAB, max_diff, write_tokenizer
 
@@ -402,7 +402,7 @@ def test_model_built_inside_inference_mode_runs_and_sees_weight_changes(hf_check
     ref = load_pretrained(folder, dtype="bfloat16").model
     x = torch.randn(1, 8000).bfloat16()
     with torch.inference_mode():
-        model = WavLMForCTC(ref.config).bfloat16().eval()
+        model = accelerate(WavLMForCTC(ref.config).bfloat16().eval())  # the fast path's cache is under test
         model.load_state_dict(ref.state_dict())
         assert all(p.is_inference() for p in model.parameters())
         before = model(x).logits

@@ -5,6 +5,10 @@ search.
 
 transformers is only a test oracle; nothing here imports it. See ``docs/models.md``.
 
+The modules are reference PyTorch; the CPU fast path (oneDNN fused kernels) is one opt-in
+call, :func:`accelerate` (``fast.py``), which ``load_pretrained`` makes for CPU models unless
+``fast=False``.
+
 Typical use::
 
     from wavlm_live.model import load_pretrained
@@ -20,6 +24,7 @@ from .checkpoint import (ModelLoadError, Pretrained, load_pretrained, resolve_de
                          save_pretrained)
 from .config import PreprocessorConfig, WavLMConfig, frames_for_samples
 from .ctc import CharOffset, CTCDecoder, CTCVocabulary, Transcript, WordOffset
+from .fast import accelerate
 from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForSequenceClassification, WavLMForXVector
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "WavLMModel",
     "WavLMOutput",
     "WordOffset",
+    "accelerate",
     "frames_for_samples",
     "load_pretrained",
     "resolve_device",

@@ -1,17 +1,20 @@
-"""Self-attention on ``torch.nn.functional.scaled_dot_product_attention``: WavLM's, with
-the gated relative position bias (:class:`WavLMAttention`), and the plain multi-head
-attention of Wav2Vec2 / XLS-R and HuBERT (:class:`SelfAttention`). Both have the same call
-signature, so an encoder layer takes either.
+"""Self-attention in reference PyTorch: WavLM's, with the gated relative position bias
+(:class:`WavLMAttention`), and the plain multi-head attention of Wav2Vec2 / XLS-R and HuBERT
+(:class:`SelfAttention`). Both have the same call signature, so an encoder layer takes either.
 
 Source of the algorithm: WavLM (Chen et al., 2022, "WavLM: Large-Scale Self-Supervised
 Pre-Training for Full Stack Speech Processing", section 2.2) as implemented by transformers
-5.24 ``WavLMAttention`` (``compute_bias``, ``_relative_positions_bucket`` and the gate);
-plain attention as transformers' ``Wav2Vec2Attention`` / ``HubertAttention`` (q scaled by
-``head_dim ** -0.5``, key padding masked). The gated bias goes to SDPA as an additive float
-mask, with key padding folded in as ``-inf``, so the fused kernels run instead of
-materialising softmax weights. The exception is bfloat16 inference on the CPU, where an
-explicit float32-score softmax is both faster and more exact than the CPU kernel
-(``_attention_fp32_scores``).
+5.24 ``modeling_wavlm.py`` ``WavLMAttention`` (``compute_bias``,
+``_relative_positions_bucket`` and the gate); plain attention as transformers'
+``modeling_wav2vec2.py`` ``Wav2Vec2Attention`` / ``HubertAttention`` (q scaled by
+``head_dim ** -0.5``, key padding masked). The gated bias goes to
+``torch.nn.functional.scaled_dot_product_attention`` as an additive float mask, with key
+padding folded in as ``-inf`` (transformers passes the same two to
+``F.multi_head_attention_forward``).
+
+These are the reference forwards: four ``nn.Linear`` projections, SDPA, ``out_proj``, in
+every device and dtype. The CPU fast path (one stacked q/k/v/gate matmul, fused residual
+add, float32-score attention for bfloat16) lives in :mod:`wavlm_live.model.fast`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from .kernels import cached, linear, matmul, pack
 
 
 def relative_position_buckets(length: int, num_buckets: int = 320, max_distance: int = 800,
@@ -44,49 +45,6 @@ def relative_position_buckets(length: int, num_buckets: int = 320, max_distance:
     large = torch.log(rel.float() / max_exact) / math.log(max_distance / max_exact) * (half - max_exact)
     large = torch.clamp_max((max_exact + large).to(torch.long), half - 1)
     return buckets + torch.where(rel < max_exact, rel, large)
-
-
-EXPLICIT_BF16_ATTENTION = True
-"""Use :func:`_attention_fp32_scores` for bfloat16 CPU inference; a switch for benchmarks."""
-
-
-def _explicit_softmax(x: Tensor) -> bool:
-    """Whether attention on ``x`` (the layer's bfloat16 CPU inference input) takes the float32-score path."""
-    return (EXPLICIT_BF16_ATTENTION and x.device.type == "cpu" and x.dtype == torch.bfloat16
-            and not torch.is_grad_enabled())
-
-
-def _attention_fp32_scores(q: Tensor, k: Tensor, v: Tensor, gate: Tensor, bias: Tensor,
-                           key_padding: Tensor | None) -> Tensor:
-    """Attention for bfloat16 on the CPU with float32 scores: q and k are widened to
-    float32 for ``q k^T``, the gated bias ``gate * bias`` is added in float32, padded keys
-    get ``-inf``, the softmax runs in place in float32, and its probabilities, rounded to
-    bfloat16, multiply the bfloat16 values.
-
-    Args:
-        q, k, v: ``[B, heads, T, d]`` bfloat16, q already scaled by ``1/sqrt(d)``.
-        gate: ``[B, heads, T]`` per-query gate (the layer's dtype; promoted to float32).
-        bias: ``[heads, T, T]`` float32 ungated relative position bias.
-        key_padding: ``[B, T]`` bool, True for padded keys, or None.
-
-    Returns: ``[B, heads, T, d]`` bfloat16.
-
-    PyTorch's CPU flash-attention kernel gains nothing from bfloat16 at WavLM's window
-    lengths (it converts blocks to float32) and takes the bias in bfloat16 (8-bit mantissa).
-    This form is ~1.4x faster than the kernel at 200 frames (4 s) and ~1.25x at 400 (8 s)
-    on this project's CPU, two threads, and its output's relative RMS error against float64
-    attention is ~0.25% against the kernel's ~0.8% (random q, k, v, bias). A bfloat16
-    ``q k^T`` would be faster still, but rounding the scores costs an error that grows with
-    them (0.9% for scores of std 8, against 0.26% here). The backbone's total bfloat16
-    error, ~1.5%, is set by the linears."""
-    b, h, t, d = q.shape
-    scores = torch.bmm(q.reshape(b * h, t, d).float(), k.reshape(b * h, t, d).float().transpose(1, 2))
-    scores = scores.view(b, h, t, t)
-    scores.addcmul_(gate.unsqueeze(-1), bias)
-    if key_padding is not None:
-        scores.masked_fill_(key_padding[:, None, None, :], float("-inf"))
-    probs = torch.softmax(scores, dim=-1, out=scores).to(v.dtype)  # in place: half the memory traffic
-    return torch.bmm(probs.view(b * h, t, t), v.reshape(b * h, t, d)).view(b, h, t, d)
 
 
 class WavLMAttention(nn.Module):
@@ -135,43 +93,18 @@ class WavLMAttention(nn.Module):
         weight = self.rel_attn_embed.weight
         return F.embedding(self._bucket_table(length, weight.device), weight).permute(2, 0, 1).contiguous()
 
-    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """q (scaled by ``1/sqrt(d)``), k, v ``[B, heads, T, d]`` and the gate's two logits
-        per head ``[B, T, heads, 2]`` (``gru_rel_pos_linear``'s 8 outputs summed in fours,
-        as transformers does) from ``x [B, T, H]``.
-
-        Without autograd this is one matmul: q, k, v and the gate stacked into one
-        ``[3H + 2 heads, H]`` weight (q's rows and bias scaled by ``1/sqrt(d)``, exact for
-        d = 64; the gate's 4-output sums folded into its weight, its per-head ``d -> 2``
-        maps block-diagonal), built once and cached (pre-packed for bfloat16 on the CPU).
-        One wide matmul instead of four narrow ones saves ~10% of the backbone's time at
-        1 s windows on this project's CPU (66 -> 60 ms in bf16). Under autograd, four
-        separate layers."""
-        b, t, e = x.shape
-        h, d = self.num_heads, self.head_dim
-        scale = 1.0 / math.sqrt(d)
-        layers = (self.q_proj, self.k_proj, self.v_proj, self.gru_rel_pos_linear)
-        if torch.is_grad_enabled() and any(p.requires_grad for layer in layers for p in layer.parameters()):
-            q, k, v = (linear(x, layer).view(b, t, h, d).transpose(1, 2) for layer in layers[:3])
-            gate = self.gru_rel_pos_linear(x.view(b, t, h, d)).view(b, t, h, 2, 4).sum(-1)
-            return q * scale, k, v, gate
-
-        def stack(qw, kw, vw, gw, qb, kb, vb, gb):
-            gate_w = gw.float().view(2, 4, d).sum(1)  # [2, d]: the sums of 4 outputs are linear too
-            gate_w = torch.block_diag(*[gate_w] * h)  # [2 heads, H]: head i's d inputs -> its 2 logits
-            weight = torch.cat([(qw.float() * scale).to(qw.dtype), kw, vw, gate_w.to(qw.dtype)])
-            bias = torch.cat([(qb.float() * scale).to(qb.dtype), kb, vb,
-                              gb.float().view(2, 4).sum(1).repeat(h).to(qb.dtype)])
-            return weight, bias, pack(weight, b * t)
-
-        params = tuple(layer.weight for layer in layers) + tuple(layer.bias for layer in layers)
-        weight, bias, packed = cached(params, stack)
-        y = matmul(x, weight, bias, onednn_weight=packed)  # [B, T, 3H + 2 heads]
-        q, k, v = (y[..., i * e:(i + 1) * e].view(b, t, h, d).transpose(1, 2) for i in range(3))
-        return q, k, v, y[..., 3 * e:].view(b, t, h, 2)
+    def gate(self, hidden_states: Tensor) -> Tensor:
+        """The per-head, per-query gate of the position bias, as transformers: each head's
+        ``d`` inputs through ``gru_rel_pos_linear`` (8 outputs, summed in fours to two logits
+        a, b), ``sigmoid``, then ``a * (b * gru_rel_pos_const - 1) + 2``.
+        Shape: ``[B, T, H] -> [B, heads, T]``."""
+        b, t, _ = hidden_states.shape
+        logits = self.gru_rel_pos_linear(hidden_states.view(b, t, self.num_heads, self.head_dim))
+        gate_a, gate_b = torch.sigmoid(logits.view(b, t, self.num_heads, 2, 4).sum(-1)).transpose(1, 2).unbind(-1)
+        return gate_a * (gate_b * self.gru_rel_pos_const[..., 0] - 1.0) + 2.0
 
     def forward(self, hidden_states: Tensor, position_bias: Tensor | None = None,
-                key_padding: Tensor | None = None, residual: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                key_padding: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Attend over the window.
 
         Args:
@@ -179,28 +112,20 @@ class WavLMAttention(nn.Module):
                 layers, LayerNorm output for stable-LN layers); it also drives the gate.
             position_bias: ``[heads, T, T]`` ungated bias from layer 0, or None in layer 0.
             key_padding: ``[B, T]`` bool, True for padded frames (never attended to), or None.
-            residual: ``[B, T, H]`` added to the output (fused into ``out_proj``), or None.
 
-        Returns: ``([B, T, H] attention output (+ residual), [heads, T, T] ungated bias for the
-        next layer)``.
+        Returns: ``([B, T, H] attention output, [heads, T, T] ungated bias for the next layer)``.
         """
         b, t, _ = hidden_states.shape
+        h, d = self.num_heads, self.head_dim
         if position_bias is None:
             position_bias = self.compute_bias(t)
-        q, k, v, proj = self._project(hidden_states)
-        # gate per (batch, head, query frame): g = a * (b * const - 1) + 2
-        gate_a, gate_b = torch.sigmoid(proj).transpose(1, 2).unbind(-1)  # [B, heads, T] each
-        gate = gate_a * (gate_b * self.gru_rel_pos_const[..., 0] - 1.0) + 2.0
-        if _explicit_softmax(hidden_states):
-            position_bias = position_bias.float()  # once, in layer 0; later layers get it in float32
-            out = _attention_fp32_scores(q, k, v, gate, position_bias, key_padding)
-        else:
-            mask = gate.unsqueeze(-1) * position_bias  # [B, heads, T, T]
-            if key_padding is not None:
-                mask = mask.masked_fill(key_padding[:, None, None, :], float("-inf"))
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=1.0)
-        out = out.transpose(1, 2).reshape(b, t, self.embed_dim)
-        return linear(out, self.out_proj, residual=residual), position_bias
+        q, k, v = (proj(hidden_states).view(b, t, h, d).transpose(1, 2)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
+        mask = self.gate(hidden_states).unsqueeze(-1) * position_bias  # [B, heads, T, T]
+        if key_padding is not None:
+            mask = mask.masked_fill(key_padding[:, None, None, :], float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))  # scale 1/sqrt(d)
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, self.embed_dim)), position_bias
 
 
 class SelfAttention(nn.Module):
@@ -209,12 +134,7 @@ class SelfAttention(nn.Module):
     transformers' ``Wav2Vec2Attention`` (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``).
 
     Same call signature as :class:`WavLMAttention` (the ``position_bias`` argument is
-    ignored and ``None`` is handed on), and the same projection fast path: without autograd
-    q, k and v are one cached ``[3H, H]`` matmul (q's rows pre-scaled, pre-packed for
-    bfloat16). Attention itself is SDPA in every dtype: with no bias to add, PyTorch's CPU
-    flash kernel is 2-4x faster in bfloat16 than the explicit float32-score form WavLM's
-    layers use (200-400 frames, 12 heads, this project's CPU) and as exact (~0.45% relative
-    error against float64 on random inputs, tested)."""
+    ignored and ``None`` is handed on)."""
 
     def __init__(self, embed_dim: int, num_heads: int):
         super().__init__()
@@ -228,29 +148,8 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
 
-    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """q (scaled by ``1/sqrt(d)``), k, v ``[B, heads, T, d]`` from ``x [B, T, H]``."""
-        b, t, e = x.shape
-        h, d = self.num_heads, self.head_dim
-        scale = 1.0 / math.sqrt(d)
-        layers = (self.q_proj, self.k_proj, self.v_proj)
-        if torch.is_grad_enabled() and any(p.requires_grad for layer in layers for p in layer.parameters()):
-            q, k, v = (linear(x, layer).view(b, t, h, d).transpose(1, 2) for layer in layers)
-            return q * scale, k, v
-
-        def stack(qw, kw, vw, qb, kb, vb):
-            weight = torch.cat([(qw.float() * scale).to(qw.dtype), kw, vw])
-            bias = torch.cat([(qb.float() * scale).to(qb.dtype), kb, vb])
-            return weight, bias, pack(weight, b * t)
-
-        params = tuple(layer.weight for layer in layers) + tuple(layer.bias for layer in layers)
-        weight, bias, packed = cached(params, stack)
-        y = matmul(x, weight, bias, onednn_weight=packed)  # [B, T, 3H]
-        q, k, v = (y[..., i * e:(i + 1) * e].view(b, t, h, d).transpose(1, 2) for i in range(3))
-        return q, k, v
-
     def forward(self, hidden_states: Tensor, position_bias: Tensor | None = None,
-                key_padding: Tensor | None = None, residual: Tensor | None = None) -> tuple[Tensor, None]:
+                key_padding: Tensor | None = None) -> tuple[Tensor, None]:
         """Attend over the window.
 
         Args:
@@ -258,13 +157,13 @@ class SelfAttention(nn.Module):
                 layers, LayerNorm output for stable-LN layers).
             position_bias: ignored (plain attention has none).
             key_padding: ``[B, T]`` bool, True for padded frames (never attended to), or None.
-            residual: ``[B, T, H]`` added to the output (fused into ``out_proj``), or None.
 
-        Returns: ``([B, T, H] attention output (+ residual), None)``.
+        Returns: ``([B, T, H] attention output, None)``.
         """
         b, t, _ = hidden_states.shape
-        q, k, v = self._project(hidden_states)
+        h, d = self.num_heads, self.head_dim
+        q, k, v = (proj(hidden_states).view(b, t, h, d).transpose(1, 2)
+                   for proj in (self.q_proj, self.k_proj, self.v_proj))
         mask = None if key_padding is None else ~key_padding[:, None, None, :]  # True: attend
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)
-        out = out.transpose(1, 2).reshape(b, t, self.embed_dim)
-        return linear(out, self.out_proj, residual=residual), None
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # scale 1/sqrt(d)
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, self.embed_dim)), None

@@ -7,7 +7,14 @@ Architecture and numbers follow transformers 5.24 ``modeling_wavlm.py``,
 (WavLM's gated relative position bias vs plain attention, ``config.relative_position_bias``)
 and HuBERT's optional feature-projection LayerNorm (``feat_proj_layer_norm``). Module and
 parameter names match their state-dict keys so checkpoints load by name. Layout is
-``[batch, frames, hidden]`` everywhere outside the conv stack.
+``[batch, frames, hidden]`` everywhere outside the conv stack (which is channel-major,
+``[batch, channels, samples]``, as in transformers).
+
+These are the reference forwards: ``nn.Conv1d``, ``GroupNorm`` / ``LayerNorm``, the
+activation, ``nn.Linear`` and the residual adds, the same on every device and in every
+dtype. The CPU fast path (oneDNN fused matmuls and convolutions, a time-major conv stack,
+the first conv layer folded with its GroupNorm) replaces some of these forwards when
+:func:`wavlm_live.model.fast.accelerate` is called (``load_pretrained`` does on the CPU).
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from torch import Tensor, nn
 
 from .attention import SelfAttention, WavLMAttention
 from .config import WavLMConfig
-from .kernels import conv1d_gelu, conv1d_time_major, linear, matmul
 
 
 def activation(name: str):
@@ -58,13 +64,10 @@ class WavLMOutput:
 
 
 class ConvLayer(nn.Module):
-    """One feature-encoder layer: Conv1d, optional norm ("group": GroupNorm with one group
-    per channel over time, eps 1e-5; "layer": LayerNorm over channels, eps 1e-5), activation.
-    Time-major: ``[B, N, C_in] -> [B, N', C_out]`` (``kernels.conv1d_time_major``).
-
-    Only layers after the first run through :meth:`forward`; :class:`FeatureEncoder` runs
-    the first one itself (the group-norm one as one matrix product, the layer-norm one in
-    float32), so ``forward`` handles no GroupNorm."""
+    """One feature-encoder layer, as transformers' ``Wav2Vec2NoLayerNormConvLayer`` /
+    ``Wav2Vec2GroupNormConvLayer`` / ``Wav2Vec2LayerNormConvLayer``: Conv1d, optional norm
+    ("group": GroupNorm with one group per channel over time, eps 1e-5; "layer": LayerNorm
+    over channels, eps 1e-5), activation. Shape: ``[B, C_in, N] -> [B, C_out, N']``."""
 
     def __init__(self, config: WavLMConfig, layer_id: int, norm: str | None):
         super().__init__()
@@ -78,28 +81,24 @@ class ConvLayer(nn.Module):
         elif norm == "layer":
             self.layer_norm = nn.LayerNorm(c_out, elementwise_affine=True)
         self.act = activation(config.feat_extract_activation)
-        self.fused_gelu = norm is None and config.feat_extract_activation == "gelu"
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fused_gelu:
-            return conv1d_time_major(x, self.conv, "gelu")
-        x = conv1d_time_major(x, self.conv)
-        if self.norm == "layer":
+        x = self.conv(x)
+        if self.norm == "group":
             x = self.layer_norm(x)
+        elif self.norm == "layer":
+            x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
         return self.act(x)
 
 
 class FeatureEncoder(nn.Module):
-    """Conv stack from samples to frames. Shape: ``[B, N] samples -> [B, T, C] frames``
-    (time-major, the layout the feature projection takes).
+    """Conv stack from samples to frames, as transformers' ``Wav2Vec2FeatureEncoder``, then
+    transposed to time-major. Shape: ``[B, N] samples -> [B, T, C] frames`` (the layout the
+    feature projection takes). The input is cast to the dtype of the conv weights.
 
-    Layers run in the dtype of their weights. With ``feat_extract_norm="group"`` the first
-    layer is one matrix product: GroupNorm (one group per channel, over the whole window,
-    padding included) is folded into the conv, its per-channel mean and variance taken in
-    closed form, in float64, from the mean and covariance of the input windows
-    (``var_c = w_c^T Cov w_c``), so the statistics keep full precision under bf16/fp16 and
-    PyTorch's slow single-input-channel convolution and the separate norm pass are avoided.
-    With ``"layer"`` the first layer runs in float32 (it is cheap) and its output is cast.
+    With ``feat_extract_norm="group"`` only the first layer has a GroupNorm (one group per
+    channel, over the whole window, padding included); with ``"layer"`` every layer has a
+    LayerNorm.
     """
 
     def __init__(self, config: WavLMConfig):
@@ -112,54 +111,10 @@ class FeatureEncoder(nn.Module):
         self.conv_layers = nn.ModuleList(ConvLayer(config, i, norm) for i, norm in enumerate(norms))
 
     def forward(self, input_values: Tensor) -> Tensor:
-        first = self.conv_layers[0]
-        dtype = self.conv_layers[-1].conv.weight.dtype
-        x = input_values.float()
-        with torch.autocast(x.device.type, enabled=False):
-            if first.norm == "group":
-                x = _group_norm_first_layer(first, x, dtype)
-            else:
-                x = _float32_forward(first, x[:, None]).to(dtype)
-        for layer in self.conv_layers[1:]:
+        x = input_values[:, None].to(self.conv_layers[0].conv.weight.dtype)  # [B, 1, N]
+        for layer in self.conv_layers:
             x = layer(x)
-        return x
-
-
-def _group_norm_first_layer(layer: ConvLayer, x: Tensor, dtype: torch.dtype) -> Tensor:
-    """Conv1d(1 -> C, kernel k, stride s) + GroupNorm(C groups) + activation as one batched
-    matrix product in ``dtype`` (for one utterance with the GELU fused where ``kernels.matmul``
-    can), with float64 statistics. Shape: ``[B, N] float32 -> [B, T, C]``."""
-    conv, norm = layer.conv, layer.layer_norm
-    k, s = conv.kernel_size[0], conv.stride[0]
-    b, n = x.shape
-    t = (n - k) // s + 1
-    x = x.contiguous()
-    windows = x.as_strided((b, t, k), (x.stride(0), s, 1))  # [B, T, k], overlapping views
-    w = conv.weight.float()[:, 0, :]  # [C, k]; the conv bias cancels in the normalisation
-    # window statistics in float64: sums over up to ~10^5 frames keep GroupNorm's precision
-    w64 = w.double()
-    windows64 = windows.double()
-    mean_win = windows64.mean(dim=1)
-    centred = windows64 - mean_win[:, None, :]
-    cov = centred.transpose(1, 2) @ centred / t
-    var = ((w64 @ cov) * w64).sum(-1)  # [B, C]: variance over time of each channel's conv output
-    scale = norm.weight.double() * torch.rsqrt(var + norm.eps)  # [B, C]
-    shift = (norm.bias.double() - (mean_win @ w64.t()) * scale).float().to(dtype)
-    weights = (w * scale.float()[:, :, None]).to(dtype)  # [B, C, k]
-    windows = windows.to(dtype)
-    if b == 1 and layer.act is F.gelu:  # one utterance (streaming): the GELU fused into the matmul
-        return matmul(windows[0], weights[0], shift[0], "gelu")[None]
-    return layer.act(torch.baddbmm(shift[:, None, :], windows, weights.transpose(1, 2)))
-
-
-def _float32_forward(layer: ConvLayer, x: Tensor) -> Tensor:
-    """The layer-norm first layer with float32 copies of its (small) parameters.
-    Shape: ``[B, 1, N] -> [B, T, C]``."""
-    conv, ln = layer.conv, layer.layer_norm
-    bias = conv.bias.float() if conv.bias is not None else None
-    x = F.conv1d(x, conv.weight.float(), bias, stride=conv.stride).transpose(1, 2)
-    x = F.layer_norm(x, ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
-    return layer.act(x)
+        return x.transpose(1, 2)
 
 
 class FeatureProjection(nn.Module):
@@ -175,12 +130,13 @@ class FeatureProjection(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if hasattr(self, "layer_norm"):
             x = self.layer_norm(x)
-        return linear(x, self.projection)
+        return self.projection(x)
 
 
 class PositionalConvEmbedding(nn.Module):
     """Grouped Conv1d over frames (kernel ``num_conv_pos_embeddings``, "same" padding, last
-    frame dropped for an even kernel), then the activation. Checkpoints store the weight as
+    frame dropped for an even kernel), then the activation, as transformers'
+    ``Wav2Vec2PositionalConvEmbedding``. Checkpoints store the weight as
     weight-norm factors (g, v); the loader folds them into ``conv.weight``.
     Shape: ``[B, T, H] -> [B, T, H]``."""
 
@@ -191,40 +147,33 @@ class PositionalConvEmbedding(nn.Module):
                               groups=config.num_conv_pos_embedding_groups)
         self.remove = 1 if k % 2 == 0 else 0
         self.act = activation(config.feat_extract_activation)
-        self.fused_gelu = config.feat_extract_activation == "gelu"
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.transpose(1, 2)
-        x = conv1d_gelu(x, self.conv) if self.fused_gelu else self.act(self.conv(x))
-        if self.remove:  # the activation is elementwise: dropping the frame after it is the same
+        x = self.conv(x.transpose(1, 2))
+        if self.remove:
             x = x[:, :, : -self.remove]
-        return x.transpose(1, 2)
+        return self.act(x).transpose(1, 2)
 
 
 class FeedForward(nn.Module):
-    """``output_dense(act(intermediate_dense(x))) (+ residual)``, activation and residual add
-    fused into the matmuls where possible (see ``kernels.linear``).
-    Shape: ``[B, T, H] -> [B, T, H]``."""
+    """``output_dense(act(intermediate_dense(x)))``, as transformers' ``Wav2Vec2FeedForward``
+    (dropout left out). Shape: ``[B, T, H] -> [B, T, H]``."""
 
     def __init__(self, config: WavLMConfig):
         super().__init__()
         self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.act_name = config.hidden_act
         self.act = activation(config.hidden_act)
 
-    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        if self.act_name == "gelu":
-            h = linear(x, self.intermediate_dense, activation="gelu")
-        else:
-            h = self.act(linear(x, self.intermediate_dense))
-        return linear(h, self.output_dense, residual=residual)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.output_dense(self.act(self.intermediate_dense(x)))
 
 
 class EncoderLayer(nn.Module):
-    """One transformer layer. Post-LN (``stable=False``): ``h = LN(h + Attn(h));
-    h = LN'(h + FFN(h))``. Stable-LN: ``h += Attn(LN(h)); h += FFN(LN'(h))``.
-    Shape: ``[B, T, H] -> [B, T, H]``."""
+    """One transformer layer, as transformers' ``WavLMEncoderLayer`` /
+    ``WavLMEncoderLayerStableLayerNorm`` (and Wav2Vec2's). Post-LN (``stable=False``):
+    ``h = LN(h + Attn(h)); h = LN'(h + FFN(h))``. Stable-LN: ``h += Attn(LN(h));
+    h += FFN(LN'(h))``. Shape: ``[B, T, H] -> [B, T, H]``."""
 
     def __init__(self, config: WavLMConfig, has_relative_position_bias: bool):
         super().__init__()
@@ -240,12 +189,13 @@ class EncoderLayer(nn.Module):
 
     def forward(self, h: Tensor, position_bias: Tensor | None, key_padding: Tensor | None) -> tuple[Tensor, Tensor]:
         if self.stable:
-            h, position_bias = self.attention(self.layer_norm(h), position_bias, key_padding, residual=h)
-            h = self.feed_forward(self.final_layer_norm(h), residual=h)
+            attended, position_bias = self.attention(self.layer_norm(h), position_bias, key_padding)
+            h = h + attended
+            h = h + self.feed_forward(self.final_layer_norm(h))
         else:
-            h, position_bias = self.attention(h, position_bias, key_padding, residual=h)
-            h = self.layer_norm(h)
-            h = self.final_layer_norm(self.feed_forward(h, residual=h))
+            attended, position_bias = self.attention(h, position_bias, key_padding)
+            h = self.layer_norm(h + attended)
+            h = self.final_layer_norm(h + self.feed_forward(h))
         return h, position_bias
 
 

@@ -33,6 +33,7 @@ from wavlm_live.timegrid import SAMPLE_RATE
 
 from .config import ARCH_PREFIX, FAMILIES, PreprocessorConfig, WavLMConfig
 from .ctc import CTCDecoder, CTCVocabulary
+from .fast import accelerate
 from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForSequenceClassification, WavLMForXVector
 
 _HEADS: dict[str, tuple[str, type[nn.Module]]] = {
@@ -370,7 +371,8 @@ def _load_weights(model: nn.Module, state: dict[str, Tensor], name: str, arch: s
 
 def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu",
                     dtype: str | torch.dtype = "float32", revision: str | None = None,
-                    local_files_only: bool | None = None, expected_task: str | None = None) -> Pretrained:
+                    local_files_only: bool | None = None, expected_task: str | None = None,
+                    fast: bool = True) -> Pretrained:
     """Load a WavLM, Wav2Vec2 (XLS-R) or HuBERT task checkpoint from a local folder or a
     Hugging Face Hub id (any architecture of :data:`ARCHITECTURES`).
 
@@ -384,6 +386,10 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
         revision: Hub branch, tag or commit (Hub ids only).
         local_files_only: True to use only the Hub cache; None leaves it to huggingface_hub.
         expected_task: "ctc", "frames" or "xvector" to insist on that task.
+        fast: True (default) to switch a model on the CPU in float32 or bfloat16 to the CPU
+            fast path (:func:`~wavlm_live.model.fast.accelerate`: oneDNN fused kernels, same
+            results up to float rounding); False for the reference PyTorch model of
+            ``backbone.py`` / ``attention.py`` (on CUDA or in float16 it is always that).
 
     Returns a :class:`Pretrained`. Raises :class:`ModelLoadError` (a ``ValueError``) for a
     missing folder or file, a model neither local nor cached while offline, unreadable or
@@ -451,7 +457,8 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
         decoder = CTCDecoder(vocab, frame_seconds=config.hop / preprocessor.sampling_rate)
 
     # normal tensors even when called under torch.inference_mode(): inference tensors have no
-    # version counter (the derived-weight cache in kernels.py needs it) and cannot train later
+    # version counter (the fast path's derived-weight cache in kernels.py needs it) and cannot
+    # train later
     with torch.inference_mode(False):
         state = _read_state_dict(weights, source)
         try:
@@ -461,6 +468,8 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
             raise ModelLoadError(f"model {source!r}: {e}") from None
         _load_weights(model, state, source, arch)
         model.to(device=dev, dtype=dt).eval()
+    if fast:
+        accelerate(model)  # returns it unchanged off the CPU and in float16
     return Pretrained(model=model, config=config, preprocessor=preprocessor, vocab=vocab, decoder=decoder,
                       task=task, source=source, path=folder, device=dev, dtype=dt)
 
