@@ -1,6 +1,7 @@
 """The house's structure: the package's import graph has no cycle (every import counts,
-function-level ones included), and the core (``wavlm_live`` minus the I/O adapters:
-audio, server, tui, cli, client) imports no websockets, Textual, sounddevice or soundfile."""
+function-level ones included), the core (``wavlm_live`` minus the I/O adapters:
+audio, server, tui, cli, client) imports no websockets, Textual, sounddevice or soundfile,
+and the model's modules are reference PyTorch (the CPU fast path is opt-in, elsewhere)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,20 @@ def test_the_adapters_do_import_them_here() -> None:
     code = "import sys, wavlm_live.server, wavlm_live.tui; print('websockets' in sys.modules, 'textual' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_the_model_modules_do_not_import_the_fast_path() -> None:
+    """backbone.py, attention.py and heads.py are reference PyTorch: they import neither the
+    oneDNN kernels nor the fast path (``fast.accelerate`` swaps their modules in), and name
+    none of the fast path's switches."""
+    found = modules()
+    known = set(found)
+    fast_path = {"wavlm_live.model.kernels", "wavlm_live.model.fast"}
+    assert fast_path <= known
+    for name in ("wavlm_live.model.backbone", "wavlm_live.model.attention", "wavlm_live.model.heads"):
+        assert not imports_of(name, found[name], known) & fast_path, name
+        text = found[name].read_text(encoding="utf-8")
+        for switch in ("PACK_BF16_WEIGHTS", "EXPLICIT_BF16_ATTENTION", "mkldnn", "is_grad_enabled"):
+            assert switch not in text, (name, switch)
+    assert "wavlm_live.model.fast" in imports_of("wavlm_live.model.checkpoint", found["wavlm_live.model.checkpoint"],
+                                                 known)
