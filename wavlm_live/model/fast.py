@@ -25,7 +25,7 @@ what the reference does (plain ``F.linear`` / ``F.conv1d``), and every kernel fa
 plain PyTorch off the CPU or in float16, so an accelerated model stays correct when moved
 to another device or trained; it is only faster on the CPU. Results equal the reference
 forwards up to float rounding (float32: within 1e-4 of transformers, like the reference;
-bfloat16: the fast path is closer to float32 than the reference, see docs/models.md).
+bfloat16: about as close to float32 as the reference, see docs/models.md).
 """
 
 from __future__ import annotations
