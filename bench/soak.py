@@ -5,9 +5,11 @@ bundled demo models on the bundled conversation, looped at real-time pace) on a 
 and connects, for ``--minutes`` (default 10):
 
 * ``--fast`` subscribers (default 30) that read everything at once;
-* ``--slow`` subscribers (default 10) that take ``--slow-delay`` seconds (0.25) over each
-  message: about 4 messages a second against a stream of ~15, so the server must drop
-  droppable messages for them and say so (``dropped``), while their final captions stay;
+* ``--slow`` subscribers (default 10) that take ``--slow-delay`` seconds (0.13) over each
+  message: about 7 messages a second, half the stream's ~15, so the server must drop
+  droppable messages for them and say so (``dropped``), while their final captions stay
+  (a reader much slower than that is taken for one that stopped: docs/protocol.md,
+  "Backpressure");
 * ``--reconnecting`` clients (default 10) that connect, read for 2-8 s, close, and connect
   again, all the time.
 
@@ -19,6 +21,7 @@ Printed at the end, as one JSON object (and a line per figure):
 * ``lost_finals_slow``: the same for the slow ones (finals are never dropped: 0 too),
   ``dropped_notices_slow`` and ``dropped_messages_slow`` (the ``dropped`` counts they got);
 * ``reconnects`` made and ``reconnect_failures`` (a connection that got no ``hello``);
+  ``subscribers_closed_early``: fast or slow subscribers the server closed (must be 0);
 * ``rss_first_minute_mib`` / ``rss_last_minute_mib``: the server's mean resident set size
   (``/proc/PID/status`` VmRSS, sampled each second) in the first and the last minute of the
   run, and their ratio (goal: within 5%);
@@ -126,7 +129,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--fast", type=int, default=30)
     ap.add_argument("--slow", type=int, default=10)
-    ap.add_argument("--slow-delay", type=float, default=0.25)
+    ap.add_argument("--slow-delay", type=float, default=0.13)
     ap.add_argument("--reconnecting", type=int, default=10)
     args = ap.parse_args()
     total = args.fast + args.slow + args.reconnecting
@@ -159,7 +162,7 @@ def main() -> int:
     sampler.start()
     fast = [Finals() for _ in range(args.fast)]
     slow = [Finals() for _ in range(args.slow)]
-    counts = {"reconnects": 0, "failures": 0}
+    counts = {"reconnects": 0, "failures": 0, "closed_early": 0}
     rng = random.Random(0)
 
     async def run() -> None:
@@ -169,6 +172,7 @@ def main() -> int:
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
+                counts["closed_early"] += 1
                 print(f"soak: a subscriber ended early: {type(r).__name__}: {r}", file=sys.stderr)
 
     asyncio.run(run())
@@ -189,6 +193,7 @@ def main() -> int:
         "dropped_messages_slow": sum(f.dropped for f in slow),
         "dropped_notices_fast": sum(f.notices for f in fast),
         "reconnects": counts["reconnects"], "reconnect_failures": counts["failures"],
+        "subscribers_closed_early": counts["closed_early"],
         "rss_first_minute_mib": round(sum(first) / max(1, len(first)), 1),
         "rss_last_minute_mib": round(sum(last) / max(1, len(last)), 1),
         "fds_start": fds_start, "fds_end": fds_end,
@@ -201,7 +206,7 @@ def main() -> int:
     print(json.dumps(report))
     ok = (report["lost_finals_fast"] == 0 and report["lost_finals_slow"] == 0 and report["finals_per_fast_subscriber"] > 0
           and abs(report["rss_ratio"] - 1) <= 0.05 and fds_end == fds_start and status == 0
-          and report["reconnect_failures"] == 0)
+          and report["reconnect_failures"] == 0 and counts["closed_early"] == 0)
     return 0 if ok else 1
 
 
