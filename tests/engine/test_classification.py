@@ -69,13 +69,28 @@ def test_turns_mode_classifies_each_diarization_turn(classifier):
     audio, _ = sf.read(demo_dir() / "conversation.flac", dtype="float32")
     audio = audio[: 25 * 16000]
     config = EngineConfig(classification=ClassificationConfig(mode="turns", min_turn_seconds=0.5))
-    events = run(config, audio, diarization=frames, classification=classifier)
+    seen: list[int] = []
+    batch = classifier.probabilities_batch
+
+    def spy(audios):
+        seen.extend(len(a) for a in audios)
+        return batch(audios)
+
+    classifier.probabilities_batch = spy
+    try:
+        events = run(config, audio, diarization=frames, classification=classifier)
+    finally:
+        del classifier.probabilities_batch
     turns = [t for e in events if isinstance(e, DiarizationEvent) for t in e.turns if t.end - t.start >= 0.5]
     found = [e for e in events if isinstance(e, ClassificationEvent)]
     assert len(turns) >= 4
     assert [(e.speaker, e.start, e.end) for e in found] == [(t.speaker, t.start, t.end) for t in turns]
+    # the model saw whole 0.25 s quanta only: a bounded set of input lengths (exact turn
+    # lengths made every turn a new shape and grew the process's memory without bound)
+    assert seen and all(n % 4000 == 0 for n in seen) and len(seen) == len(turns)
     for event, turn in zip(found, turns):
-        clip = audio[int(round(turn.start * 16000)) : int(round(turn.end * 16000))]
+        start, end = int(round(turn.start * 16000)), int(round(turn.end * 16000))
+        clip = audio[start : start + (end - start) // 4000 * 4000]  # whole 0.25 s quanta (CLIP_QUANTUM)
         assert event.labels[0].label == classifier.labels[int(np.argmax(classifier.probabilities(clip)))]
         assert event.scope == "turn"
 
