@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"wavlm_live": REPO / "wavlm_live", "wavlm_live.server": REPO / "server", "wavlm_live.tui": REPO / "tui"}
 ADAPTERS = ("wavlm_live.audio", "wavlm_live.server", "wavlm_live.tui", "wavlm_live.cli", "wavlm_live.client")
@@ -99,6 +101,7 @@ def test_the_import_graph_has_no_cycle() -> None:
     assert cycles == [], f"import cycles: {cycles}"
 
 
+@pytest.mark.slow  # starts a process
 def test_the_core_imports_no_io_libraries() -> None:
     core = sorted(m for m in modules() if not m.startswith(ADAPTERS) and not m.endswith("__main__"))
     assert "wavlm_live.engine.engine" in core and "wavlm_live.api" in core and "wavlm_live.tasks" in core
@@ -108,6 +111,7 @@ def test_the_core_imports_no_io_libraries() -> None:
     assert json.loads(done.stdout) == []
 
 
+@pytest.mark.slow  # starts a process
 def test_the_adapters_do_import_them_here() -> None:
     """The check above can fail: importing an adapter does load its I/O library."""
     code = "import sys, wavlm_live.server, wavlm_live.tui; print('websockets' in sys.modules, 'textual' in sys.modules)"

@@ -342,6 +342,7 @@ def test_models_train(tmp_path):
             assert p.grad is not None and torch.isfinite(p.grad).all(), (cls.__name__, name)
 
 
+@pytest.mark.slow  # starts a process
 def test_no_transformers_import_at_run_time(tmp_path, hf_checkpoint):
     """Importing the package, loading each task model, running it and decoding never imports
     transformers; with HF_HUB_OFFLINE an uncached Hub id fails with one clear sentence."""

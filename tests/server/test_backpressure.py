@@ -30,6 +30,7 @@ def partial(i: int, text: str) -> CaptionEvent:
     return CaptionEvent(False, i, float(i), i + 0.5, text)
 
 
+@pytest.mark.slow  # starts a process
 async def test_silent_client_is_dropped_and_others_keep_low_latency(tools) -> None:
     """A server process publishes ~120 KB/s per client (50 finals/s of 2 KB, 100 level/s,
     20 stats/s) for 8 s to 10 readers and one client that never reads.

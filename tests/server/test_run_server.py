@@ -18,6 +18,7 @@ from wavlm_live.server import ServerConfig, run_server
 SERVE = Path(__file__).with_name("_serve.py")
 
 
+@pytest.mark.slow  # starts a process
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_closes_every_client_with_1001_and_exits_0(tools, sig: signal.Signals) -> None:
     proc = await asyncio.create_subprocess_exec(
