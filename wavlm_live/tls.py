@@ -65,12 +65,18 @@ def client_context(url: str, cafile: str | None = None, *, check_hostname: bool 
 
 def describe_tls_error(exc: BaseException, url: str | None = None) -> str | None:
     """One line saying why a TLS handshake failed, ``None`` when ``exc`` is no TLS
-    failure: an untrusted certificate or one for another host (with what to do), or,
-    for a ``wss://`` ``url``, a server that speaks no TLS (it resets the connection)."""
+    failure: an untrusted certificate or one for another host (with what to do); for a
+    ``wss://`` ``url``, a server that speaks no TLS (it resets the connection); for a
+    ``ws://`` ``url``, a server that answered the HTTP request with no HTTP (websockets'
+    ``InvalidMessage``: a TLS server reading plain text does that)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = (exc.verify_message or exc.reason or str(exc)).rstrip(".")
         return (f"TLS certificate refused: {reason} "
                 "(give the server's certificate or CA with --cafile, and a host it names)")
+    if (isinstance(url, str) and urlsplit(url).scheme.lower() == "ws"
+            and type(exc).__name__ == "InvalidMessage"):  # websockets.exceptions, not imported by the core
+        return ("the server gave no HTTP answer; if it serves TLS (--certfile), connect with wss:// "
+                "(and --cafile for its certificate)")
     plain = isinstance(url, str) and urlsplit(url).scheme.lower() == "wss" and isinstance(exc, ConnectionResetError)
     if isinstance(exc, ssl.SSLError) or plain:
         reason = getattr(exc, "reason", None) or "the server reset the connection"

@@ -83,6 +83,7 @@ async def test_untrusted_or_misnamed_certificates_are_refused_in_one_line(tools,
         plain = f"ws://127.0.0.1:{pub.port}"
         assert await listen(plain, print_fn=lines.append) == 1  # plain websocket to a TLS server
         assert len(lines) == 1 and lines[0].startswith(f"cannot connect to {plain}"), lines
+        assert "connect with wss://" in lines[0], lines  # says what to do
     async with tools.running_publisher(**tls_config(certs, "other")) as (pub, _bus):
         lines = []
         assert await listen(pub.url, cafile=str(certs["other"][0]), print_fn=lines.append) == 1
