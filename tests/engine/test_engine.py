@@ -10,23 +10,12 @@ import soundfile as sf
 from wavlm_live.audio import FileSource
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine, EngineConfig
-from wavlm_live.engine.tasks import CTCRunner, FrameRunner, XVectorRunner
 from wavlm_live.engine.windows import frames_for_samples
 from wavlm_live.events import CaptionEvent, DiarizationEvent, EndEvent, LevelEvent, SpeakerEvent, StatsEvent
-from wavlm_live.model import load_pretrained
 
 DATA = Path(__file__).parents[1] / "data"
 CLIP = DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s
 SHORT = DATA / "sense_and_sensibility_01_austen_64kb-0880.wav"  # 3.0 s
-
-
-@pytest.fixture(scope="module")
-def runners(tiny_checkpoints):
-    return {
-        "captions": CTCRunner(load_pretrained(tiny_checkpoints["captions"])),
-        "diarization": FrameRunner(load_pretrained(tiny_checkpoints["diarization"])),
-        "embeddings": XVectorRunner(load_pretrained(tiny_checkpoints["embeddings"])),
-    }
 
 
 def run_offline(runners, audio, tasks=("captions", "diarization", "embeddings"), **config):

@@ -20,6 +20,7 @@ from wavlm_live.model.attention import SelfAttention, WavLMAttention
 
 from .conftest import max_diff
 from .hub_layouts import LAYOUTS, write_checkpoint
+from .test_parity import compare
 
 TOL = 1e-4
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -51,20 +52,6 @@ def checkpoint(tmp_path_factory):
         return cache[key]
 
     return make
-
-
-def compare(hf, ours, x, mask=None):
-    """Every hidden state and the head's outputs within TOL (float32)."""
-    with torch.no_grad():
-        ref = hf(x, attention_mask=mask, output_hidden_states=True)
-        out = ours(x, attention_mask=mask, output_hidden_states=True)
-    assert len(out.hidden_states) == len(ref.hidden_states) == hf.config.num_hidden_layers + 1
-    for i, (a, b) in enumerate(zip(ref.hidden_states, out.hidden_states)):
-        assert max_diff(a, b) <= TOL, f"hidden state {i}"
-    assert max_diff(ref.logits, out.logits) <= TOL
-    if hasattr(ref, "embeddings"):
-        assert max_diff(ref.embeddings, out.embeddings) <= TOL
-    return ref, out
 
 
 @pytest.mark.parametrize("name", list(LAYOUTS))

@@ -15,7 +15,7 @@ from wavlm_live.model.attention import SelfAttention, WavLMAttention
 
 from .conftest import build_hf, hf_config, max_diff, save_hf
 from .hub_layouts import write_checkpoint
-from .test_parity import CASES, CLASSES, LENGTHS, TOL, compare
+from .test_parity import CASES, CLASSES, LENGTHS, TOL, compare, padded_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 BF16_TOL = 3e-2  # relative error of the bfloat16 tests (test_loading, test_families, test_gpu)
@@ -55,12 +55,7 @@ def test_reference_model_matches_transformers(hf_checkpoint, arch, style, weight
     torch.manual_seed(1)
     for n in LENGTHS[arch]:
         compare(hf, pre.model, torch.randn(1, n))
-    lengths = (24000, 9123, 16000)
-    x = torch.zeros(len(lengths), max(lengths))
-    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
-    for i, n in enumerate(lengths):
-        x[i, :n] = torch.randn(n)
-        mask[i, :n] = 1
+    x, mask = padded_batch((24000, 9123, 16000))
     compare(hf, pre.model, x, mask)
 
 

@@ -39,6 +39,17 @@ def compare(hf, ours, x, mask=None):
     return ref, out
 
 
+def padded_batch(lengths: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random utterances of these lengths, zero-padded into ``[B, max]`` float32, and the
+    sample-level attention mask (1 = valid), long."""
+    x = torch.zeros(len(lengths), max(lengths))
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for i, n in enumerate(lengths):
+        x[i, :n] = torch.randn(n)
+        mask[i, :n] = 1
+    return x, mask
+
+
 @pytest.mark.parametrize("arch,style,weighted", CASES)
 def test_parity_all_lengths(hf_checkpoint, arch, style, weighted):
     hf, folder = hf_checkpoint(arch, style, weighted)
@@ -58,12 +69,7 @@ def test_parity_padded_batch_with_attention_mask(hf_checkpoint, arch, style, wei
     hf, folder = hf_checkpoint(arch, style, weighted)
     model = load_pretrained(folder).model
     torch.manual_seed(2)
-    lengths = (24000, 9123, 16000)
-    x = torch.zeros(len(lengths), max(lengths))
-    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
-    for i, n in enumerate(lengths):
-        x[i, :n] = torch.randn(n)
-        mask[i, :n] = 1
+    x, mask = padded_batch((24000, 9123, 16000))
     compare(hf, model, x, mask)
     # without hidden states the outputs are the same and no hidden states come back
     with torch.no_grad():
