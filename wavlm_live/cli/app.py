@@ -288,11 +288,11 @@ def session_host(args: argparse.Namespace | AnalysisOptions, models: Models, con
     """
     from wavlm_live.engine.sessions import SessionHost  # noqa: PLC0415
 
+    opts = AnalysisOptions.of(args)
     try:
         return SessionHost(config, captions=models.captions, diarization=models.diarization,
                            embeddings=models.embeddings, classification=models.classification, demo=models.demo,
-                           max_sessions=AnalysisOptions.of(args).max_sessions,
-                           buffer_seconds=AnalysisOptions.of(args).session_buffer)
+                           max_sessions=opts.max_sessions, buffer_seconds=opts.session_buffer)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

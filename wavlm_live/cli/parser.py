@@ -88,16 +88,8 @@ def _count(text: str) -> int:
 
 
 def _seconds(low: float, high: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-        if not low <= value <= high:  # False for NaN
-            raise argparse.ArgumentTypeError(f"expected seconds within [{low:g}, {high:g}], got {text!r}")
-        return value
-
-    return parse
+    """An argparse type: seconds within ``[low, high]`` (:func:`_bounded`)."""
+    return _bounded(low, high, "seconds")
 
 
 def _port(text: str) -> int:
@@ -149,10 +141,10 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bo
     g.add_argument("--threads", type=_int_within(1, MAX_THREADS), default=None, metavar="N",
                    help="CPU threads for the models (default: torch's choice)")
     a = p.add_argument_group("analysis")
-    a.add_argument("--window", type=_bounded(*WINDOW_RANGE, "seconds"), default=None, metavar="SEC",
+    a.add_argument("--window", type=_seconds(*WINDOW_RANGE), default=None, metavar="SEC",
                    help="analysis window in seconds (default: 4); it changes only the window: the hop stays 1 s "
                         "unless --hop is given, and must be at least 20 ms shorter than the window")
-    a.add_argument("--hop", type=_bounded(*HOP_RANGE, "seconds"), default=None, metavar="SEC", help="seconds between results (default: 1)")
+    a.add_argument("--hop", type=_seconds(*HOP_RANGE), default=None, metavar="SEC", help="seconds between results (default: 1)")
     a.add_argument("--no-vad", action="store_true",
                    help="run the models on every window; by default a voice activity detector (Silero VAD) "
                         "skips the windows without speech, which settle as silence")
