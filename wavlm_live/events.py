@@ -197,6 +197,11 @@ class StatsEvent(Event):
         ring_overwrites: samples overwritten in the ring buffer before being read.
         windows_silent: analysed windows in which the speech gate found no speech: no
             model ran on them and they settled as silence (0 without the gate).
+        windows_widened: times the engine fell behind and caught up by cutting its next
+            windows at a later tick that still leaves no frame unsettled (a wider hop
+            instead of skipped windows).
+        hop: seconds of audio the latest analysed tick advanced over the previous one
+            (the finest hop; more while the engine widens it).
     """
 
     TYPE: ClassVar[str] = "stats"
@@ -209,6 +214,8 @@ class StatsEvent(Event):
     samples_sanitised: int = 0
     ring_overwrites: int = 0
     windows_silent: int = 0
+    windows_widened: int = 0
+    hop: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,10 @@ class CaptionStitcher:
             without pause or speaker change is published anyway.
         final_decoder: optional decoder of each final segment's logits (see
             :class:`LogitsDecoder`); ``None`` publishes the greedy words.
+        speakers_settled: optional ``() -> frame``: the absolute frame up to which the
+            speakers of ``speaker_of`` are settled. Final segments wait until their
+            frames are (diarization may run on other windows than the captions, see
+            :class:`~wavlm_live.engine.windows.Schedule`); :meth:`finish` does not wait.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class CaptionStitcher:
         max_segment_words: int = 15,
         max_segment_seconds: float = 5.0,
         final_decoder: LogitsDecoder | None = None,
+        speakers_settled: Callable[[], int] | None = None,
     ) -> None:
         if pause_frames is not None and pause_frames < 1:
             raise ValueError(f"pause_frames must be >= 1 or None, got {pause_frames}")
@@ -118,6 +123,7 @@ class CaptionStitcher:
         self.delimiter_id = delimiter_id
         self.pause_frames = pause_frames
         self.speaker_of = speaker_of
+        self.speakers_settled = speakers_settled
         self.kept_logits: list[np.ndarray] | None = [] if keep_logits else None
         self._char_words = np.array(sorted(getattr(decoder, "char_word_ids", ())), dtype=np.int64)
         self.final_decoder = final_decoder
@@ -185,7 +191,7 @@ class CaptionStitcher:
         """Publish what the last :meth:`add` settled: zero or more final segments (in
         segment order) and then the new partial, when it changed."""
         events, self._gap_events = self._gap_events, []
-        while (cut := self._next_cut())[0] > 0:
+        while (cut := self._next_cut(self._settled_limit()))[0] > 0:
             events += self._commit(*cut)
         partial = self._partial(np.concatenate([self._pending, self._tail]))
         if partial is not None:
@@ -210,12 +216,19 @@ class CaptionStitcher:
 
     # -- internals -------------------------------------------------------------------
 
-    def _closing_points(self) -> tuple[int, int]:
+    def _settled_limit(self) -> int:
+        """How many pending frames a final segment may take now: all of them, or those
+        before the first frame whose speakers are not settled yet."""
+        if self.speakers_settled is None:
+            return len(self._pending)
+        return max(0, min(len(self._pending), self.speakers_settled() - self._pending_start))
+
+    def _closing_points(self, ids: np.ndarray) -> tuple[int, int]:
         """``(after_delimiter, after_pause)``: the largest p such that ``_pending[:p]``
         ends right after a word delimiter (or after the blank that follows a character
         word), and the smallest p such that it ends after a
-        run of ``pause_frames`` blanks that follows a word (0 where there is none)."""
-        ids = self._pending
+        run of ``pause_frames`` blanks that follows a word (0 where there is none),
+        over ``ids`` (a prefix of the pending ids)."""
         delim = pause = 0
         if self.delimiter_id is not None:
             hits = np.flatnonzero(ids == self.delimiter_id)
@@ -236,15 +249,16 @@ class CaptionStitcher:
                 pause = len(ids)  # trailing pause
         return delim, pause
 
-    def _next_cut(self) -> tuple[int, bool]:
+    def _next_cut(self, limit: int) -> tuple[int, bool]:
         """Frames of ``_pending`` to publish as the next final segment (0: keep waiting),
         and whether the speech goes on past the cut (a cut for length only).
 
         A segment is a phrase: it ends at the first pause, before a change of speaker, or,
         for long speech without either, at the last closed word once the closed words span
         ``max_segment_seconds`` or number ``max_segment_words``. Every cut falls after a
-        delimiter or a blank, so decoding the pieces equals decoding the whole."""
-        delim, pause = self._closing_points()
+        delimiter or a blank, so decoding the pieces equals decoding the whole. Only
+        the first ``limit`` pending frames are looked at."""
+        delim, pause = self._closing_points(self._pending[:limit])
         p = pause or delim
         if p == 0:
             return 0, False

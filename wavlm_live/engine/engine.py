@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,9 +29,9 @@ from wavlm_live.engine.ringbuffer import OverwrittenError, RingBuffer
 from wavlm_live.engine.scheduler import Scheduler, analyse
 from wavlm_live.engine.speakers import Speaker, SpeakerTracker
 from wavlm_live.engine.vad import CHUNK_SAMPLES, SpeechGate, VADConfig
-from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Window, WindowPlan
+from wavlm_live.engine.windows import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE, Schedule, Window, WindowPlan
 from wavlm_live.events import EndEvent, ErrorEvent, Event, LevelEvent, StatsEvent
-from wavlm_live.tasks import REGISTRY, StreamContext, TaskStream, Work, task_for
+from wavlm_live.tasks import REGISTRY, Cut, StreamContext, TaskStream, Work, task_for
 from wavlm_live.tasks.classification import ClassificationConfig
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,26 @@ class EmbeddingModel(Protocol):
 
 
 @dataclass(frozen=True)
+class TaskWindow:
+    """A task's own window and hop (see :class:`~wavlm_live.engine.windows.Schedule`).
+
+    Attributes:
+        window: window length in seconds (snapped to 20 ms).
+        hop: seconds between the task's window ends (snapped to 20 ms).
+        right_context: frames of right context (``None``: half the overlap).
+    """
+
+    window: float
+    hop: float
+    right_context: int | None = None
+
+
+FOLLOWS = {"embeddings": "diarization"}
+"""Tasks that run on another task's windows when both are enabled: the x-vectors of the
+diarization's local speakers are pooled from the diarization windows' activity."""
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Engine settings.
 
@@ -117,9 +137,15 @@ class EngineConfig:
         buffer_seconds: audio that may wait for analysis or be read back (classified
             turns), seconds; the ring buffer holds this plus one window and two hops
             (:meth:`ring_seconds`, the one ring-size policy).
-        realtime: skip windows when analysis falls behind (live input). Offline runs
-            (:meth:`Engine.run_offline`) never skip.
-        max_backlog: whole windows that may wait before the engine skips to the newest.
+        task_windows: task name -> :class:`TaskWindow` for tasks with their own window
+            and hop; the others use ``window`` / ``hop`` / ``right_context``. Embeddings
+            follow the diarization windows when diarization is on (:data:`FOLLOWS`).
+        realtime: widen the hop, and skip windows as a last resort, when analysis falls
+            behind (live input). Offline runs (:meth:`Engine.run_offline`) never do.
+        max_backlog: ticks (finest hops) that may wait before the engine catches up: it
+            first cuts the next windows at the newest tick that leaves no frame
+            unsettled (a wider hop, counted in ``stats.windows_widened``), and skips to
+            the newest tick (a gap, ``windows_skipped``) only when that is not enough.
         pause_seconds: blank (silence) that closes a caption word; ``None`` disables.
         speaker_threshold: cosine similarity at which an x-vector joins a tracked
             speaker (the microsoft/wavlm-base-plus-sv card suggests 0.86).
@@ -139,6 +165,7 @@ class EngineConfig:
     window: float = 4.0
     hop: float = 1.0
     right_context: int | None = None
+    task_windows: Mapping[str, TaskWindow] = field(default_factory=dict)
     buffer_seconds: float = 30.0
     realtime: bool = True
     max_backlog: int = 1
@@ -154,8 +181,11 @@ class EngineConfig:
     @property
     def ring_seconds(self) -> float:
         """Seconds the ring buffer holds: ``buffer_seconds`` of audio waiting for analysis
-        (or read back), one window being cut and two hops of slack for the producer."""
-        return self.buffer_seconds + self.window + 2 * self.hop
+        (or read back), the longest window being cut and two of the longest hops of
+        slack for the producer."""
+        windows = [self.window, *(t.window for t in self.task_windows.values())]
+        hops = [self.hop, *(t.hop for t in self.task_windows.values())]
+        return self.buffer_seconds + max(windows) + 2 * max(hops)
 
 
 class Engine:
@@ -204,6 +234,7 @@ class Engine:
         self.config = config
         self.bus = bus
         self.plan = WindowPlan(config.window, config.hop, config.right_context)
+        """The default window plan (tasks without a :class:`TaskWindow`)."""
         if not config.buffer_seconds > 0:
             raise ValueError(f"buffer_seconds must be > 0, got {config.buffer_seconds!r}")
         self.ring = RingBuffer(config.ring_seconds, SAMPLE_RATE)
@@ -214,7 +245,22 @@ class Engine:
         sees another one knows the stream restarted."""
         self.tracker = SpeakerTracker(config.speaker_threshold, config.max_speakers)
         names = tuple(name for name in REGISTRY if name in runners)
-        self.context = StreamContext(config, self.plan, self.ring, self.tracker, names)
+        unknown = sorted(set(config.task_windows) - set(REGISTRY))
+        if unknown:
+            raise ValueError(f"unknown task in task_windows: {', '.join(unknown)}")
+        self.leader = {name: FOLLOWS[name] if FOLLOWS.get(name) in names else name for name in names}
+        """Task name -> the task whose windows it runs on (itself unless it follows one)."""
+        for name, lead in self.leader.items():
+            if lead != name and name in config.task_windows:
+                raise ValueError(f"{name} runs on the {lead} windows; set the {lead} window and hop instead")
+        plans = {}
+        for name in names:
+            if self.leader[name] == name:
+                tw = config.task_windows.get(name)
+                plans[name] = self.plan if tw is None else WindowPlan(tw.window, tw.hop, tw.right_context)
+        self.schedule = Schedule(plans)
+        """Every leading task's window plan on one tick grid."""
+        self.context = StreamContext(config, self.schedule, self.ring, self.tracker, names)
         self.streams: list[TaskStream] = []
         for name in names:
             stream = task_for(name, runners[name]).open(self.context)
@@ -225,6 +271,7 @@ class Engine:
         self.windows_skipped = 0
         self.windows_silent = 0
         self.windows_failed = 0
+        self.windows_widened = 0
         self._fail_logged = (0.0, 0)  # (monotonic time, windows_failed) of the last failure log line
         self.samples_sanitised = 0
         self.compute_seconds = 0.0
@@ -235,8 +282,12 @@ class Engine:
         self._scheduler: Scheduler | None = None
         self._own_scheduler: Scheduler | None = None
         self._wake: Callable[[], None] = _nothing
-        self._index = 0  # next running window
-        self._keep = 0  # first frame not settled yet
+        self._tick = 0  # next tick
+        self._ticked = 0  # end sample of the latest tick taken
+        self._hop_seconds = self.schedule.tick_seconds  # tick advance of the latest work
+        self._index = dict.fromkeys(plans, 0)  # next window number per plan
+        self._keep = dict.fromkeys(plans, 0)  # first frame not settled yet, per plan
+        self._last_end = dict.fromkeys(plans, 0)  # end sample of each plan's latest window
         self._final_taken = False
         self.error: BaseException | None = None
 
@@ -278,10 +329,21 @@ class Engine:
             "window": self.plan.window_seconds,
             "hop": self.plan.hop_seconds,
             "right_context": self.plan.right_frames * FRAME_SECONDS,
+            "schedule": self.schedule_description(),
             "demo": self.demo,
             "stream": self.stream_id,
             **extra,
         }
+
+    def schedule_description(self) -> dict[str, dict[str, float]]:
+        """Task name -> ``{"window", "hop", "right_context"}`` in seconds, the windows
+        each task runs on (``hello``'s ``schedule``)."""
+        out = {}
+        for name in self.context.tasks:
+            plan = self.schedule.plans[self.leader[name]]
+            out[name] = {"window": plan.window_seconds, "hop": plan.hop_seconds,
+                         "right_context": round(plan.right_frames * FRAME_SECONDS, 4)}
+        return out
 
     # -- producer side ------------------------------------------------------------------
 
@@ -313,7 +375,7 @@ class Engine:
         """Run every enabled model once on a window of silence, so that one-time costs
         (kernel selection, allocator growth) are not paid by the first live windows."""
         for stream in self.streams:
-            stream.task.warmup(self.plan.window_samples)
+            stream.task.warmup(self.schedule.plans[self.leader[stream.task.name]].window_samples)
 
     def start(self) -> None:
         """Warm the models up (:meth:`warmup`) and analyse the live stream in a private
@@ -359,8 +421,14 @@ class Engine:
         the next due window (or the first unsettled frame, if earlier) to the newest
         sample. A producer that must not lose audio waits while this nears the ring's
         capacity. Readable from any thread."""
-        first = min(max(0, self.plan.end_of(self._index) - self.plan.window_samples), self._keep * HOP_SAMPLES)
-        return max(0, self.ring.written - first) / SAMPLE_RATE
+        return max(0, self.ring.written - self._needed()) / SAMPLE_RATE
+
+    def _needed(self) -> int:
+        """The first sample the next windows may read: the earliest of every plan's next
+        window start and first unsettled frame."""
+        end = self.schedule.end_of(self._tick)
+        return min(min(max(0, end - plan.window_samples), self._keep[name] * HOP_SAMPLES)
+                   for name, plan in self.schedule.plans.items())
 
     @property
     def aborted(self) -> bool:
@@ -381,39 +449,97 @@ class Engine:
 
     def take(self) -> Work | None:
         """The next piece of analysis this stream is due for, or ``None`` when it must
-        wait for audio: the next running window (live streams skip their oldest due
-        windows beyond ``max_backlog``, counted in ``windows_skipped``), or, once the
-        input is closed and every running window is done, the final window
-        (``Work.final``; its ``window`` is ``None`` when nothing is left to settle).
-        After the final work, or after :meth:`abort`, it returns ``None`` for ever."""
+        wait for audio: the next tick at which some task is due, with each due task's
+        window (:class:`~wavlm_live.engine.windows.Schedule`), or, once the input is
+        closed and every running window is done, the final tick (``Work.final``: every
+        task's last window; its ``window`` is ``None`` when nothing is left to settle).
+        A live stream that fell behind catches up first (:meth:`_catch_up`). After the
+        final work, or after :meth:`abort`, it returns ``None`` for ever."""
         if self._stop.is_set() or self._final_taken:
             return None
+        schedule = self.schedule
         while True:
-            end = self.plan.end_of(self._index)
+            end = schedule.end_of(self._tick)
             written = self.ring.written
             if written < end:
                 if not self.ring.closed:
                     return None
                 self._final_taken = True
-                window = self.plan.final_window(self._index, written, self._keep)
-                work = Work(window, self._read(window) if window is not None else None, final=True)
-                if window is not None:
-                    work.speech = self._speech(window, final=True)
-                return work
+                return self._final_work(written)
             if self.config.realtime:
-                newest = written // self.plan.hop_samples - 1
-                if newest - self._index > self.config.max_backlog:
-                    self.windows_skipped += newest - self._index
-                    self._index = newest
-            window = self.plan.window(self._index, self._keep)
-            self._index += 1
-            if window.frame_end <= window.frame_start:
+                self._catch_up(written)
+                end = schedule.end_of(self._tick)
+            self._tick += 1
+            windows: dict[str, Window] = {}
+            for name, plan in schedule.plans.items():
+                if not schedule.due(name, end, self._last_end[name]):
+                    continue
+                window = plan.window_ending(self._index[name], end, self._keep[name])
+                self._index[name] += 1
+                self._last_end[name] = end
+                if window.frame_end > window.frame_start:
+                    windows[name] = window
+                    self._keep[name] = window.keep_end
+            if not windows:
                 continue
-            self._keep = window.keep_end
-            audio = self._read(window)
-            if audio is None:
-                continue
-            return Work(window, audio, speech=self._speech(window))
+            work = self._work(windows, end)
+            if work is not None:
+                return work
+
+    def _catch_up(self, written: int) -> None:
+        """A live stream more than ``max_backlog`` ticks behind moves its next tick to
+        the newest one whose windows still reach back to every plan's first unsettled
+        frame (a wider hop: nothing is lost, the windows have less left context; counted
+        in ``windows_widened``), and, only when even that leaves more than
+        ``max_backlog`` ticks waiting, to the newest tick (the frames in between are
+        never analysed; ``windows_skipped`` counts the ticks jumped)."""
+        schedule = self.schedule
+        newest = written // schedule.tick_samples - 1
+        if newest - self._tick <= self.config.max_backlog:
+            return
+        reach = min(schedule.reach(name, keep) for name, keep in self._keep.items())
+        target = min(newest, max(self._tick, reach // schedule.tick_samples - 1))
+        if newest - target > self.config.max_backlog:
+            self.windows_skipped += newest - self._tick
+            target = newest
+            end = schedule.end_of(target)
+            for name, plan in schedule.plans.items():  # the frames jumped are never settled
+                self._keep[name] = max(self._keep[name], max(0, end - plan.window_samples) // HOP_SAMPLES)
+        elif target > self._tick:
+            self.windows_widened += 1
+        self._tick = target
+
+    def _work(self, windows: dict[str, Window], end: int, final: bool = False) -> Work | None:
+        """The work of one tick: the samples of every window (read once, as the span
+        from the earliest start to ``end``) and each task's :class:`Cut`; ``None``
+        (counted as skipped) when the ring has already overwritten them."""
+        start = min(w.start for w in windows.values())
+        index = self._tick - 1 if not final else self._tick
+        span = Window(index, start, end, min(w.keep_start for w in windows.values()),
+                      max(w.keep_end for w in windows.values()), final=final)
+        audio = self._read(span)
+        if audio is None:
+            return None
+        cuts: dict[str, Cut] = {}
+        for name, window in windows.items():
+            cuts[name] = Cut(window, audio[window.start - start : window.end - start],
+                             self._speech(window, final=final))
+        for name, lead in self.leader.items():
+            if lead != name and lead in cuts:
+                cuts[name] = cuts[lead]
+        self._hop_seconds = (end - self._ticked) / SAMPLE_RATE if end > self._ticked else self._hop_seconds
+        self._ticked = end
+        return Work(span, audio, final=final, speech=any(c.speech for c in cuts.values()), cuts=cuts)
+
+    def _final_work(self, written: int) -> Work:
+        """The final tick: every plan's last window, settling all it has left."""
+        windows = {}
+        for name, plan in self.schedule.plans.items():
+            window = plan.final_window(self._index[name], written, self._keep[name])
+            if window is not None:
+                windows[name] = window
+        work = self._work(windows, written, final=True) if windows else None
+        return work if work is not None else Work(None, None, final=True)
 
     def _speech(self, window: Window, final: bool = False) -> bool:
         """Whether the speech gate finds speech in ``window`` (True without a gate). The
@@ -442,13 +568,13 @@ class Engine:
 
     def _read(self, window: Window) -> np.ndarray | None:
         """The window's samples, or ``None`` (counted as skipped) when the ring has
-        already overwritten them."""
+        already overwritten them; then releases what no later window reads."""
         try:
             audio = self.ring.read(window.start, window.end)
         except OverwrittenError:
             self.windows_skipped += 1
             return None
-        self.ring.release(max(0, window.end + self.plan.hop_samples - self.plan.window_samples))
+        self.ring.release(self._needed())
         return audio
 
     def run_offline(self, blocks: Iterable[np.ndarray], progress: Callable[[int], None] | None = None) -> None:
@@ -478,7 +604,10 @@ class Engine:
         """
         publish = self.bus.publish
         for stream in self.streams:
-            for event in stream.apply(work, work.outputs.get(stream.task.name)):
+            name = stream.task.name
+            if name not in work.cuts and name not in work.requests:
+                continue  # not due at this tick
+            for event in stream.apply(work, work.outputs.get(name)):
                 publish(event)
         for stream in self.streams:
             for event in stream.settle(work):
@@ -487,7 +616,7 @@ class Engine:
         self.windows_analysed += 1
         if not work.speech:
             self.windows_silent += 1
-        rtf = seconds / self.plan.hop_seconds
+        rtf = seconds / self._hop_seconds
         self._rtf = rtf if self.windows_analysed == 1 else 0.8 * self._rtf + 0.2 * rtf
         if not work.final:
             publish(self._stats(work.window.end))
@@ -558,6 +687,8 @@ class Engine:
             samples_sanitised=sanitised + self.samples_sanitised,
             ring_overwrites=self.ring.overwritten,
             windows_silent=self.windows_silent,
+            windows_widened=self.windows_widened,
+            hop=round(self._hop_seconds, 4),
         )
 
     # -- control (any thread) -----------------------------------------------------------

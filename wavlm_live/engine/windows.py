@@ -20,6 +20,7 @@ Source of the frame arithmetic: transformers' ``WavLMModel._get_feat_extract_out
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from wavlm_live.timegrid import (  # noqa: F401 - the grid, re-exported where windows are cut
@@ -125,7 +126,12 @@ class WindowPlan:
         window); after skipped windows it may lie before this window's first frame, in
         which case the kept region starts at the window's first frame instead.
         """
-        end = self.end_of(index)
+        return self.window_ending(index, self.end_of(index), keep_start)
+
+    def window_ending(self, index: int, end: int, keep_start: int) -> Window:
+        """Window number ``index`` ending at sample ``end`` (a multiple of 320), settling
+        frames from ``keep_start`` (see :meth:`window`); a :class:`Schedule` cuts its
+        windows at tick ends, which need not be multiples of this plan's hop."""
         start = max(0, end - self.window_samples)
         keep_end = end // HOP_SAMPLES - 1 - self.right_frames
         keep_start = max(keep_start, start // HOP_SAMPLES)
@@ -159,4 +165,88 @@ class WindowPlan:
         last = self.final_window(index, total_samples, keep)
         if last is not None:
             out.append(last)
+        return out
+
+
+class Schedule:
+    """Per-task window plans on one tick grid: each task has its own window and hop.
+
+    The engine advances in *ticks* of ``tick_samples``, the greatest common divisor of
+    the plans' hops; tick ``k`` ends at sample ``(k + 1) * tick_samples``. A plan is due
+    at a tick when at least its hop has passed since its previous window ended (at
+    ``hop`` for the first), and then cuts a window ending at the tick with its own
+    length and right context, settling frames from where its previous window stopped:
+    each plan's kept regions tile its frame axis exactly, as with a single
+    :class:`WindowPlan`, and the stitchers join the tasks by absolute frame index.
+
+    Args:
+        plans: plan name -> :class:`WindowPlan` (the engine names plans after the task
+            that leads them; a task that follows another, e.g. embeddings on the
+            diarization windows, shares its leader's plan).
+
+    Raises:
+        ValueError: no plans.
+    """
+
+    def __init__(self, plans: dict[str, WindowPlan]) -> None:
+        if not plans:
+            raise ValueError("a schedule needs at least one window plan")
+        self.plans = dict(plans)
+        tick = 0
+        for plan in self.plans.values():
+            tick = math.gcd(tick, plan.hop_samples)
+        self.tick_samples = tick
+        self.max_window_samples = max(p.window_samples for p in self.plans.values())
+
+    @property
+    def tick_seconds(self) -> float:
+        """Tick length in seconds (the finest hop's resolution)."""
+        return self.tick_samples / SAMPLE_RATE
+
+    def end_of(self, tick: int) -> int:
+        """End sample of tick ``tick``: ``(tick + 1) * tick_samples``."""
+        return (tick + 1) * self.tick_samples
+
+    def due(self, name: str, end: int, last_end: int) -> bool:
+        """Whether plan ``name`` cuts a window at a tick ending at sample ``end``, its
+        previous window having ended at ``last_end`` (0 before the first)."""
+        return end - last_end >= self.plans[name].hop_samples
+
+    def reach(self, name: str, keep: int) -> int:
+        """The latest end sample at which plan ``name``'s window still starts at or
+        before absolute frame ``keep`` (its first unsettled frame): the widest hop that
+        leaves no frame unsettled, ``keep * 320 + window``."""
+        return keep * HOP_SAMPLES + self.plans[name].window_samples
+
+    def windows_for(self, total_samples: int) -> list[dict[str, Window]]:
+        """Every tick's windows (plan name -> window, only the due plans) of a stream of
+        ``total_samples`` analysed without skipping, then the final tick's: the offline
+        schedule. With one plan this is :meth:`WindowPlan.windows_for`, one dict each."""
+        out: list[dict[str, Window]] = []
+        keep = dict.fromkeys(self.plans, 0)
+        last = dict.fromkeys(self.plans, 0)
+        index = dict.fromkeys(self.plans, 0)
+        tick = 0
+        while self.end_of(tick) <= total_samples:
+            end = self.end_of(tick)
+            cuts = {}
+            for name, plan in self.plans.items():
+                if not self.due(name, end, last[name]):
+                    continue
+                w = plan.window_ending(index[name], end, keep[name])
+                index[name] += 1
+                last[name] = end
+                if w.frame_end > w.frame_start:
+                    cuts[name] = w
+                    keep[name] = w.keep_end
+            if cuts:
+                out.append(cuts)
+            tick += 1
+        final = {}
+        for name, plan in self.plans.items():
+            w = plan.final_window(index[name], total_samples, keep[name])
+            if w is not None:
+                final[name] = w
+        if final:
+            out.append(final)
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StreamContext, Task, TaskStream, Work
+from .base import Cut, StreamContext, Task, TaskStream, Work
 from .captions import CaptionsTask
 from .classification import ClassificationTask
 from .diarization import DiarizationTask
@@ -36,4 +36,4 @@ def task_for(name: str, runner: Any) -> Task:
     return tasks[name]
 
 
-__all__ = ["REGISTRY", "StreamContext", "Task", "TaskStream", "Work", "task_for"]
+__all__ = ["REGISTRY", "Cut", "StreamContext", "Task", "TaskStream", "Work", "task_for"]

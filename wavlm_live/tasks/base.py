@@ -34,27 +34,47 @@ if TYPE_CHECKING:
     from wavlm_live.engine.engine import EngineConfig
     from wavlm_live.engine.ringbuffer import RingBuffer
     from wavlm_live.engine.speakers import SpeakerTracker
-    from wavlm_live.engine.windows import WindowPlan
+    from wavlm_live.engine.windows import Schedule
+
+
+@dataclass(slots=True)
+class Cut:
+    """One task's window of a tick (tasks have their own window and hop, see
+    :class:`~wavlm_live.engine.windows.Schedule`).
+
+    Attributes:
+        window: the task's window.
+        audio: its samples, float32 ``[window.num_samples]`` at 16 kHz.
+        speech: the speech gate found speech in it (always True without a gate); without
+            speech the task's model does not run on it and it settles as silence.
+    """
+
+    window: Window
+    audio: np.ndarray
+    speech: bool = True
 
 
 @dataclass(slots=True)
 class Work:
-    """One window of one stream on its way through the task models.
+    """One tick of one stream on its way through the task models.
 
     Attributes:
-        window: the window (``None`` for a final work with nothing left to settle).
-        audio: its samples, float32 ``[window.num_samples]`` at 16 kHz.
-        final: the stream's last window: the stream completes after it.
-        speech: the speech gate found speech in the window (always True without a gate);
-            without speech no model runs on it and every task settles it as silence.
-        requests: task name -> what that task's model is asked for this window.
-        outputs: task name -> that task's model output for this window.
+        window: the span of the tick's windows (earliest start to the tick's end;
+            ``None`` for a final work with nothing left to settle).
+        audio: the samples of that span, float32 ``[window.num_samples]`` at 16 kHz.
+        final: the stream's last tick: the stream completes after it.
+        speech: some window of the tick has speech.
+        cuts: task name -> that task's window, for the tasks due at this tick (a task
+            that follows another, as embeddings follow diarization, has its leader's).
+        requests: task name -> what that task's model is asked for this tick.
+        outputs: task name -> that task's model output for this tick.
     """
 
     window: Window | None
     audio: np.ndarray | None
     final: bool = False
     speech: bool = True
+    cuts: dict[str, Cut] = field(default_factory=dict)
     requests: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -65,7 +85,7 @@ class StreamContext:
 
     Attributes:
         config: the stream's engine settings.
-        plan: its window plan.
+        schedule: its window plans (task leader name -> plan).
         ring: its ring buffer (tasks that look back at earlier audio read from it).
         tracker: its global speakers.
         tasks: the names of the stream's tasks, in order.
@@ -76,7 +96,7 @@ class StreamContext:
     """
 
     config: EngineConfig
-    plan: WindowPlan
+    schedule: Schedule
     ring: RingBuffer
     tracker: SpeakerTracker
     tasks: tuple[str, ...]
@@ -136,20 +156,25 @@ class TaskStream:
         self.task = task
         self.ctx = ctx
 
+    def cut(self, work: Work) -> Cut | None:
+        """This task's window of the tick (``None``: the task is not due)."""
+        return work.cuts.get(self.task.name)
+
     def request(self, work: Work) -> Any | None:
-        """What to ask the task's model for this window (``None``: nothing). For a
-        window without speech (``work.speech`` False) a task asks for nothing that reads
-        the window's audio."""
+        """What to ask the task's model for this tick (``None``: nothing). Called for
+        every tick, due or not (:meth:`cut`). For a window without speech
+        (``Cut.speech`` False) a task asks for nothing that reads the window's audio."""
         return None
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
-        """Stitch this window's output (``None`` when nothing was requested); returns
-        the events to publish now. A window without speech settles as silence."""
+        """Stitch the output of this task's window (``None`` when nothing was
+        requested); returns the events to publish now. Called only on ticks where the
+        task is due. A window without speech settles as silence."""
         return ()
 
     def settle(self, work: Work) -> Iterable[Event]:
-        """After every task of the stream has applied this window: events that need
-        them all (captions use the speakers of the settled frames)."""
+        """After every task of the stream has applied this tick, due or not: events
+        that need them all (captions use the speakers of the settled frames)."""
         return ()
 
     def finish(self) -> Iterable[Event]:

@@ -71,22 +71,31 @@ class CaptionsStream(TaskStream):
             pause_frames=pause_frames,
             speaker_of=self._speaker_of if speakers else None,
             final_decoder=runner.final_decoder,
+            speakers_settled=self._speakers_settled if "diarization" in ctx.tasks else None,
         )
+
+    def _speakers_settled(self) -> int:
+        """Frame up to which the diarization stream has settled its labels (its windows
+        may lag the captions' ones: finals wait for their speakers)."""
+        stream = self.ctx.streams.get("diarization")
+        return stream.stitcher.settled_end if stream is not None else 1 << 62
 
     def _speaker_of(self, start: int, end: int) -> str | None:
         lookup = self.ctx.speaker_of
         return None if lookup is None else lookup(start, end)
 
     def request(self, work: Work) -> np.ndarray | None:
-        return work.audio if work.speech else None
+        cut = self.cut(work)
+        return cut.audio if cut is not None and cut.speech else None
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
+        cut = self.cut(work)
         if output is None:
-            if work.speech:
+            if cut.speech:
                 return ()
-            output = silence_logits(work.window.frame_end - work.window.frame_start, self.task.runner.vocab_size,
+            output = silence_logits(cut.window.frame_end - cut.window.frame_start, self.task.runner.vocab_size,
                                     self.task.runner.blank_id)
-        preview = self.stitcher.add(work.window, output)
+        preview = self.stitcher.add(cut.window, output)
         return () if preview is None else (preview,)
 
     def settle(self, work: Work) -> Iterable[Event]:

@@ -135,7 +135,8 @@ class ClassificationStream(TaskStream):
 
     def request(self, work: Work) -> list[np.ndarray] | None:
         if self.mode == "windows":
-            return [work.audio] if work.speech else None
+            cut = self.cut(work)
+            return [cut.audio] if cut is not None and cut.speech else None
         clips, self._asked = [], []
         for turn in self._pending:
             clip = self._clip(turn)
@@ -149,7 +150,7 @@ class ClassificationStream(TaskStream):
         if output is None:
             return ()
         if self.mode == "windows":
-            window = work.window
+            window = self.cut(work).window
             return (self._event(window.start / SAMPLE_RATE, window.end / SAMPLE_RATE, None, "window", output[0]),)
         events = [self._event(t.start, t.end, t.speaker, "turn", p) for t, p in zip(self._asked, output)]
         self._asked = []

@@ -55,7 +55,8 @@ class DiarizationStream(TaskStream):
         that look at turns (classification)."""
 
     def request(self, work: Work) -> np.ndarray | None:
-        return work.audio if work.speech else None
+        cut = self.cut(work)
+        return cut.audio if cut is not None and cut.speech else None
 
     def embedding_masks(self, probs: np.ndarray, min_frames: int,
                         min_segment_frames: int) -> tuple[list[int], list[tuple[int, int, int]], np.ndarray] | None:
@@ -86,10 +87,11 @@ class DiarizationStream(TaskStream):
         return locals_, runs, np.stack(masks)
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
+        cut = self.cut(work)
         if output is None:
-            if work.speech:
+            if cut.speech:
                 return ()
-            output = np.zeros((work.window.frame_end - work.window.frame_start, self.task.runner.num_labels), np.float32)
+            output = np.zeros((cut.window.frame_end - cut.window.frame_start, self.task.runner.num_labels), np.float32)
         embeddings: dict[int, np.ndarray] | None = None  # None: x-vectors are off
         segments: list[Segment] = []
         if "embeddings" in self.ctx.tasks:
@@ -99,7 +101,7 @@ class DiarizationStream(TaskStream):
                 locals_, runs, _ = request[1]
                 embeddings = {k: vectors[i] for i, k in enumerate(locals_)}
                 segments = [Segment(k, start, end, vectors[len(locals_) + i]) for i, (k, start, end) in enumerate(runs)]
-        result = self.stitcher.update(work.window, output, embeddings, segments)
+        result = self.stitcher.update(cut.window, output, embeddings, segments)
         self.last_turns = () if result.event is None else tuple(result.event.turns)
         events: list[Event] = [] if result.event is None else [result.event]
         events.extend(self.ctx.tracker.event(speaker) for speaker in result.changed)

@@ -55,7 +55,10 @@ class EmbeddingsStream(TaskStream):
             ctx.speaker_of = lambda start, end: self._current
 
     def request(self, work: Work) -> tuple[np.ndarray, Any] | None:
-        if not work.speech:
+        cut = self.cut(work)
+        if cut is None:
+            return None
+        if not cut.speech:
             self._current = None  # silence: nobody speaks
             return None
         diarization = self.ctx.streams.get("diarization")
@@ -64,10 +67,10 @@ class EmbeddingsStream(TaskStream):
             if probs is None:
                 return None
             masks = diarization.embedding_masks(probs, self.min_frames, self.min_segment_frames)
-            return None if masks is None else (work.audio, masks)
-        window = work.window
+            return None if masks is None else (cut.audio, masks)
+        window = cut.window
         if window.frame_end - window.frame_start >= self.min_frames:
-            return (work.audio, None)
+            return (cut.audio, None)
         return None
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
@@ -76,6 +79,7 @@ class EmbeddingsStream(TaskStream):
         tracker = self.ctx.tracker
         speaker = tracker.assign(output[0])
         self._current = speaker.id
-        for frame in range(work.window.keep_start, work.window.keep_end):
+        window = self.cut(work).window
+        for frame in range(window.keep_start, window.keep_end):
             tracker.mark_active(speaker, frame)
         return (tracker.event(speaker),)
