@@ -179,36 +179,68 @@ def enrolments(args: argparse.Namespace | AnalysisOptions) -> list[tuple[str, st
 
 def check_analysis_options(args: argparse.Namespace | AnalysisOptions) -> None:
     """Refuse option values that cannot work, before any file is read or model loaded:
-    ``--enroll`` items (:func:`enrolments`) and a ``--window``/``--hop`` pair the window
-    plan cannot run. ``--window`` alone changes only the window: the hop stays the
-    default (1 s), so a window of 1 s or less needs a shorter ``--hop``.
+    ``--enroll`` items (:func:`enrolments`) and window/hop pairs the window plans cannot
+    run (:func:`engine_config`). ``--window`` alone changes only the window: the hop
+    stays the default (1 s), so a window of 1 s or less needs a shorter ``--hop``.
 
     Raises:
         UsageError: a bad ``--enroll``, or a hop not at least one 20 ms frame shorter
-            than the window.
+            than its window.
     """
     opts = AnalysisOptions.of(args)
     enrolments(opts)
+    engine_config(opts, demo=False, realtime=False)
+
+
+def _plan_or_usage_error(window: float, hop: float, window_option: str, hop_option: str, hop_given: bool,
+                         default_hop: float) -> None:
     from wavlm_live.engine.windows import WindowPlan  # noqa: PLC0415
 
-    defaults = EngineConfig()
-    window = opts.window or defaults.window
-    hop = opts.hop or defaults.hop
     try:
         WindowPlan(window, hop)
     except ValueError as exc:
-        given = "--hop" if opts.hop else f"the default hop of {defaults.hop:g} s"
-        raise UsageError(f"--window {window:g} s is too short for {given} ({exc}); pass a shorter --hop, "
-                         f"e.g. --hop {window / 2:g}") from None
+        given = hop_option if hop_given else f"the default hop of {default_hop:g} s"
+        raise UsageError(f"{window_option} {window:g} s is too short for {given} ({exc}); pass a shorter "
+                         f"{hop_option}, e.g. {hop_option} {window / 2:g}") from None
+
+
+def task_windows(opts: AnalysisOptions, defaults: EngineConfig) -> dict[str, Any]:
+    """The per-task windows of the options: ``--captions-window`` / ``--captions-hop``
+    and ``--diarization-window`` / ``--diarization-hop``, each missing half taken from
+    ``--window`` / ``--hop`` (or the defaults). Only tasks with one of their own appear.
+
+    Raises:
+        UsageError: a window/hop pair the window plan cannot run.
+    """
+    from wavlm_live.engine.engine import TaskWindow  # noqa: PLC0415
+
+    window = opts.window or defaults.window
+    hop = opts.hop or defaults.hop
+    _plan_or_usage_error(window, hop, "--window", "--hop", bool(opts.hop), defaults.hop)
+    out = {}
+    for task in ("captions", "diarization"):
+        own_window, own_hop = getattr(opts, f"{task}_window"), getattr(opts, f"{task}_hop")
+        if own_window is None and own_hop is None:
+            continue
+        w, h = own_window or window, own_hop or hop
+        _plan_or_usage_error(w, h, f"--{task}-window" if own_window else "--window",
+                             f"--{task}-hop", own_hop is not None, hop)
+        out[task] = TaskWindow(w, h)
+    return out
 
 
 def engine_config(args: argparse.Namespace | AnalysisOptions, demo: bool, realtime: bool) -> EngineConfig:
     """Engine settings from the options (defaults where not given; ``--window`` without
-    ``--hop`` keeps the default hop); ``demo``: the bundled demo checkpoints are loaded
-    (their speaker threshold applies unless one is given)."""
+    ``--hop`` keeps the default hop; per-task windows from :func:`task_windows`);
+    ``demo``: the bundled demo checkpoints are loaded (their speaker threshold applies
+    unless one is given).
+
+    Raises:
+        UsageError: settings that cannot run.
+    """
     opts = AnalysisOptions.of(args)
     config = EngineConfig(realtime=realtime)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"task_windows": task_windows(opts, config)}
     if opts.window:
         changes["window"] = opts.window
     if opts.hop:

@@ -27,7 +27,11 @@ class AnalysisOptions:
             ``"bfloat16"`` or ``"float16"``. threads: CPU threads for torch, or ``None``.
         lm: ``--lm`` path, or ``None`` (the captions checkpoint's ``language_model/``).
         no_lm: greedy decoding even when a language model is available.
-        window, hop: seconds, or ``None`` for the engine's defaults (4 s, 1 s).
+        window, hop: seconds, or ``None`` for the defaults: one schedule for every task
+            (given, they replace the per-task defaults too).
+        captions_window, captions_hop, diarization_window, diarization_hop: one task's
+            own window and hop in seconds (``None``: that task's default, see
+            :func:`wavlm_live.cli.app.engine_config`).
         vad: gate the models with the speech detector (``--no-vad`` turns it off).
         speaker_threshold: cosine, or ``None`` (the model's; the demo's for demo models).
         max_speakers: a cap, or ``None``.
@@ -46,6 +50,10 @@ class AnalysisOptions:
     no_lm: bool = False
     window: float | None = None
     hop: float | None = None
+    captions_window: float | None = None
+    captions_hop: float | None = None
+    diarization_window: float | None = None
+    diarization_hop: float | None = None
     vad: bool = True
     speaker_threshold: float | None = None
     max_speakers: int | None = None

@@ -145,6 +145,12 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bo
                    help="analysis window in seconds (default: 4); it changes only the window: the hop stays 1 s "
                         "unless --hop is given, and must be at least 20 ms shorter than the window")
     a.add_argument("--hop", type=_seconds(*HOP_RANGE), default=None, metavar="SEC", help="seconds between results (default: 1)")
+    for task in ("captions", "diarization"):
+        a.add_argument(f"--{task}-window", type=_seconds(*WINDOW_RANGE), default=None, metavar="SEC",
+                       help=f"the {task} task's own window in seconds (default: --window)")
+        a.add_argument(f"--{task}-hop", type=_seconds(*HOP_RANGE), default=None, metavar="SEC",
+                       help=f"the {task} task's own hop in seconds (default: --hop)"
+                            + ("; speaker embeddings run on the diarization windows" if task == "diarization" else ""))
     a.add_argument("--no-vad", action="store_true",
                    help="run the models on every window; by default a voice activity detector (Silero VAD) "
                         "skips the windows without speech, which settle as silence")

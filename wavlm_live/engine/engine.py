@@ -143,9 +143,10 @@ class EngineConfig:
         realtime: widen the hop, and skip windows as a last resort, when analysis falls
             behind (live input). Offline runs (:meth:`Engine.run_offline`) never do.
         max_backlog: ticks (finest hops) that may wait before the engine catches up: it
-            first cuts the next windows at the newest tick that leaves no frame
-            unsettled (a wider hop, counted in ``stats.windows_widened``), and skips to
-            the newest tick (a gap, ``windows_skipped``) only when that is not enough.
+            cuts the next windows at the newest tick that leaves no frame unsettled (a
+            wider hop, counted in ``stats.windows_widened``).
+        max_lag: seconds of audio that may still wait after widening; beyond it the
+            engine skips to the newest tick (a gap, counted in ``windows_skipped``).
         pause_seconds: blank (silence) that closes a caption word; ``None`` disables.
         speaker_threshold: cosine similarity at which an x-vector joins a tracked
             speaker (the microsoft/wavlm-base-plus-sv card suggests 0.86).
@@ -169,6 +170,7 @@ class EngineConfig:
     buffer_seconds: float = 30.0
     realtime: bool = True
     max_backlog: int = 1
+    max_lag: float = 2.0
     pause_seconds: float | None = 0.6
     speaker_threshold: float = 0.86
     max_speakers: int | None = None
@@ -491,15 +493,15 @@ class Engine:
         the newest one whose windows still reach back to every plan's first unsettled
         frame (a wider hop: nothing is lost, the windows have less left context; counted
         in ``windows_widened``), and, only when even that leaves more than
-        ``max_backlog`` ticks waiting, to the newest tick (the frames in between are
-        never analysed; ``windows_skipped`` counts the ticks jumped)."""
+        ``max_lag`` seconds waiting, to the newest tick (the frames in between are never
+        analysed; ``windows_skipped`` counts the ticks jumped)."""
         schedule = self.schedule
         newest = written // schedule.tick_samples - 1
         if newest - self._tick <= self.config.max_backlog:
             return
         reach = min(schedule.reach(name, keep) for name, keep in self._keep.items())
         target = min(newest, max(self._tick, reach // schedule.tick_samples - 1))
-        if newest - target > self.config.max_backlog:
+        if (newest - target) * schedule.tick_samples > self.config.max_lag * SAMPLE_RATE:
             self.windows_skipped += newest - self._tick
             target = newest
             end = schedule.end_of(target)
