@@ -1,27 +1,42 @@
-"""Full three-task pipeline vs a naive transformers loop, and caption latency at real-time pace.
+"""Full three-task pipeline: a naive transformers loop, today's schedule and the per-task
+schedule, with live latency and agreement with a float32 reference, all in one run.
 
 Builds three random-weight checkpoints of wavlm-base-plus size (CTC, frame classification,
-x-vector) in Hugging Face format, then over 60 s of real speech (the LibriVox clips in
-tests/data, repeated) at the engine's default window/hop:
+x-vector) in Hugging Face format. The CTC head is made confident on speech
+(:func:`calibrate_ctc_head`); the diarization head keeps one local speaker active on most
+speech and the other silent (:func:`calibrate_frame_head`), so that a local speaker has
+solo speech and the x-vector model really runs (a random head leaves nobody alone long
+enough and a "three-task" figure would measure two). Then, on the same ``--seconds`` of
+real speech (the LibriVox clips in tests/data, repeated):
 
-1. naive: a hand-rolled loop that runs the three transformers models (fp32, as loaded by
-   ``from_pretrained``) on the same windows, with Wav2Vec2FeatureExtractor normalisation;
-2. ours: ``Engine.run_offline`` with the project's runners (dtype ``auto``: bf16 where the
-   CPU supports it), stitching included;
-3. live: the engine fed by a ``FileSource`` at real-time pace; for every caption word, the
-   latency from the audio time of its end to the wall time the first partial / the final
-   event containing it was published.
+1. ``naive``: a hand-rolled loop running the three transformers models (fp32, as loaded by
+   ``from_pretrained``) on every 4 s / 1 s window, with Wav2Vec2FeatureExtractor
+   normalisation;
+2. ``reference``: ``Engine.run_offline`` in float32 at 4 s / 1 s for every task, x-vectors
+   every window, no speech gate: the outputs the fast settings are compared with;
+3. ``today``: the engine's former defaults (one 4 s / 1 s schedule, x-vectors every
+   window), dtype ``auto`` (bf16 where the CPU supports it), speech gate on;
+4. ``new``: the command line's defaults (per-task windows, x-vectors on demand), dtype
+   ``auto``, speech gate on; ``--captions-window`` etc. change them.
 
-Prints both real-time factors (compute seconds / audio seconds), their ratio and the latency
-percentiles, all measured in this one run. Needs the test extra (transformers).
+For each: RTF (wall seconds / audio seconds), model passes and the audio seconds each model
+read; for ``today`` and ``new`` the agreement with ``reference`` (word error rate between
+the final captions, by jiwer; share of frames whose settled speaker set is equal, speaker
+ids matched by co-occurrence) and, unless ``--skip-live``, the latency at real-time pace
+(FileSource, speed 1) of every caption word: from the audio time of its end to the wall
+time of the first partial (or final) containing it, and to its final; with the windows the
+live run skipped or widened. Needs the test extra (transformers, jiwer).
 
-Usage: python bench/pipeline_rtf.py [--seconds 60] [--threads 2] [--skip-live]
+Usage: python bench/pipeline_rtf.py [--seconds 60] [--threads 2] [--skip-live] [--skip-naive]
+       [--captions-window 2 --captions-hop 0.5 --diarization-window 4 --diarization-hop 1
+        --embedding-interval 3] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -52,6 +67,8 @@ def build_checkpoints(root: Path) -> dict[str, Path]:
         model = cls(WavLMConfig(**base, **extra)).eval()
         if task == "captions":
             calibrate_ctc_head(model)
+        elif task == "diarization":
+            calibrate_frame_head(model)
         folder = root / task
         model.save_pretrained(folder)
         Wav2Vec2FeatureExtractor(do_normalize=task != "captions", return_attention_mask=True).save_pretrained(folder)
@@ -61,6 +78,19 @@ def build_checkpoints(root: Path) -> dict[str, Path]:
                                  bos_token=None, eos_token=None).save_pretrained(folder)
         out[task] = folder
     return out
+
+
+def calibrate_frame_head(model) -> None:
+    """Make the random diarization head keep local speaker 0 active on about 85% of the
+    frames of speech (its logit follows the content, so the frames near the threshold
+    test the agreement) and speaker 1 silent: speaker 0 then has solo speech and gets
+    x-vectors."""
+    x = torch.from_numpy(speech(8.0))[None]
+    with torch.no_grad():
+        model.classifier.weight *= 0.05
+        logits = model(x).logits[0]
+        model.classifier.bias[0] -= float(torch.quantile(logits[:, 0], 0.15))
+        model.classifier.bias[1] -= float(logits[:, 1].max()) + 5.0
 
 
 def calibrate_ctc_head(model) -> None:
@@ -111,33 +141,125 @@ def naive_loop(folders: dict[str, Path], audio: np.ndarray, windows) -> float:
     return time.perf_counter() - t0
 
 
-def runners(folders: dict[str, Path], dtype: str):
+class PassCounter:
+    """Counts the windows each model's forward passes read (batch rows and their audio
+    seconds), by wrapping each runner's input conversion, which every pass goes through."""
+
+    def __init__(self, models) -> None:
+        self.passes = {task: 0 for task in models}
+        self.seconds = {task: 0.0 for task in models}
+        for task, runner in models.items():
+            runner._input = self._wrap(task, runner._input)
+
+    def _wrap(self, task, convert):
+        def counted(audio):
+            x = convert(audio)
+            self.passes[task] += int(x.shape[0])
+            self.seconds[task] += float(x.shape[0] * x.shape[-1] / 16000)
+            return x
+        return counted
+
+    def reset(self) -> None:
+        for task in self.passes:
+            self.passes[task], self.seconds[task] = 0, 0.0
+
+
+def runners(folders: dict[str, Path], dtype: str, device: str):
     from wavlm_live.engine.tasks import CTCRunner, FrameRunner, XVectorRunner
     from wavlm_live.model import load_pretrained
 
     return {
-        "captions": CTCRunner(load_pretrained(folders["captions"], dtype=dtype)),
-        "diarization": FrameRunner(load_pretrained(folders["diarization"], dtype=dtype)),
-        "embeddings": XVectorRunner(load_pretrained(folders["embeddings"], dtype=dtype)),
+        "captions": CTCRunner(load_pretrained(folders["captions"], dtype=dtype, device=device)),
+        "diarization": FrameRunner(load_pretrained(folders["diarization"], dtype=dtype, device=device)),
+        "embeddings": XVectorRunner(load_pretrained(folders["embeddings"], dtype=dtype, device=device)),
     }
 
 
-def ours_offline(models, audio: np.ndarray) -> tuple[float, float]:
-    """(wall seconds, model seconds) of Engine.run_offline over ``audio``."""
-    from wavlm_live.engine.bus import EventBus
-    from wavlm_live.engine.engine import Engine, EngineConfig
+def configs(args) -> dict:
+    """The engine settings of each run (see the module docstring)."""
+    from dataclasses import replace
 
-    engine = Engine(EngineConfig(realtime=False), EventBus(), **models)
+    from wavlm_live.cli.app import engine_config
+    from wavlm_live.cli.options import AnalysisOptions
+    from wavlm_live.engine.engine import EngineConfig
+    from wavlm_live.engine.vad import VADConfig
+
+    opts = AnalysisOptions(models={}, captions_window=args.captions_window, captions_hop=args.captions_hop,
+                           diarization_window=args.diarization_window, diarization_hop=args.diarization_hop,
+                           embedding_interval=args.embedding_interval)
+    new = engine_config(opts, demo=False, realtime=False)
+    return {
+        "reference": EngineConfig(realtime=False),
+        "today": EngineConfig(realtime=False, vad=VADConfig()),
+        "new": new if args.vad else replace(new, vad=None),
+    }
+
+
+def run_offline(models, config, audio: np.ndarray):
+    """(wall seconds, events, engine) of Engine.run_offline over ``audio``."""
+    from wavlm_live.engine.bus import EventBus
+    from wavlm_live.engine.engine import Engine
+
+    bus, events = EventBus(), []
+    bus.subscribe(events.append)
+    engine = Engine(config, bus, **models)
     t0 = time.perf_counter()
     engine.run_offline(audio[i : i + 320] for i in range(0, len(audio), 320))
-    return time.perf_counter() - t0, engine.compute_seconds
+    return time.perf_counter() - t0, events, engine
 
 
-def live_latency(models, audio: np.ndarray, tmp: Path) -> dict[str, float]:
+def frame_labels(events, n_frames: int) -> list[tuple[str, ...]]:
+    """Settled speaker sets per frame from the diarization events."""
+    from wavlm_live.events import DiarizationEvent
+
+    labels: list[tuple[str, ...]] = [()] * n_frames
+    for e in events:
+        if isinstance(e, DiarizationEvent):
+            first = round(e.start / 0.02)
+            for i, lab in enumerate(e.labels):
+                if first + i < n_frames:
+                    labels[first + i] = tuple(lab)
+    return labels
+
+
+def agreement(ref_events, events, n_frames: int) -> dict[str, float]:
+    """WER between the final caption texts (jiwer; the reference as truth) and the share
+    of frames with equal speaker sets, the other run's ids mapped to the reference's by
+    co-occurrence (Hungarian assignment)."""
+    import jiwer
+    from scipy.optimize import linear_sum_assignment
+
+    from wavlm_live.events import CaptionEvent
+
+    def text(evs):
+        return " ".join(e.text for e in evs if isinstance(e, CaptionEvent) and e.final).split()
+
+    ref_words, words = text(ref_events), text(events)
+    wer = jiwer.wer(" ".join(ref_words), " ".join(words)) if ref_words else float("nan")
+    a, b = frame_labels(ref_events, n_frames), frame_labels(events, n_frames)
+    ids_a = sorted({s for lab in a for s in lab})
+    ids_b = sorted({s for lab in b for s in lab})
+    mapping = {}
+    if ids_a and ids_b:
+        co = np.zeros((len(ids_b), len(ids_a)))
+        for la, lb in zip(a, b):
+            for sb in lb:
+                for sa in la:
+                    co[ids_b.index(sb), ids_a.index(sa)] += 1
+        rows, cols = linear_sum_assignment(co, maximize=True)
+        mapping = {ids_b[r]: ids_a[c] for r, c in zip(rows, cols)}
+    equal = sum(set(la) == {mapping.get(s, "?" + s) for s in lb} for la, lb in zip(a, b))
+    return {"caption_wer_vs_reference": round(float(wer), 4), "words_reference": len(ref_words), "words": len(words),
+            "frame_labels_equal": round(equal / max(1, n_frames), 4)}
+
+
+def live_latency(models, config, audio: np.ndarray, tmp: Path) -> dict[str, float]:
     """Caption latency percentiles at real-time pace (FileSource, speed 1)."""
+    from dataclasses import replace
+
     from wavlm_live.audio import FileSource
     from wavlm_live.engine.bus import EventBus
-    from wavlm_live.engine.engine import Engine, EngineConfig
+    from wavlm_live.engine.engine import Engine
     from wavlm_live.events import CaptionEvent, StatsEvent
 
     path = tmp / "speech.wav"
@@ -161,7 +283,7 @@ def live_latency(models, audio: np.ndarray, tmp: Path) -> dict[str, float]:
 
     bus.subscribe(on_event)
     source = FileSource(path, speed=1.0)
-    engine = Engine(EngineConfig(), bus, source_stats=source.stats, **models)
+    engine = Engine(replace(config, realtime=True), bus, source_stats=source.stats, **models)
     engine.start()
     t0 = time.monotonic()
     source.start(engine.feed)
@@ -173,6 +295,7 @@ def live_latency(models, audio: np.ndarray, tmp: Path) -> dict[str, float]:
     for k, v in final.items():
         seen.setdefault(k, v)
     p = lambda xs, q: float(np.percentile(np.array(list(xs)), q)) if xs else float("nan")  # noqa: E731
+    rtfs = [s.rtf for s in stats[len(stats) // 4 :]]
     return {
         "words": len(final),
         "first_seen_p50_s": round(p(seen.values(), 50), 3),
@@ -180,7 +303,8 @@ def live_latency(models, audio: np.ndarray, tmp: Path) -> dict[str, float]:
         "final_p50_s": round(p(final.values(), 50), 3),
         "final_p95_s": round(p(final.values(), 95), 3),
         "windows_skipped": stats[-1].windows_skipped if stats else -1,
-        "live_rtf_last": stats[-1].rtf if stats else float("nan"),
+        "windows_widened": stats[-1].windows_widened if stats else -1,
+        "live_rtf_mean": round(float(np.mean(rtfs)), 3) if rtfs else float("nan"),
     }
 
 
@@ -188,30 +312,49 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip-live", action="store_true", help="skip the real-time latency run")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the naive loop stays on the CPU)")
+    parser.add_argument("--skip-live", action="store_true", help="skip the real-time latency runs")
+    parser.add_argument("--skip-naive", action="store_true", help="skip the transformers loop")
+    parser.add_argument("--no-vad", dest="vad", action="store_false", help="the new settings without the speech gate")
+    for opt in ("--captions-window", "--captions-hop", "--diarization-window", "--diarization-hop",
+                "--embedding-interval"):
+        parser.add_argument(opt, type=float, default=None, help="the new settings (default: the command line's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from wavlm_live.engine.windows import WindowPlan
-    from wavlm_live.engine.engine import EngineConfig
+    from wavlm_live.engine.windows import WindowPlan, frames_for_samples
 
     audio = speech(args.seconds)
-    cfg = EngineConfig()
-    plan = WindowPlan(cfg.window, cfg.hop)
-    windows = plan.windows_for(len(audio))
+    n_frames = frames_for_samples(len(audio))
+    result: dict = {"audio_s": args.seconds, "threads": args.threads, "device": args.device,
+                    "load_average_start": round(os.getloadavg()[0], 2)}
+    cfgs = configs(args)
     with tempfile.TemporaryDirectory() as tmp:
         folders = build_checkpoints(Path(tmp))
-        naive = naive_loop(folders, audio, windows)
-        result = {"audio_s": args.seconds, "window_s": plan.window_seconds, "hop_s": plan.hop_seconds,
-                  "windows": len(windows), "threads": args.threads,
-                  "naive_transformers_fp32_rtf": round(naive / args.seconds, 3)}
-        for dtype in ("float32", "auto"):
-            models = runners(folders, dtype)
-            wall, _ = ours_offline(models, audio)
-            result[f"ours_{dtype}_rtf"] = round(wall / args.seconds, 3)
-            result[f"ours_{dtype}_over_naive"] = round(wall / naive, 3)
-        if not args.skip_live:
-            result.update(live_latency(runners(folders, "auto"), audio, Path(tmp)))
+        if not args.skip_naive:
+            naive = naive_loop(folders, audio, WindowPlan(4.0, 1.0).windows_for(len(audio)))
+            result["naive"] = {"rtf": round(naive / args.seconds, 3)}
+        events = {}
+        for name, dtype in (("reference", "float32"), ("today", "auto"), ("new", "auto")):
+            models = runners(folders, dtype, args.device)
+            counter = PassCounter(models)
+            wall, events[name], engine = run_offline(models, cfgs[name], audio)
+            entry = {"rtf": round(wall / args.seconds, 3), "schedule": engine.schedule_description(),
+                     "embedding_interval": cfgs[name].embedding_interval, "vad": cfgs[name].vad is not None,
+                     "windows_silent": engine.windows_silent,
+                     "passes": dict(counter.passes), "model_audio_s": {k: round(v, 1) for k, v in counter.seconds.items()}}
+            if name != "reference":
+                entry.update(agreement(events["reference"], events[name], n_frames))
+                entry["rtf_over_reference"] = round(wall / (result["reference"]["rtf"] * args.seconds), 3)
+                if "naive" in result:
+                    entry["rtf_over_naive"] = round(entry["rtf"] / result["naive"]["rtf"], 3)
+                if not args.skip_live:
+                    counter.reset()
+                    entry["live"] = live_latency(models, cfgs[name], audio, Path(tmp))
+                    entry["live"]["passes"] = dict(counter.passes)
+            result[name] = entry
+            print(name, json.dumps(entry), file=sys.stderr, flush=True)
+    result["load_average_end"] = round(os.getloadavg()[0], 2)
     json.dump(result, sys.stdout, indent=1)
     print()
     return 0

@@ -580,8 +580,8 @@ class Publisher:
         stream.unsubscribe = bus.subscribe(lambda event: self._on_event(stream, event))
         self._offer(client, Outgoing.make(
             "started", time.time(), session=session_id, sample_rate=pcm.sample_rate, channels=pcm.channels,
-            format=pcm.format, tasks=engine.tasks, window=engine.plan.window_seconds,
-            hop=engine.plan.hop_seconds, live=live, buffer_seconds=cfg.session_buffer_s,
+            format=pcm.format, tasks=engine.tasks, window=engine.main_plan.window_seconds,
+            hop=engine.main_plan.hop_seconds, live=live, buffer_seconds=cfg.session_buffer_s,
             idle_timeout=cfg.session_idle_s))
         log.info("client %s started session %s (%d Hz, %d ch, %s, %s)", client.peer, session_id,
                  pcm.sample_rate, pcm.channels, pcm.format, "live" if live else "paced")

@@ -102,3 +102,34 @@ def test_the_analysis_options_are_read_once_into_a_frozen_object():
     tui = AnalysisOptions.of(build_parser().parse_args(["tui"]))
     assert tui.vad and tui.window is None and tui.models == {k: DEFAULT_MODELS[k] for k in
                                                              ("captions", "diarization", "embeddings")}
+
+
+def test_default_schedule_is_per_task_and_window_or_hop_make_it_uniform():
+    from wavlm_live.cli.app import engine_config
+    from wavlm_live.cli.defaults import DEFAULT_TASK_WINDOWS
+    from wavlm_live.cli.options import AnalysisOptions
+    from wavlm_live.engine.engine import TaskWindow
+
+    def windows(**kw):
+        return engine_config(AnalysisOptions(models={}, **kw), demo=False, realtime=False).task_windows
+
+    assert windows() == {t: TaskWindow(*wh) for t, wh in DEFAULT_TASK_WINDOWS.items()}
+    assert windows(window=3.0) == {} and windows(hop=0.5) == {}  # one schedule for every task
+    assert windows(captions_hop=0.25) == {"captions": TaskWindow(DEFAULT_TASK_WINDOWS["captions"][0], 0.25),
+                                          "diarization": TaskWindow(*DEFAULT_TASK_WINDOWS["diarization"])}
+    assert windows(hop=0.5, diarization_hop=1.0) == {"diarization": TaskWindow(4.0, 1.0)}
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--captions-window", "0.4"], "--captions-window"),
+    (["--diarization-window", "1", "--diarization-hop", "2"], "--diarization-hop"),
+])
+def test_a_task_window_too_short_for_its_hop_is_a_usage_error(argv, option, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    assert main(["transcribe", str(wav), "--demo", *argv]) == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err

@@ -125,7 +125,10 @@ def test_live_engine_at_real_time_pace_skips_nothing(runners):
     assert any(not e.final for e in caps)
 
 
-def test_engine_skips_and_reports_when_behind(runners):
+@pytest.mark.parametrize("max_lag", [0.0, 2.0])
+def test_engine_catches_up_and_reports_when_behind(runners, max_lag):
+    """Behind, the engine first widens its hop (no frame lost, ``windows_widened``); with
+    no lag allowed beyond that (``max_lag`` 0) it skips windows (``windows_skipped``)."""
     class Slow:
         name = "slow"
 
@@ -140,7 +143,7 @@ def test_engine_skips_and_reports_when_behind(runners):
 
     bus, events = EventBus(), []
     bus.subscribe(events.append)
-    engine = Engine(EngineConfig(window=1.0, hop=0.1, max_backlog=0), bus, diarization=Slow())
+    engine = Engine(EngineConfig(window=1.0, hop=0.1, max_backlog=0, max_lag=max_lag), bus, diarization=Slow())
     engine.start()
     audio, _ = sf.read(SHORT, dtype="float32")
     for i in range(0, len(audio), 320):
@@ -148,11 +151,18 @@ def test_engine_skips_and_reports_when_behind(runners):
     engine.close_input()
     assert engine.join(30)
     stats = [e for e in events if isinstance(e, StatsEvent)]
-    assert stats[-1].windows_skipped > 0
-    assert stats[-1].windows_analysed + stats[-1].windows_skipped >= len(audio) // 1600 - 1
-    # labels stay in order and within the stream even with gaps
     diar = [e for e in events if isinstance(e, DiarizationEvent) and e.labels]
-    assert all(a.end <= b.start for a, b in zip(diar, diar[1:]))
+    if max_lag == 0:
+        assert stats[-1].windows_skipped > 0
+        assert stats[-1].windows_analysed + stats[-1].windows_skipped >= len(audio) // 1600 - 1
+        # labels stay in order and within the stream even with gaps
+        assert all(a.end <= b.start for a, b in zip(diar, diar[1:]))
+    else:
+        assert stats[-1].windows_skipped == 0 and stats[-1].windows_widened > 0
+        assert max(s.hop for s in stats) > 0.1  # a wider hop ...
+        # ... that still settles every frame exactly once
+        assert diar[0].start == 0 and all(a.end == b.start for a, b in zip(diar, diar[1:]))
+        assert round(diar[-1].end / 0.02) == frames_for_samples(len(audio))
     assert isinstance(events[-1], EndEvent)
 
 

@@ -19,6 +19,7 @@ from wavlm_live.engine.engine import Engine, EngineConfig
 from wavlm_live.events import ErrorEvent
 from wavlm_live.timegrid import SAMPLE_RATE
 
+from .defaults import DEFAULT_TASK_WINDOWS
 from .options import AnalysisOptions
 from .errors import CliError, UsageError
 
@@ -207,7 +208,9 @@ def _plan_or_usage_error(window: float, hop: float, window_option: str, hop_opti
 def task_windows(opts: AnalysisOptions, defaults: EngineConfig) -> dict[str, Any]:
     """The per-task windows of the options: ``--captions-window`` / ``--captions-hop``
     and ``--diarization-window`` / ``--diarization-hop``, each missing half taken from
-    ``--window`` / ``--hop`` (or the defaults). Only tasks with one of their own appear.
+    ``--window`` / ``--hop`` when one of those is given, else from the task's default
+    (:data:`~wavlm_live.cli.defaults.DEFAULT_TASK_WINDOWS`). ``--window`` or ``--hop``
+    alone sets one schedule for every task.
 
     Raises:
         UsageError: a window/hop pair the window plan cannot run.
@@ -217,12 +220,14 @@ def task_windows(opts: AnalysisOptions, defaults: EngineConfig) -> dict[str, Any
     window = opts.window or defaults.window
     hop = opts.hop or defaults.hop
     _plan_or_usage_error(window, hop, "--window", "--hop", bool(opts.hop), defaults.hop)
+    uniform = bool(opts.window or opts.hop)
     out = {}
     for task in ("captions", "diarization"):
         own_window, own_hop = getattr(opts, f"{task}_window"), getattr(opts, f"{task}_hop")
-        if own_window is None and own_hop is None:
+        if uniform and own_window is None and own_hop is None:
             continue
-        w, h = own_window or window, own_hop or hop
+        base_window, base_hop = (window, hop) if uniform else DEFAULT_TASK_WINDOWS[task]
+        w, h = own_window or base_window, own_hop or base_hop
         _plan_or_usage_error(w, h, f"--{task}-window" if own_window else "--window",
                              f"--{task}-hop", own_hop is not None, hop)
         out[task] = TaskWindow(w, h)
@@ -245,6 +250,8 @@ def engine_config(args: argparse.Namespace | AnalysisOptions, demo: bool, realti
         changes["window"] = opts.window
     if opts.hop:
         changes["hop"] = opts.hop
+    if opts.embedding_interval is not None:
+        changes["embedding_interval"] = opts.embedding_interval
     if opts.speaker_threshold is not None:
         changes["speaker_threshold"] = opts.speaker_threshold
     elif demo:

@@ -32,6 +32,8 @@ class AnalysisOptions:
         captions_window, captions_hop, diarization_window, diarization_hop: one task's
             own window and hop in seconds (``None``: that task's default, see
             :func:`wavlm_live.cli.app.engine_config`).
+        embedding_interval: seconds of solo speech between x-vector passes (0: every
+            diarization window), or ``None`` for the default.
         vad: gate the models with the speech detector (``--no-vad`` turns it off).
         speaker_threshold: cosine, or ``None`` (the model's; the demo's for demo models).
         max_speakers: a cap, or ``None``.
@@ -54,6 +56,7 @@ class AnalysisOptions:
     captions_hop: float | None = None
     diarization_window: float | None = None
     diarization_hop: float | None = None
+    embedding_interval: float | None = None
     vad: bool = True
     speaker_threshold: float | None = None
     max_speakers: int | None = None

@@ -151,6 +151,9 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bo
         a.add_argument(f"--{task}-hop", type=_seconds(*HOP_RANGE), default=None, metavar="SEC",
                        help=f"the {task} task's own hop in seconds (default: --hop)"
                             + ("; speaker embeddings run on the diarization windows" if task == "diarization" else ""))
+    a.add_argument("--embedding-interval", type=_seconds(0, 600), default=None, metavar="SEC",
+                   help="with diarization, seconds of solo speech between x-vector passes; a new voice gets "
+                        "one at once (default: 0, every diarization window)")
     a.add_argument("--no-vad", action="store_true",
                    help="run the models on every window; by default a voice activity detector (Silero VAD) "
                         "skips the windows without speech, which settle as silence")

@@ -191,7 +191,7 @@ class CaptionStitcher:
         """Publish what the last :meth:`add` settled: zero or more final segments (in
         segment order) and then the new partial, when it changed."""
         events, self._gap_events = self._gap_events, []
-        while (cut := self._next_cut(self._settled_limit()))[0] > 0:
+        while (cut := self._next_cut())[0] > 0:
             events += self._commit(*cut)
         partial = self._partial(np.concatenate([self._pending, self._tail]))
         if partial is not None:
@@ -215,13 +215,6 @@ class CaptionStitcher:
         return events
 
     # -- internals -------------------------------------------------------------------
-
-    def _settled_limit(self) -> int:
-        """How many pending frames a final segment may take now: all of them, or those
-        before the first frame whose speakers are not settled yet."""
-        if self.speakers_settled is None:
-            return len(self._pending)
-        return max(0, min(len(self._pending), self.speakers_settled() - self._pending_start))
 
     def _closing_points(self, ids: np.ndarray) -> tuple[int, int]:
         """``(after_delimiter, after_pause)``: the largest p such that ``_pending[:p]``
@@ -249,22 +242,25 @@ class CaptionStitcher:
                 pause = len(ids)  # trailing pause
         return delim, pause
 
-    def _next_cut(self, limit: int) -> tuple[int, bool]:
+    def _next_cut(self) -> tuple[int, bool]:
         """Frames of ``_pending`` to publish as the next final segment (0: keep waiting),
         and whether the speech goes on past the cut (a cut for length only).
 
         A segment is a phrase: it ends at the first pause, before a change of speaker, or,
         for long speech without either, at the last closed word once the closed words span
         ``max_segment_seconds`` or number ``max_segment_words``. Every cut falls after a
-        delimiter or a blank, so decoding the pieces equals decoding the whole. Only
-        the first ``limit`` pending frames are looked at."""
-        delim, pause = self._closing_points(self._pending[:limit])
+        delimiter or a blank, so decoding the pieces equals decoding the whole. With
+        ``speakers_settled``, a segment waits until the frames of its words have settled
+        speakers (the pause after them needs none)."""
+        delim, pause = self._closing_points(self._pending)
         p = pause or delim
         if p == 0:
             return 0, False
         words = self.decoder.decode(self._pending[:p]).words
         if not words:
             return p, False  # only blanks and delimiters: drop them silently
+        if self.speakers_settled is not None and self._pending_start + words[-1].end_frame > self.speakers_settled():
+            return 0, False
         if self.speaker_of is not None:
             speakers = [self.speaker_of(self._pending_start + w.start_frame, self._pending_start + w.end_frame) for w in words]
             change = next(

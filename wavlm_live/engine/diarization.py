@@ -198,6 +198,22 @@ class DiarizationStitcher:
             return None
         return max(sorted(counts), key=lambda s: counts[s])
 
+    def continues(self, window: Window, probs: np.ndarray, local: int) -> bool:
+        """Whether local speaker ``local`` of ``window`` (activity ``probs`` ``[frames,
+        speakers]``, before :meth:`update` of that window) continues a speaker of the
+        previous window by overlap alone: a soft-Dice overlap of at least
+        ``overlap_min`` on the frames both windows share."""
+        if not self._prev:
+            return False
+        f0, n = window.frame_start, probs.shape[0]
+        lo = max(f0, self._prev_start)
+        hi = min(f0 + n, self._prev_start + len(next(iter(self._prev.values()))))
+        if hi <= lo:
+            return False
+        ours = probs[lo - f0 : hi - f0, local]
+        return any(soft_dice(ours, prev[lo - self._prev_start : hi - self._prev_start]) >= self.config.overlap_min
+                   for prev in self._prev.values())
+
     # -- stitching ---------------------------------------------------------------------
 
     def binarize(self, probs: np.ndarray) -> np.ndarray:

@@ -154,6 +154,10 @@ class EngineConfig:
             :class:`~wavlm_live.engine.speakers.SpeakerTracker`.
         min_embedding_seconds: active speech a local speaker needs in a window before an
             x-vector is computed for it.
+        embedding_interval: with diarization, seconds of settled solo speech between
+            x-vector passes (0: every diarization window); a window where a voice
+            continues nobody, or before any speaker has a centroid, gets them anyway
+            (:meth:`~wavlm_live.tasks.embeddings.EmbeddingsStream._due`).
         level_interval: seconds between ``level`` events.
         diarization: diarization stitching settings.
         classification: what the classification task classifies (turns or windows).
@@ -175,6 +179,7 @@ class EngineConfig:
     speaker_threshold: float = 0.86
     max_speakers: int | None = None
     min_embedding_seconds: float = 1.0
+    embedding_interval: float = 0.0
     level_interval: float = 0.1
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     classification: ClassificationConfig = field(default_factory=ClassificationConfig)
@@ -328,14 +333,20 @@ class Engine:
             "frame": FRAME_SECONDS,
             "tasks": self.tasks,
             "models": {stream.task.name: stream.task.model_name for stream in self.streams},
-            "window": self.plan.window_seconds,
-            "hop": self.plan.hop_seconds,
-            "right_context": self.plan.right_frames * FRAME_SECONDS,
+            "window": self.main_plan.window_seconds,
+            "hop": self.main_plan.hop_seconds,
+            "right_context": self.main_plan.right_frames * FRAME_SECONDS,
             "schedule": self.schedule_description(),
             "demo": self.demo,
             "stream": self.stream_id,
             **extra,
         }
+
+    @property
+    def main_plan(self) -> WindowPlan:
+        """The window plan of the first enabled task (the captions' when they run): the
+        ``window`` and ``hop`` that ``hello`` and ``started`` report."""
+        return self.schedule.plans[self.leader[self.context.tasks[0]]]
 
     def schedule_description(self) -> dict[str, dict[str, float]]:
         """Task name -> ``{"window", "hop", "right_context"}`` in seconds, the windows

@@ -169,4 +169,6 @@ class SessionHost:
             "max_sessions": self.max_sessions,
             "window": self.config.window,
             "hop": self.config.hop,
+            "task_windows": {task: {"window": tw.window, "hop": tw.hop}
+                             for task, tw in self.config.task_windows.items()},
         }

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from wavlm_live.engine.diarization import solo_activity
 from wavlm_live.engine.windows import FRAME_SECONDS
 from wavlm_live.events import Event
 
@@ -51,6 +52,9 @@ class EmbeddingsStream(TaskStream):
         # the TDNN needs a few frames more than its span to pool over (>= 2 outputs)
         self.min_segment_frames = model_min + 2
         self._current: str | None = None
+        interval = ctx.config.embedding_interval
+        self.interval_frames = round(interval / FRAME_SECONDS) if interval else 0
+        self._solo_since = 0  # settled solo frames since the last x-vector pass
         if "diarization" not in ctx.tasks:
             ctx.speaker_of = lambda start, end: self._current
 
@@ -67,11 +71,32 @@ class EmbeddingsStream(TaskStream):
             if probs is None:
                 return None
             masks = diarization.embedding_masks(probs, self.min_frames, self.min_segment_frames)
-            return None if masks is None else (cut.audio, masks)
+            if masks is None or not self._due(diarization, cut.window, probs, masks[0]):
+                return None
+            return (cut.audio, masks)
         window = cut.window
         if window.frame_end - window.frame_start >= self.min_frames:
             return (cut.audio, None)
         return None
+
+    def _due(self, diarization: Any, window: Any, probs: np.ndarray, locals_: list[int]) -> bool:
+        """With ``embedding_interval``, whether this diarization window needs x-vectors:
+        a voice with enough solo speech continues no speaker of the previous window (it
+        must be matched or founded), no speaker has a centroid yet, or the settled solo
+        speech since the last x-vector pass has reached the interval (centroids are
+        refreshed). Without an interval every window does."""
+        if not self.interval_frames:
+            return True
+        stitcher = diarization.stitcher
+        alone = solo_activity(stitcher.binarize(probs))
+        a, b = window.keep_start - window.frame_start, window.keep_end - window.frame_start
+        self._solo_since += int(alone[a:b].any(axis=1).sum())
+        due = (self._solo_since >= self.interval_frames
+               or not any(s.centroid is not None for s in self.ctx.tracker.speakers.values())
+               or not all(stitcher.continues(window, probs, k) for k in locals_))
+        if due:
+            self._solo_since = 0
+        return due
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
         if output is None or "diarization" in self.ctx.streams:

@@ -286,8 +286,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 "other_seconds": round(elapsed - sum(t.seconds for t in timers.values()), 3),
                 "windows": engine.windows_analysed,
                 "tasks": engine.tasks,
-                "window": engine.plan.window_seconds,
-                "hop": engine.plan.hop_seconds,
+                "window": engine.main_plan.window_seconds,
+                "hop": engine.main_plan.hop_seconds,
             }
         )
     )
