@@ -180,3 +180,28 @@ def test_a_stream_far_behind_skips_to_the_newest_tick(runners):
     assert engine.windows_skipped > 0
     assert work.window.end == 11 * 16000
     assert work.cuts["captions"].window.keep_start > 25  # a gap: those frames are never analysed
+
+
+def test_the_caption_preview_goes_out_before_the_diarization_runs(runners):
+    """Captions are an early task: at a tick where both run, the preview partial is
+    published as soon as the CTC model has run, before the diarization pass."""
+    audio, _ = sf.read(CLIP, dtype="float32")
+    bus, events = EventBus(), []
+    bus.subscribe(events.append)
+    seen_before: list[int] = []
+
+    class Diarization:
+        def __getattr__(self, item):
+            return getattr(runners["diarization"], item)
+
+        def activity_batch(self, audios):
+            seen_before.append(sum(isinstance(e, CaptionEvent) for e in events))
+            return runners["diarization"].activity_batch(audios)
+
+    engine = Engine(EngineConfig(realtime=False, pause_seconds=None), bus, captions=runners["captions"],
+                    diarization=Diarization())
+    engine.run_offline(audio[i : i + 16000] for i in range(0, len(audio), 16000))
+    captions_per_tick = [sum(isinstance(e, CaptionEvent) for e in events)]
+    assert seen_before and captions_per_tick[0] > 0
+    # the first diarization pass already found the first tick's preview on the bus
+    assert seen_before[0] >= 1 and all(a <= b for a, b in zip(seen_before, seen_before[1:]))

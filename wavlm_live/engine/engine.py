@@ -618,8 +618,8 @@ class Engine:
         publish = self.bus.publish
         for stream in self.streams:
             name = stream.task.name
-            if name not in work.cuts and name not in work.requests:
-                continue  # not due at this tick
+            if name in work.applied or (name not in work.cuts and name not in work.requests):
+                continue  # applied early, or not due at this tick
             for event in stream.apply(work, work.outputs.get(name)):
                 publish(event)
         for stream in self.streams:
@@ -633,6 +633,15 @@ class Engine:
         self._rtf = rtf if self.windows_analysed == 1 else 0.8 * self._rtf + 0.2 * rtf
         if not work.final:
             publish(self._stats(work.window.end))
+
+    def apply_task(self, work: Work, name: str) -> None:
+        """Stitch one task's output of ``work`` now and publish its events (for an
+        :attr:`~wavlm_live.tasks.base.Task.early` task, before the other tasks have run);
+        :meth:`apply` then skips it."""
+        stream = self.context.streams[name]
+        work.applied.add(name)
+        for event in stream.apply(work, work.outputs.get(name)):
+            self.bus.publish(event)
 
     def fail_window(self, work: Work, exc: BaseException) -> None:
         """Report a window whose analysis raised (published as a non-fatal ``model``

@@ -53,14 +53,18 @@ def analyse(items: list[tuple[Engine, Work]]) -> float:
     stream). Returns the compute seconds the batch took.
 
     Stage by stage (:attr:`Task.stage`), every stream's task streams turn their window
-    into requests; each shared task then runs once over all of them. A model (or
-    request) error fails only the windows it concerns (``model`` error events); an error
-    while stitching ends that stream (:meth:`Engine.fail`). Called from one thread per
+    into requests; each shared task then runs once over all of them, and a task marked
+    :attr:`~wavlm_live.tasks.base.Task.early` (captions) has its events published at once,
+    before the slower tasks run. A model (or request) error fails only the windows it
+    concerns (``model`` error events); an error while stitching ends that stream
+    (:meth:`Engine.fail`). Called from one thread per
     set of streams.
     """
     t0 = time.perf_counter()
     failed: dict[int, BaseException] = {}
+    dead: set[int] = set()  # works whose stream failed while stitching
     live = [(e, w) for e, w in items if w.window is not None and w.audio is not None]
+    owners = {id(w): e for e, w in live}
     stages = sorted({stream.task.stage for engine, _ in live for stream in engine.streams})
     for stage in stages:
         groups: dict[int, list[tuple[Work, str, Any]]] = defaultdict(list)
@@ -86,8 +90,22 @@ def analyse(items: list[tuple[Engine, Work]]) -> float:
                     failed[id(work)] = result
                 else:
                     work.outputs[name] = result
+            if tasks[key].early:
+                # publish this task's events (the captions' preview partial) before the
+                # slower tasks of the batch run
+                for (work, name, _) in group:
+                    engine = owners[id(work)]
+                    if id(work) not in failed:
+                        try:
+                            engine.apply_task(work, name)
+                        except Exception as exc:  # noqa: BLE001 - that stream cannot go on
+                            failed[id(work)] = exc
+                            dead.add(id(work))
     seconds = time.perf_counter() - t0
     for engine, work in items:
+        if id(work) in dead:
+            engine.fail(failed[id(work)])
+            continue
         try:
             if id(work) in failed:
                 engine.fail_window(work, failed[id(work)])

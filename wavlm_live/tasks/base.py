@@ -68,6 +68,7 @@ class Work:
             that follows another, as embeddings follow diarization, has its leader's).
         requests: task name -> what that task's model is asked for this tick.
         outputs: task name -> that task's model output for this tick.
+        applied: tasks whose output was already stitched (early tasks).
     """
 
     window: Window | None
@@ -77,6 +78,7 @@ class Work:
     cuts: dict[str, Cut] = field(default_factory=dict)
     requests: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    applied: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -116,11 +118,15 @@ class Task(ABC):
             ``"frames"``, ``"xvector"``, ``"sequence"``).
         stage: 1 for tasks that need only the audio, 2 for tasks whose request reads
             stage-1 outputs of the same window.
+        early: the task's :meth:`TaskStream.apply` needs no other task's output, so its
+            events are published as soon as its model has run (captions: the preview
+            partial does not wait for the diarization and x-vector passes).
     """
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     stage: ClassVar[int] = 1
+    early: ClassVar[bool] = False
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner

@@ -35,6 +35,7 @@ class CaptionsTask(Task):
 
     name = "captions"
     kind = "ctc"
+    early = True
 
     def describe(self) -> dict[str, Any]:
         """``captions_decoder``: ``"greedy"`` or the beam search with its LM."""
