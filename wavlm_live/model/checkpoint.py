@@ -34,6 +34,7 @@ from wavlm_live.timegrid import SAMPLE_RATE
 from .config import ARCH_PREFIX, FAMILIES, PreprocessorConfig, WavLMConfig
 from .ctc import CTCDecoder, CTCVocabulary
 from .fast import accelerate
+from .shared import share_feature_encoder
 from .heads import WavLMForAudioFrameClassification, WavLMForCTC, WavLMForSequenceClassification, WavLMForXVector
 
 _HEADS: dict[str, tuple[str, type[nn.Module]]] = {
@@ -372,7 +373,7 @@ def _load_weights(model: nn.Module, state: dict[str, Tensor], name: str, arch: s
 def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu",
                     dtype: str | torch.dtype = "float32", revision: str | None = None,
                     local_files_only: bool | None = None, expected_task: str | None = None,
-                    fast: bool = True) -> Pretrained:
+                    fast: bool = True, share: bool = True) -> Pretrained:
     """Load a WavLM, Wav2Vec2 (XLS-R) or HuBERT task checkpoint from a local folder or a
     Hugging Face Hub id (any architecture of :data:`ARCHITECTURES`).
 
@@ -390,6 +391,9 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
             fast path (:func:`~wavlm_live.model.fast.accelerate`: oneDNN fused kernels, same
             results up to float rounding); False for the reference PyTorch model of
             ``backbone.py`` / ``attention.py`` (on CUDA or in float16 it is always that).
+        share: True (default) to share the feature encoder with any model loaded before
+            whose encoder is identical (same weights, dtype, device and path), computed
+            once per window (:mod:`~wavlm_live.model.shared`).
 
     Returns a :class:`Pretrained`. Raises :class:`ModelLoadError` (a ``ValueError``) for a
     missing folder or file, a model neither local nor cached while offline, unreadable or
@@ -470,6 +474,8 @@ def load_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
         model.to(device=dev, dtype=dt).eval()
     if fast:
         accelerate(model)  # returns it unchanged off the CPU and in float16
+    if share:
+        share_feature_encoder(model)
     return Pretrained(model=model, config=config, preprocessor=preprocessor, vocab=vocab, decoder=decoder,
                       task=task, source=source, path=folder, device=dev, dtype=dt)
 
