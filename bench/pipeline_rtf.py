@@ -27,7 +27,14 @@ ids matched by co-occurrence) and, unless ``--skip-live``, the latency at real-t
 time of the first partial (or final) containing it, and to its final; with the windows the
 live run skipped or widened. Needs the test extra (transformers, jiwer).
 
+With ``--shared-encoder``, the new settings run once more offline on checkpoints whose
+diarization and x-vector models hold the captions model's conv feature encoder (as
+fine-tuning with a frozen encoder leaves them): one encoder module, its output reused by
+the x-vector pass on each diarization window (``encoder_reused``), and the RTF against
+``new``.
+
 Usage: python bench/pipeline_rtf.py [--seconds 60] [--threads 2] [--skip-live] [--skip-naive]
+       [--runs reference,today,new] [--shared-encoder]
        [--captions-window 2 --captions-hop 0.5 --diarization-window 4 --diarization-hop 1
         --embedding-interval 3] [--device cuda]
 """
@@ -51,20 +58,26 @@ DATA = REPO / "tests" / "data"
 VOCAB = {"[PAD]": 0, "[UNK]": 1, "|": 2, **{c: i + 3 for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")}, "'": 29}
 
 
-def build_checkpoints(root: Path) -> dict[str, Path]:
-    """Random-weight base-plus-size checkpoints written with transformers' save_pretrained."""
+def build_checkpoints(root: Path, shared_encoder: bool = False) -> dict[str, Path]:
+    """Random-weight base-plus-size checkpoints written with transformers' save_pretrained;
+    with ``shared_encoder`` the diarization and x-vector models get the captions model's
+    conv feature encoder (as fine-tuning with a frozen encoder leaves it)."""
     from transformers import (Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, WavLMConfig,
                               WavLMForAudioFrameClassification, WavLMForCTC, WavLMForXVector)
 
     torch.manual_seed(0)
     base = dict(vocab_size=len(VOCAB), pad_token_id=0, num_labels=2)  # wavlm-base-plus dimensions are the defaults
     out = {}
+    encoder = None
     for task, cls, extra in (
         ("captions", WavLMForCTC, {}),
         ("diarization", WavLMForAudioFrameClassification, {"use_weighted_layer_sum": True}),
         ("embeddings", WavLMForXVector, {"use_weighted_layer_sum": True}),
     ):
         model = cls(WavLMConfig(**base, **extra)).eval()
+        if shared_encoder and encoder is not None:
+            model.wavlm.feature_extractor.load_state_dict(encoder)
+        encoder = model.wavlm.feature_extractor.state_dict()
         if task == "captions":
             calibrate_ctc_head(model)
         elif task == "diarization":
@@ -326,6 +339,10 @@ def main() -> int:
     parser.add_argument("--skip-live", action="store_true", help="skip the real-time latency runs")
     parser.add_argument("--skip-naive", action="store_true", help="skip the transformers loop")
     parser.add_argument("--no-vad", dest="vad", action="store_false", help="the new settings without the speech gate")
+    parser.add_argument("--runs", default="reference,today,new",
+                        help="comma-separated runs (reference is needed for the agreement figures)")
+    parser.add_argument("--shared-encoder", action="store_true",
+                        help="also run the new settings on checkpoints sharing one conv feature encoder")
     for opt in ("--captions-window", "--captions-hop", "--diarization-window", "--diarization-hop",
                 "--embedding-interval"):
         parser.add_argument(opt, type=float, default=None, help="the new settings (default: the command line's)")
@@ -345,7 +362,9 @@ def main() -> int:
             naive = naive_loop(folders, audio, WindowPlan(4.0, 1.0).windows_for(len(audio)))
             result["naive"] = {"rtf": round(naive / args.seconds, 3)}
         events = {}
-        for name, dtype in (("reference", "float32"), ("today", "auto"), ("new", "auto")):
+        runs = [(n, d) for n, d in (("reference", "float32"), ("today", "auto"), ("new", "auto"))
+                if n in args.runs.split(",")]
+        for name, dtype in runs:
             models = runners(folders, dtype, args.device)
             counter = PassCounter(models)
             wall, events[name], engine = run_offline(models, cfgs[name], audio)
@@ -353,9 +372,11 @@ def main() -> int:
                      "embedding_interval": cfgs[name].embedding_interval, "vad": cfgs[name].vad is not None,
                      "windows_silent": engine.windows_silent,
                      "passes": dict(counter.passes), "model_audio_s": {k: round(v, 1) for k, v in counter.seconds.items()}}
-            if name != "reference":
+            if name != "reference" and "reference" in events:
                 entry.update(agreement(events["reference"], events[name], n_frames))
+            if name != "reference" and "reference" in result:
                 entry["rtf_over_reference"] = round(wall / (result["reference"]["rtf"] * args.seconds), 3)
+            if name != "reference":
                 if "naive" in result:
                     entry["rtf_over_naive"] = round(entry["rtf"] / result["naive"]["rtf"], 3)
                 if not args.skip_live:
@@ -364,6 +385,18 @@ def main() -> int:
                     entry["live"]["passes"] = dict(counter.passes)
             result[name] = entry
             print(name, json.dumps(entry), file=sys.stderr, flush=True)
+        if args.shared_encoder:
+            shared = runners(build_checkpoints(Path(tmp) / "shared", shared_encoder=True), "auto", args.device)
+            counter = PassCounter(shared)
+            wall, _, engine = run_offline(shared, cfgs["new"], audio)
+            memo = shared["embeddings"].model.backbone.feature_extractor.shared_memo
+            entry = {"rtf": round(wall / args.seconds, 3), "passes": dict(counter.passes),
+                     "encoder_calls": memo.calls, "encoder_reused": memo.hits,
+                     "one_encoder_module": len({id(r.model.backbone.feature_extractor) for r in shared.values()}) == 1}
+            if "new" in result:
+                entry["rtf_over_new"] = round(entry["rtf"] / result["new"]["rtf"], 3)
+            result["new_shared_encoder"] = entry
+            print("new_shared_encoder", json.dumps(entry), file=sys.stderr, flush=True)
     result["load_average_end"] = round(os.getloadavg()[0], 2)
     json.dump(result, sys.stdout, indent=1)
     print()

@@ -180,3 +180,34 @@ def test_character_vocabulary_without_delimiter_cuts_by_length_and_joins_without
     assert [(w.start, w.end) for e in fin for w in e.words] == \
         [(round(w.start, 4), round(w.end, 4)) for w in whole.words]
     assert any(e.text.endswith("abc 你好") for e in fin)
+
+
+@pytest.mark.parametrize("lag", [0, 60, 150])
+def test_finals_wait_for_settled_speakers_but_not_for_ever(lag):
+    """With speakers settled ``lag`` frames behind the captions, long speech without
+    pauses is still cut by length at the last word whose speakers are settled, every
+    final word has its speaker, and the text equals the run without the wait."""
+    words = "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE " * 4
+    ids = frames_of(words.strip())
+    state = {"settled": 0}
+
+    def speaker_of(start, end):  # a speaker only where settled (partials ask for the tail too)
+        return "S1" if end <= state["settled"] else None
+
+    plan = WindowPlan(2.0, 0.5)
+    stitcher = CaptionStitcher(CTCDecoder(VOCAB), 0, 2, speaker_of=speaker_of, max_segment_seconds=3.0,
+                               speakers_settled=lambda: state["settled"])
+    onehot = np.eye(len(TOKENS), dtype=np.float32)[ids]
+    events, cut_at = [], []
+    for w in plan.windows_for((len(ids) - 1) * 320 + 400):
+        events.append(stitcher.add(w, onehot[w.frame_start : w.frame_end]))
+        state["settled"] = max(0, w.keep_end - lag) if not w.final else w.keep_end
+        new = stitcher.commit()
+        cut_at += [w.keep_end for e in new if e.final]
+        events += new
+    events += stitcher.finish()
+    final_events = [e for e in events if e is not None and e.final]
+    assert " ".join(e.text for e in final_events).split() == words.split()
+    assert all(w.speaker == "S1" for e in final_events for w in e.words)
+    assert len(final_events) >= 4  # cut by length while the speech went on, not one final at the end
+    assert len(cut_at) >= 3

@@ -226,11 +226,13 @@ def task_windows(opts: AnalysisOptions, defaults: EngineConfig) -> dict[str, Any
         own_window, own_hop = getattr(opts, f"{task}_window"), getattr(opts, f"{task}_hop")
         if uniform and own_window is None and own_hop is None:
             continue
-        base_window, base_hop = (window, hop) if uniform else DEFAULT_TASK_WINDOWS[task]
-        w, h = own_window or base_window, own_hop or base_hop
+        base = (window, hop) if uniform else DEFAULT_TASK_WINDOWS[task]
+        w, h = own_window or base[0], own_hop or base[1]
         _plan_or_usage_error(w, h, f"--{task}-window" if own_window else "--window",
                              f"--{task}-hop", own_hop is not None, hop)
-        out[task] = TaskWindow(w, h)
+        # a default's own right context applies to that default window and hop only
+        right = base[2] if len(base) > 2 and own_window is None and own_hop is None else None
+        out[task] = TaskWindow(w, h, right)
     return out
 
 

@@ -226,7 +226,9 @@ def evaluate_folder(args: argparse.Namespace) -> int:
     print(f"eval: {len(scored)} clip(s)" + (f", {len(embeddings)} verification clip(s)" if trials else "")
           + f" in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
-    report: dict[str, Any] = {"folder": str(folder), "models": models.ids, "window": config.window, "hop": config.hop}
+    report: dict[str, Any] = {"folder": str(folder), "models": models.ids, "window": config.window, "hop": config.hop,
+                              "task_windows": {task: {"window": tw.window, "hop": tw.hop}
+                                               for task, tw in config.task_windows.items()}}
     if refs_text:
         report["clips_captions"] = len(refs_text)
         report["captions_decoder"] = models.captions.decoding

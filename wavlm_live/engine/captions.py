@@ -252,7 +252,17 @@ class CaptionStitcher:
         delimiter or a blank, so decoding the pieces equals decoding the whole. With
         ``speakers_settled``, a segment waits until the frames of its words have settled
         speakers (the pause after them needs none)."""
-        delim, pause = self._closing_points(self._pending)
+        if self.speakers_settled is None:
+            delim, pause = self._closing_points(self._pending)
+        else:
+            # only cut where the words before the cut have settled speakers (the pause
+            # after them needs none): the last delimiter within the settled frames, a
+            # pause that starts within them
+            limit = max(0, self.speakers_settled() - self._pending_start)
+            delim, _ = self._closing_points(self._pending[:limit])
+            _, pause = self._closing_points(self._pending[: limit + (self.pause_frames or 0)])
+            if pause and pause - (self.pause_frames or 0) > limit:
+                pause = 0
         p = pause or delim
         if p == 0:
             return 0, False
