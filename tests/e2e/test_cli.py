@@ -41,7 +41,10 @@ def test_transcribe_writes_every_format(tiny_checkpoints, tmp_path):
 
     validate_jsonl(events)
     header, events = events[0], events[1:]
-    assert header["source"] == str(CLIPS[0]) and header["window"] == 4.0 and header["hop"] == 1.0
+    from wavlm_live.cli.defaults import DEFAULT_TASK_WINDOWS
+
+    captions = DEFAULT_TASK_WINDOWS["captions"]
+    assert header["source"] == str(CLIPS[0]) and (header["window"], header["hop"]) == captions[:2]
     assert events[-1]["type"] == "end" and abs(events[-1]["t"] - duration) < 1e-3
     finals = [e for e in events if e["type"] == "caption" and e["final"]]
     text = (tmp_path / "out" / "clip.txt").read_text().strip()
