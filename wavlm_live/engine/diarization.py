@@ -72,6 +72,11 @@ class DiarizationConfig:
             x-vector alone (the behaviour before the margin).
         confirm_windows: x-vectors (one per window) an undecided voice is decided on:
             with that many, a mean still within the margin joins the speaker.
+        undecided_margin: how far below the threshold (cosine) a first x-vector may be and
+            still make the voice undecided rather than a new speaker at once (at least
+            ``new_speaker_margin``; the decision itself uses ``new_speaker_margin``). On
+            the held-out demo conversations 4.7% of a voice's window x-vectors are more
+            than 0.1 below the 0.86 threshold to its own centroid, 1% more than 0.3.
     """
 
     threshold: float = 0.5
@@ -87,6 +92,7 @@ class DiarizationConfig:
     segment_gap_frames: int = 10
     new_speaker_margin: float = 0.1
     confirm_windows: int = 2
+    undecided_margin: float = 0.3
 
 
 @dataclass
@@ -377,8 +383,9 @@ class DiarizationStitcher:
             return best, False
         free = [s for s in self.tracker.speakers.values() if s.id not in used]
         if not self.tracker.full and (may_create or not free):
-            if (may_create and best is not None and self.config.new_speaker_margin > 0
-                    and sim >= threshold - self.config.new_speaker_margin):
+            margin = self.config.new_speaker_margin
+            if (may_create and best is not None and margin > 0
+                    and sim >= threshold - max(margin, self.config.undecided_margin)):
                 return best, True
             return self.tracker.new_speaker(), False
         if best is not None:
