@@ -154,10 +154,11 @@ def live_run(virtual_mic, log: Path, phase: float) -> tuple[list[dict], float]:
             now = t + time.monotonic() - at
             start = int(now) + 2 + phase  # a whole second or more of silence first
             await asyncio.sleep(start - now - PLAY_LATENCY)
-            player = subprocess.Popen(["paplay", f"--device={virtual_mic.sink}", str(CONVERSATION)],
-                                      stderr=subprocess.PIPE)
+            player = await asyncio.create_subprocess_exec(
+                "paplay", f"--device={virtual_mic.sink}", str(CONVERSATION), stderr=subprocess.PIPE)
             await drain_until(ws, start + duration + 3.0, timeout=duration + 60)
-            assert player.wait(10) == 0, player.stderr.read().decode()
+            _, perr = await asyncio.wait_for(player.communicate(), 10)
+            assert player.returncode == 0, perr.decode()
         return start
 
     try:
