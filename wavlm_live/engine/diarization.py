@@ -32,7 +32,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 from scipy.optimize import linear_sum_assignment
 
-from wavlm_live.engine.speakers import Speaker, SpeakerTracker
+from wavlm_live.engine.speakers import Speaker, SpeakerTracker, l2_normalize
 from wavlm_live.engine.windows import FRAME_SECONDS, Window
 from wavlm_live.events import DiarizationEvent, Turn
 
@@ -61,6 +61,22 @@ class DiarizationConfig:
         segment_min_frames: solo frames a run needs to get its own x-vector (0 disables
             segment re-assignment).
         segment_gap_frames: pauses shorter than this do not split a run.
+        new_speaker_margin: hysteresis of speaker creation (cosine similarity): a voice
+            that continues nobody founds a new speaker only when its x-vector is more than
+            this much below ``threshold`` of the speaker tracker for every tracked speaker.
+            Within the margin it is *undecided*: labelled as the most similar free speaker,
+            without touching that speaker's centroid, and decided on the mean of its
+            x-vectors of the next windows (see :meth:`DiarizationStitcher._decide`). One
+            voice's 4 s x-vectors of the demo models vary by about 0.1 with where the
+            windows fall (docs/engine.md, "Speaker stability"). 0 decides on the first
+            x-vector alone (the behaviour before the margin).
+        confirm_windows: x-vectors (one per window) an undecided voice is decided on:
+            with that many, a mean still within the margin joins the speaker.
+        undecided_margin: how far below the threshold (cosine) a first x-vector may be and
+            still make the voice undecided rather than a new speaker at once (at least
+            ``new_speaker_margin``; the decision itself uses ``new_speaker_margin``). On
+            the held-out demo conversations 4.7% of a voice's window x-vectors are more
+            than 0.1 below the 0.86 threshold to its own centroid, 1% more than 0.3.
     """
 
     threshold: float = 0.5
@@ -74,6 +90,19 @@ class DiarizationConfig:
     new_speaker_frames: int = 100
     segment_min_frames: int = 40
     segment_gap_frames: int = 10
+    new_speaker_margin: float = 0.1
+    confirm_windows: int = 2
+    undecided_margin: float = 0.3
+
+
+@dataclass
+class _Undecided:
+    """A voice labelled, for now, as a speaker it may not be (see
+    ``DiarizationConfig.new_speaker_margin``): its x-vectors so far (not merged into any
+    centroid) and the windows it has been undecided in."""
+
+    vectors: list[np.ndarray]
+    windows: int = 1
 
 
 @dataclass(frozen=True)
@@ -165,6 +194,7 @@ class DiarizationStitcher:
         self._tail_start = 0
         self._tail: list[tuple[str, ...]] = []  # tentative labels of the unsettled tail
         self._open: dict[str, list[int]] = {}  # speaker id -> [turn start frame, last active frame]
+        self._undecided: dict[str, _Undecided] = {}  # speaker id an undecided voice is labelled with -> it
 
     # -- look-ups ----------------------------------------------------------------------
 
@@ -225,7 +255,11 @@ class DiarizationStitcher:
         return active
 
     def _map(self, window: Window, probs: np.ndarray, active: np.ndarray,
-             embeddings: dict[int, np.ndarray] | None) -> dict[int, str]:
+             embeddings: dict[int, np.ndarray] | None
+             ) -> tuple[dict[int, str], dict[int, _Undecided], list[tuple[str, list[np.ndarray]]]]:
+        """Local -> global mapping of one window, the slots still undecided (with their
+        state) and the x-vectors of earlier windows that decided voices bring to their
+        speaker's centroid."""
         cfg = self.config
         xvectors_on = embeddings is not None
         embeddings = embeddings or {}
@@ -262,6 +296,7 @@ class DiarizationStitcher:
                 if np.isfinite(score[k, j]):
                     mapping[int(k)] = candidates[j]
         used = set(mapping.values())
+        undecided, confirmed = self._decide(mapping, embeddings, used)
         keep = slice(window.keep_start - f0, window.keep_end - f0)
         alone = solo_activity(active)
         for k in range(k_local):
@@ -272,30 +307,106 @@ class DiarizationStitcher:
                 # x-vectors are on but this voice has too little solo speech yet, and none
                 # of it settles now: decide in a later window, when it has an x-vector
                 continue
+            twin = self._twin(emb, used)
+            if twin is not None:
+                mapping[k] = twin.id  # the frame model gave one voice two slots
+                continue
             may_create = not xvectors_on or (emb is not None and alone[:, k].sum() >= cfg.new_speaker_frames)
-            speaker = self._match_or_create(emb, used, may_create=may_create)
+            speaker, tentative = self._match_or_create(emb, used, may_create=may_create)
             if speaker is None:
                 continue  # every allowed speaker is taken in this window: leave it unlabelled
             mapping[k] = speaker.id
             used.add(speaker.id)
-        return mapping
+            if tentative:
+                undecided[k] = _Undecided([emb])
+        return mapping, undecided, confirmed
 
-    def _match_or_create(self, emb: np.ndarray | None, used: set[str], may_create: bool = True) -> Speaker | None:
-        """Global speaker for a local one that continues nobody in the previous window:
-        the most similar tracked speaker not ``used`` at or above the threshold, else a new
-        one (if ``may_create``, i.e. x-vectors are off or this voice has one, or if every
-        tracked speaker is used); else the most similar unused speaker (without an
-        x-vector: the unused one that talked most); ``None`` when the tracker is full and
-        all are used."""
+    def _decide(self, mapping: dict[int, str], embeddings: dict[int, np.ndarray],
+                used: set[str]) -> tuple[dict[int, _Undecided], list[tuple[str, list[np.ndarray]]]]:
+        """Decide the undecided voices of the previous window that this window continues
+        (the Hungarian step mapped their slot to the speaker they are labelled with).
+
+        With this window's x-vector added, the mean of the voice's L2-normalised
+        x-vectors (cosine similarity ``sim`` to the speaker's centroid) decides: ``sim``
+        at or above the tracker's threshold joins the speaker; more than
+        ``new_speaker_margin`` below it founds a new speaker, which this window's slot is
+        then mapped to (``mapping`` and ``used`` are updated); within the margin it joins
+        once ``confirm_windows`` x-vectors are in (or after ``2 * confirm_windows``
+        windows without enough of them), else it stays undecided. A voice this window
+        does not continue is dropped undecided: its frames keep their label and its
+        x-vectors are merged nowhere.
+
+        Returns:
+            (slot -> state of the voices still undecided, [(speaker id, x-vectors of
+            earlier windows to merge into its centroid)] of the decided ones).
+        """
+        cfg = self.config
+        pending, self._undecided = self._undecided, {}
+        still: dict[int, _Undecided] = {}
+        confirmed: list[tuple[str, list[np.ndarray]]] = []
+        threshold = self.tracker.threshold
+        for k, gid in list(mapping.items()):
+            state = pending.pop(gid, None)
+            if state is None:
+                continue
+            emb = embeddings.get(k)
+            vectors = state.vectors + ([emb] if emb is not None else [])
+            windows = state.windows + 1
+            sim = self.tracker.speakers[gid].similarity_to(np.mean(l2_normalize(np.stack(vectors)), axis=0))
+            if sim is None or sim >= threshold:
+                confirmed.append((gid, state.vectors))
+            elif sim < threshold - cfg.new_speaker_margin and emb is not None and not self.tracker.full:
+                new = self.tracker.new_speaker()
+                confirmed.append((new.id, state.vectors))
+                mapping[k] = new.id
+                used.discard(gid)
+                used.add(new.id)
+            elif len(vectors) >= cfg.confirm_windows or windows >= 2 * cfg.confirm_windows:
+                confirmed.append((gid, state.vectors))
+            else:
+                still[k] = _Undecided(vectors, windows)
+        return still, confirmed
+
+    def _twin(self, emb: np.ndarray | None, used: set[str]) -> Speaker | None:
+        """The speaker already mapped in this window (one of ``used``) whose centroid an
+        unmatched voice's x-vector is most similar to, when that similarity is at least
+        the threshold minus ``new_speaker_margin`` while every unused speaker's is below
+        it: the frame model has put one voice in two slots, both are that speaker.
+        ``None`` otherwise, without an x-vector, or with a margin of 0."""
+        margin = self.config.new_speaker_margin
+        if emb is None or margin <= 0 or not used:
+            return None
+        floor = self.tracker.threshold - margin
+        best, sim = self.tracker.best_match(emb)
+        if best is None or best.id not in used or sim < floor:
+            return None
+        _, free_sim = self.tracker.best_match(emb, exclude=used)
+        return best if free_sim < floor else None
+
+    def _match_or_create(self, emb: np.ndarray | None, used: set[str],
+                         may_create: bool = True) -> tuple[Speaker | None, bool]:
+        """Global speaker for a local one that continues nobody in the previous window,
+        and whether that is tentative: the most similar tracked speaker not ``used`` at or
+        above the threshold; that speaker, tentatively (an undecided voice, see
+        :meth:`_decide`), when a voice that could found a new speaker has an x-vector
+        within ``new_speaker_margin`` below the threshold; else a new one (if
+        ``may_create``, i.e. x-vectors are off or this voice has one, or if every tracked
+        speaker is used); else the most similar unused speaker (without an x-vector: the
+        unused one that talked most); ``None`` when the tracker is full and all are used."""
         best, sim = (None, float("-inf")) if emb is None else self.tracker.best_match(emb, exclude=used)
-        if best is not None and sim >= self.tracker.threshold:
-            return best
+        threshold = self.tracker.threshold
+        if best is not None and sim >= threshold:
+            return best, False
         free = [s for s in self.tracker.speakers.values() if s.id not in used]
         if not self.tracker.full and (may_create or not free):
-            return self.tracker.new_speaker()
+            margin = self.config.new_speaker_margin
+            if (may_create and best is not None and margin > 0
+                    and sim >= threshold - max(margin, self.config.undecided_margin)):
+                return best, True
+            return self.tracker.new_speaker(), False
         if best is not None:
-            return best
-        return max(free, key=lambda s: s.talk_frames) if free else None
+            return best, False
+        return (max(free, key=lambda s: s.talk_frames) if free else None), False
 
     def _reassign(self, segment: Segment, slot_speaker: str, mapping: dict[int, str], active: np.ndarray) -> str:
         """The global speaker a segment of a slot mapped to ``slot_speaker`` belongs to:
@@ -339,15 +450,24 @@ class DiarizationStitcher:
             raise ValueError(f"expected activity of shape [{n_frames}, speakers], got {tuple(probs.shape)}")
         segments = segments or []
         active = self.binarize(probs)
-        mapping = self._map(window, probs, active, embeddings)
-        embeddings = embeddings or {}
-        # frame-level ownership: start from the slot mapping, then move re-assigned segments
-        owner_p = {gid: probs[:, k] * 1.0 for k, gid in mapping.items()}
-        owner_a = {gid: active[:, k].copy() for k, gid in mapping.items()}
-        updates: list[tuple[str, np.ndarray]] = []
+        mapping, undecided, confirmed = self._map(window, probs, active, embeddings)
+        self._undecided = {mapping[k]: state for k, state in undecided.items()}
+        # an undecided voice's x-vectors and segments change no centroid yet
+        embeddings = {k: v for k, v in (embeddings or {}).items() if k not in undecided}
+        # frame-level ownership: start from the slot mapping (two slots of one voice
+        # united), then move re-assigned segments
+        owner_p: dict[str, np.ndarray] = {}
+        owner_a: dict[str, np.ndarray] = {}
+        for k, gid in mapping.items():
+            if gid in owner_p:
+                owner_p[gid] = np.maximum(owner_p[gid], probs[:, k])
+                owner_a[gid] = owner_a[gid] | active[:, k]
+            else:
+                owner_p[gid], owner_a[gid] = probs[:, k] * 1.0, active[:, k].copy()
+        updates: list[tuple[str, np.ndarray]] = [(gid, v) for gid, vectors in confirmed for v in vectors]
         seg_slots = set()
         for seg in segments:
-            if seg.local not in mapping:
+            if seg.local not in mapping or seg.local in undecided:
                 continue
             slot_speaker = mapping[seg.local]
             gid = self._reassign(seg, slot_speaker, mapping, active)
