@@ -89,7 +89,7 @@ async def test_engine_failure_ends_the_stream_and_sessions_go_on(serve, net) -> 
 async def test_failing_windows_log_one_traceback_and_count_the_rest(serve, net) -> None:
     clip = net.DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s
     server = serve("--demo", "--input", str(clip), "--speed", "2", "--exit-at-end", "--wait-client",
-                   fault="model-fail")
+                   "--diarization-hop", "1", fault="model-fail")  # a diarization window per second: 8 fail
     ws = await net.client(server.url)
     got = await net.until(ws, lambda m: m["type"] == "end", 60)
     failed = [m for m in got if m["type"] == "error"]
