@@ -10,10 +10,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.engine.test_engine import run_offline
 from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine, EngineConfig, TaskWindow
-from wavlm_live.engine.windows import HOP_SAMPLES, Schedule, WindowPlan, frames_for_samples
-from wavlm_live.events import CaptionEvent, DiarizationEvent, StatsEvent
+from wavlm_live.engine.windows import (
+    HOP_SAMPLES,
+    Schedule,
+    WindowPlan,
+    frames_for_samples,
+)
+from wavlm_live.events import CaptionEvent, DiarizationEvent
 
 DATA = Path(__file__).parents[1] / "data"
 CLIP = DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s
@@ -44,16 +50,6 @@ def test_a_schedule_of_one_plan_is_that_plan():
     assert [t["a"] for t in Schedule({"a": plan}).windows_for(total)] == plan.windows_for(total)
 
 
-def _offline(runners, audio, tasks, **config):
-    bus, events = EventBus(), []
-    bus.subscribe(events.append)
-    engine = Engine(EngineConfig(realtime=False, **config), bus, **{t: runners[t] for t in tasks})
-    if engine.captioner is not None:
-        engine.captioner.kept_logits = []
-    engine.run_offline(audio[i : i + 1234] for i in range(0, len(audio), 1234))
-    return engine, events
-
-
 def test_tasks_run_on_their_own_windows(runners):
     audio, _ = sf.read(CLIP, dtype="float32")
     seen: dict[str, list[int]] = {"captions": [], "diarization": []}
@@ -76,7 +72,7 @@ def test_tasks_run_on_their_own_windows(runners):
 
     spies = {"captions": Spy("captions", runners["captions"]), "diarization": Spy("diarization", runners["diarization"])}
     windows = {"captions": TaskWindow(2.0, 0.5)}
-    engine, events = _offline(spies, audio, ("captions", "diarization"), window=4.0, hop=1.0, task_windows=windows,
+    engine, events = run_offline(spies, audio, ("captions", "diarization"), window=4.0, hop=1.0, task_windows=windows,
                               pause_seconds=None)
     schedule = engine.schedule
     ticks = schedule.windows_for(len(audio))
@@ -101,7 +97,7 @@ def test_tasks_run_on_their_own_windows(runners):
 
 def test_embeddings_follow_the_diarization_windows(runners):
     audio, _ = sf.read(CLIP, dtype="float32")
-    engine, _ = _offline(runners, audio, ("captions", "diarization", "embeddings"),
+    engine, _ = run_offline(runners, audio, ("captions", "diarization", "embeddings"),
                          task_windows={"diarization": TaskWindow(3.0, 1.5), "captions": TaskWindow(2.0, 0.5)})
     assert engine.hello()["schedule"]["embeddings"] == engine.hello()["schedule"]["diarization"]
     with pytest.raises(ValueError, match="diarization windows"):
@@ -116,7 +112,7 @@ def test_caption_finals_wait_for_their_speakers(runners):
     final word still has the speaker of its settled frames (finals wait for them)."""
     audio, _ = sf.read(CLIP, dtype="float32")
     audio = np.concatenate([audio, audio])
-    engine, events = _offline(runners, audio, ("captions", "diarization"),
+    engine, events = run_offline(runners, audio, ("captions", "diarization"),
                               task_windows={"captions": TaskWindow(2.0, 0.5, right_context=5),
                                             "diarization": TaskWindow(4.0, 2.0, right_context=80)})
     settled: dict[int, tuple] = {}
