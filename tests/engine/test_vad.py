@@ -121,3 +121,49 @@ def test_gate_off_and_on_agree_on_speech_only_audio(runners):
     text = lambda evs: [e.text for e in evs if isinstance(e, CaptionEvent) and e.final]  # noqa: E731
     assert [e for e in on if isinstance(e, StatsEvent)][-1].windows_silent == 0
     assert text(on) == text(off)
+
+
+def onset_after_a_tick(audio: np.ndarray, tick: int, after: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """``audio`` behind leading zeros (whole chunks) so that its first speech region starts
+    ``after[0]..after[1]`` samples after a multiple of ``tick``: (stream, onset)."""
+    for chunks in range(64, 200):
+        stream = np.concatenate([np.zeros(chunks * CHUNK_SAMPLES, np.float32), audio])
+        gate = SpeechGate()
+        gate.advance(stream[: len(stream) - len(stream) % CHUNK_SAMPLES])
+        onset = gate.speech_regions()[0][0]
+        if after[0] <= onset % tick <= after[1]:
+            return stream, onset
+    raise AssertionError("no offset puts the onset there")
+
+
+def test_a_window_is_gated_on_audio_up_to_its_end_only():
+    # speech starting within the padding after a window's end: whether the gate had read
+    # that far (a live stream with more audio waiting, or not) must not change the answer
+    audio, _ = sf.read(SHORT, dtype="float32")
+    stream, onset = onset_after_a_tick(audio, 16000, (CHUNK_SAMPLES, 3000))
+    end = onset - onset % 16000
+    assert 0 < onset - end < VADConfig().pad_seconds * 16000
+    ahead = SpeechGate()  # has read the whole stream
+    ahead.advance(stream[: len(stream) - len(stream) % CHUNK_SAMPLES])
+    upto = SpeechGate()  # has read up to the window's end
+    upto.advance(stream[: end - end % CHUNK_SAMPLES])
+    assert not upto.has_speech(end - 4 * 16000, end)
+    assert not ahead.has_speech(end - 4 * 16000, end)
+    assert ahead.has_speech(end - 3 * 16000, end + 16000)  # the next window has the speech
+
+
+def test_live_arrival_and_offline_feeding_gate_the_same_windows(runners):
+    # the same stream fed in one piece (all audio there before the first window is taken,
+    # as for a live stream that is behind) and in small blocks: the same windows are silent
+    audio, _ = sf.read(SHORT, dtype="float32")
+    stream, _ = onset_after_a_tick(audio, 16000, (CHUNK_SAMPLES, 3000))
+    silent = []
+    for block in (len(stream), 512):
+        bus, events = EventBus(), []
+        bus.subscribe(events.append)
+        engine = Engine(EngineConfig(realtime=False, vad=VADConfig(), window=4.0, hop=1.0,
+                                     buffer_seconds=60.0),
+                        bus, captions=runners["captions"])
+        engine.run_offline(stream[i : i + block] for i in range(0, len(stream), block))
+        silent.append([e for e in events if isinstance(e, StatsEvent)][-1].windows_silent)
+    assert silent[0] == silent[1] >= 2

@@ -556,14 +556,18 @@ class Engine:
 
     def _speech(self, window: Window, final: bool = False) -> bool:
         """Whether the speech gate finds speech in ``window`` (True without a gate). The
-        gate first reads every whole 512-sample chunk received so far (a final window
-        also the last part chunk, zero-padded)."""
+        gate first reads every whole 512-sample chunk up to the window's end (a final
+        window also the last part chunk, zero-padded), never beyond it: the decision
+        depends on the audio up to the window's end only, not on how much more had
+        arrived when the window was taken, so a live stream and an offline run of the
+        same audio gate the same windows."""
         gate = self.gate
         if gate is None:
             return True
         written = self.ring.written
-        end = written - written % CHUNK_SAMPLES
-        if final and end < written:
+        end = min(written, window.end)
+        end -= end % CHUNK_SAMPLES
+        if final and window.end >= written and end < written:
             end += CHUNK_SAMPLES
         if end > gate.position:
             try:

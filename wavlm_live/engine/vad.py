@@ -10,8 +10,10 @@ in the scheduler's thread, never in the producer's).
 A chunk is speech with the hysteresis of silero's ``get_speech_timestamps`` /
 ``VADIterator``: speech starts at a probability >= ``threshold`` and ends after
 ``min_silence_seconds`` below ``threshold - 0.15``; every speech region is then padded by
-``pad_seconds`` on both sides. A window holds speech when any of its samples lies in a
-(padded) speech region (:meth:`SpeechGate.has_speech`).
+``pad_seconds`` after its end. A window holds speech when a speech region starts before
+its end and, padded, reaches into it (:meth:`SpeechGate.has_speech`); the engine feeds the
+gate up to the window's end only, so the decision does not depend on how much later audio
+had arrived.
 
 Importing ``silero_vad`` calls ``torch.set_num_threads(1)`` for the whole process
 (``silero_vad/model.py``); :func:`load_vad_model` restores the thread count.
@@ -47,9 +49,10 @@ class VADConfig:
             ``threshold - 0.15``.
         min_silence_seconds: silence that must last before a speech region ends
             (silero's ``min_silence_duration_ms``, 100 ms).
-        pad_seconds: padding on both sides of each speech region, seconds. Larger than
-            silero's 30 ms: a skipped window loses all its model outputs, so the gate
-            errs towards running the models.
+        pad_seconds: padding after the end of each speech region, seconds (a region
+            that starts after a window's end never counts for it: see
+            :meth:`SpeechGate.has_speech`). Larger than silero's 30 ms: a skipped window
+            loses all its model outputs, so the gate errs towards running the models.
         history_seconds: chunk decisions kept per stream (at least the ring buffer).
     """
 
@@ -189,12 +192,15 @@ class SpeechGate:
 
     def has_speech(self, start: int, end: int) -> bool:
         """Whether samples ``[start, end)`` (absolute indices) touch a speech region
-        padded by ``pad_seconds``. Audio not read yet counts as speech only through the
-        padding of a region that is still open (speech going on at :attr:`position`)."""
+        that starts before ``end`` and ends, padded by ``pad_seconds``, after ``start``.
+        A region starting after ``end`` never counts, even within its padding and even
+        when the gate has read that far, so the answer does not depend on how much audio
+        after the window had been read. Audio not read yet counts as speech only through
+        the padding of a region that is still open (speech going on at :attr:`position`)."""
         for a, b in reversed(self._regions):
             if b + self._pad <= start:
                 return False
-            if a - self._pad < end:
+            if a < end:
                 return True
         return False
 
