@@ -203,3 +203,23 @@ def test_streaming_demo_on_the_bundled_conversation(tmp_path):
 
 STREAM_CER_BOUND = 0.4
 STREAM_DER_BOUND = 0.2
+
+
+@pytest.mark.parametrize("schedule", [{}, {"window": 4.0, "hop": 1.0}], ids=["default", "4s-1s"])
+def test_silence_after_the_conversation_carries_no_speaker(conversation, schedule):
+    """A live stream goes on after the last words (the capture keeps running until the
+    user stops it). Through the virtual microphone that silence used to found a third
+    speaker: the final window holds the last words, so the models ran on it, and the
+    diarization model marked its silent tail active. With the speech gate, frames outside
+    the VAD's speech regions carry no speaker. The leading silences are phases that gave
+    3 speakers before the fix (on both schedules)."""
+    from wavlm_live.api import Analyzer
+
+    audio, sr, _ = conversation
+    analyzer = Analyzer(demo=True, tasks=["diarization", "embeddings"], **schedule)
+    for lead in (2.035, 2.124):
+        stream = np.concatenate([np.zeros(round(lead * sr), np.float32), audio, np.zeros(round(3.5 * sr), np.float32)])
+        result = analyzer.transcribe(stream, sample_rate=sr)
+        assert set(result.speakers) == {"S1", "S2"}, (lead, sorted(result.speakers))
+        last = lead + len(audio) / sr
+        assert result.turns and max(t.end for t in result.turns) < last + 0.5

@@ -35,17 +35,16 @@ from websockets.asyncio.client import connect
 
 pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in the fast lane
 
-SCHEDULE = ["--window", "4", "--hop", "1"]
-"""The schedule the speaker-creation hysteresis was measured on (one 4 s / 1 s window
-plan for every task). With the per-task default (captions 2 s / 0.5 s) one of three live
-phases still found a third speaker in one run, and with a 2 s diarization hop two of
-three: not yet understood (offline, the same phases give 2 speakers), see docs/engine.md."""
+SCHEDULE: list[str] = []
+"""Extra schedule options: none, the command line's per-task default (captions 2 s /
+0.5 s, diarization 4 s / 1 s)."""
 DEMO = Path(__file__).resolve().parents[2] / "wavlm_live" / "data" / "demo"
 CONVERSATION = DEMO / "conversation.flac"  # 46 s, 16 kHz mono, two espeak-ng voices
 RTTM = DEMO / "conversation.rttm"
 FRAME = 0.02  # seconds per diarization frame
 PLAY_LATENCY = 0.015  # s from starting paplay to its first sample in the capture (measured 13-23 ms)
-MAX_FLIPS = 3  # stretches of >= 0.2 s labelled as the other speaker inside the 20 turns
+MAX_FLIPS = 5  # stretches of >= 0.2 s labelled as the other speaker inside the 20 turns
+# (offline, 20 random phases with trailing silence gave 1-5, mean 3)
 FLIP_FRAMES = 10  # 0.2 s
 EDGE_FRAMES = 5  # frames left out at each end of a turn (alignment tolerance, 0.1 s)
 
@@ -183,12 +182,10 @@ PHASES = (0.035, 0.086, 0.124)
 
 def test_microphone_conversation_has_two_stable_speakers(virtual_mic, tmp_path):
     """Three fresh live runs at the phases of :data:`PHASES`: each keeps up (no skipped
-    window, no overflow), finds at most 3 speakers and gives each voice its own speaker;
-    at least 2 of the 3 find exactly the conversation's 2 speakers, with at most
-    ``MAX_FLIPS`` mislabelled stretches. (Before the hysteresis all 3 found a third
-    speaker with 6-7 stretches; with it a third speaker still shows in about one live run
-    in three to eight, not understood: see docs/engine.md, "Speaker stability".)"""
-    exact = []
+    window, no overflow), finds exactly the conversation's 2 speakers, one per voice, with
+    at most ``MAX_FLIPS`` mislabelled stretches. (The third speaker some runs used to find
+    was the silence after the conversation, labelled active in the final window: see
+    docs/engine.md, "Speaker stability".)"""
     for i, phase in enumerate(PHASES):
         events, start = live_run(virtual_mic, tmp_path / f"events{i}.jsonl", phase)
         stats = [e for e in events if e["type"] == "stats"]
@@ -206,10 +203,7 @@ def test_microphone_conversation_has_two_stable_speakers(virtual_mic, tmp_path):
         n_flips = flips(per_turn, speaker_of)
         print(f"\nplayback aimed at stream time {start:.3f} s: speakers {found}, identities {speaker_of}, "
               f"{n_flips} flip(s) of >= {FLIP_FRAMES * FRAME:.1f} s inside turns, per identity {counts}")
-        assert len(found) <= 3, counts
+        assert found == ["S1", "S2"], counts
         assert len(set(speaker_of.values())) == 2, speaker_of  # one speaker per voice
-        if found == ["S1", "S2"]:
-            assert {e["id"] for e in events if e["type"] == "speaker"} == {"S1", "S2"}
-            assert n_flips <= MAX_FLIPS, counts
-            exact.append(phase)
-    assert len(exact) >= 2, f"only the runs at phases {exact} found exactly 2 speakers"
+        assert {e["id"] for e in events if e["type"] == "speaker"} == {"S1", "S2"}
+        assert n_flips <= MAX_FLIPS, counts

@@ -56,6 +56,13 @@ def test_gate_finds_the_speech_of_a_recording_and_none_in_silence():
     assert all(b <= first + 2000 or a >= last - 2000 for a, b in regions)  # nothing in the gap
     assert gate.has_speech(16000, 3 * 16000)
     assert not gate.has_speech(first + 16000, last - 16000)
+    # per frame: nothing in the gap, the speech regions (padded) covered
+    frames = gate.speech_frames(first - first % 320, last - last % 320)
+    assert frames.shape == (frames_for_samples(last - last % 320 - (first - first % 320)),)
+    assert not frames[100:-100].any() and frames[:5].any()
+    over = gate.speech_frames(0, first - first % 320)
+    covered = sum(min(b, first) - a for a, b in regions if a < first)
+    assert over.sum() * 320 >= covered - 320
     # a fresh gate on silence alone: no speech, and bad input is one clear error
     quiet = SpeechGate()
     quiet.advance(np.zeros(40 * CHUNK_SAMPLES, np.float32))

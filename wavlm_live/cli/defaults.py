@@ -11,8 +11,9 @@ DEFAULT_TASK_WINDOWS = {"captions": (2.0, 0.5), "diarization": (4.0, 1.0)}
 """Task -> (window, hop[, right context frames]) in seconds when neither ``--window`` nor
 ``--hop`` is given: captions every 0.5 s on 2 s windows (low-latency partials; CER of the
 demo captions model within 0.5 points of 4 s windows), diarization and its x-vectors every
-1 s on 4 s windows (a 2 s hop had the same DER offline at half the cost, but through the
-virtual microphone 2 of 3 live runs found a third speaker in the 2-voice conversation).
+1 s on 4 s windows (a 2 s hop had the same DER offline at half the cost; it was rejected
+when live runs found a third speaker, since traced to the silence after a stream's last
+words and fixed, so it can be measured again).
 Measured in docs/engine.md, "Schedules"."""
 
 TOKEN_ENV = "WAVLM_LIVE_TOKEN"

@@ -535,8 +535,9 @@ class Engine:
             return None
         cuts: dict[str, Cut] = {}
         for name, window in windows.items():
-            cuts[name] = Cut(window, audio[window.start - start : window.end - start],
-                             self._speech(window, final=final))
+            speech = self._speech(window, final=final)
+            frames = self.gate.speech_frames(window.start, window.end) if speech and self.gate is not None else None
+            cuts[name] = Cut(window, audio[window.start - start : window.end - start], speech, frames)
         for name, lead in self.leader.items():
             if lead != name and lead in cuts:
                 cuts[name] = cuts[lead]

@@ -88,8 +88,11 @@ def analyse(items: list[tuple[Engine, Work]]) -> float:
             for (work, name, _), result in zip(group, results):
                 if isinstance(result, BaseException):
                     failed[id(work)] = result
-                else:
-                    work.outputs[name] = result
+                    continue
+                try:
+                    work.outputs[name] = owners[id(work)].context.streams[name].receive(work, result)
+                except Exception as exc:  # noqa: BLE001 - this window fails, the stream goes on
+                    failed[id(work)] = exc
             if tasks[key].early:
                 # publish this task's events (the captions' preview partial) before the
                 # slower tasks of the batch run

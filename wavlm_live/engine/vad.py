@@ -204,6 +204,27 @@ class SpeechGate:
                 return True
         return False
 
+    def speech_frames(self, start: int, end: int) -> np.ndarray:
+        """Which WavLM frames of samples ``[start, end)`` lie in speech: bool
+        ``[frames_for_samples(end - start)]``, frame ``i`` (absolute
+        ``start // 320 + i``, centre ``320 i + 200`` samples after ``start // 320 * 320``)
+        True when its centre is within ``pad_seconds`` of a speech region that starts
+        before ``end`` (the same regions :meth:`has_speech` counts, padded on both sides).
+
+        ``start`` must be a multiple of 320 samples (a window's start)."""
+        from wavlm_live.timegrid import HOP_SAMPLES, RECEPTIVE_FIELD, frames_for_samples
+
+        n = frames_for_samples(end - start)
+        centres = start + np.arange(n) * HOP_SAMPLES + RECEPTIVE_FIELD // 2
+        mask = np.zeros(n, bool)
+        for a, b in self._regions:
+            if a >= end:
+                break
+            if b + self._pad <= start:
+                continue
+            mask |= (centres >= a - self._pad) & (centres < b + self._pad)
+        return mask
+
     def speech_regions(self) -> list[tuple[int, int]]:
         """The speech regions kept, ``(start, end)`` sample spans without padding."""
         return [(a, b) for a, b in self._regions]

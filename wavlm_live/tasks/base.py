@@ -47,11 +47,16 @@ class Cut:
         audio: its samples, float32 ``[window.num_samples]`` at 16 kHz.
         speech: the speech gate found speech in it (always True without a gate); without
             speech the task's model does not run on it and it settles as silence.
+        speech_frames: with a gate and speech, which of the window's frames lie in a
+            (padded) speech region, bool ``[window frames]``
+            (:meth:`~wavlm_live.engine.vad.SpeechGate.speech_frames`); ``None`` without
+            a gate.
     """
 
     window: Window
     audio: np.ndarray
     speech: bool = True
+    speech_frames: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -171,6 +176,12 @@ class TaskStream:
         every tick, due or not (:meth:`cut`). For a window without speech
         (``Cut.speech`` False) a task asks for nothing that reads the window's audio."""
         return None
+
+    def receive(self, work: Work, output: Any) -> Any:
+        """The task model's output for this tick as the stream keeps it in
+        ``work.outputs`` (what later stages and :meth:`apply` read); by default
+        unchanged. Called right after the model ran."""
+        return output
 
     def apply(self, work: Work, output: Any | None) -> Iterable[Event]:
         """Stitch the output of this task's window (``None`` when nothing was

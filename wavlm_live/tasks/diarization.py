@@ -58,6 +58,20 @@ class DiarizationStream(TaskStream):
         cut = self.cut(work)
         return cut.audio if cut is not None and cut.speech else None
 
+    def receive(self, work: Work, output: np.ndarray) -> np.ndarray:
+        """The window's speaker probabilities ``[frames, speakers]`` with every frame
+        outside the speech gate's (padded) speech regions set to 0: with a gate, no
+        speaker is active where the VAD heard no speech (the edges of a window that holds
+        speech elsewhere, the silence after the last words of a stream), and no x-vector
+        pools such frames."""
+        cut = self.cut(work)
+        mask = None if cut is None else cut.speech_frames
+        if mask is None or mask.all():
+            return output
+        if len(mask) != len(output):
+            raise ValueError(f"speech mask of {len(mask)} frames for {len(output)} output frames")
+        return np.where(mask[:, None], output, np.zeros((), output.dtype))
+
     def embedding_masks(self, probs: np.ndarray, min_frames: int,
                         min_segment_frames: int) -> tuple[list[int], list[tuple[int, int, int]], np.ndarray] | None:
         """What the x-vector model must pool for one window: the local speakers alone for
