@@ -73,14 +73,14 @@ def test_gate_finds_the_speech_of_a_recording_and_none_in_silence():
         VADConfig(threshold=0.1)
 
 
-def run(runners, audio, tasks, gate, **config):
+def run(runners, audio, tasks, gate, block=1000, **config):
     bus, events = EventBus(), []
     bus.subscribe(events.append)
     cfg = EngineConfig(realtime=False, vad=VADConfig() if gate else None, **config)
     engine = Engine(cfg, bus, **{t: runners[t] for t in tasks})
     if engine.captioner is not None:
         engine.captioner.kept_logits = []
-    engine.run_offline(audio[i : i + 1000] for i in range(0, len(audio), 1000))
+    engine.run_offline(audio[i : i + block] for i in range(0, len(audio), block))
     return engine, events
 
 
@@ -166,11 +166,7 @@ def test_live_arrival_and_offline_feeding_gate_the_same_windows(runners):
     stream, _ = onset_after_a_tick(audio, 16000, (CHUNK_SAMPLES, 3000))
     silent = []
     for block in (len(stream), 512):
-        bus, events = EventBus(), []
-        bus.subscribe(events.append)
-        engine = Engine(EngineConfig(realtime=False, vad=VADConfig(), window=4.0, hop=1.0,
-                                     buffer_seconds=60.0),
-                        bus, captions=runners["captions"])
-        engine.run_offline(stream[i : i + block] for i in range(0, len(stream), block))
+        _, events = run(runners, stream, ("captions",), gate=True, block=block, window=4.0, hop=1.0,
+                        buffer_seconds=60.0)
         silent.append([e for e in events if isinstance(e, StatsEvent)][-1].windows_silent)
     assert silent[0] == silent[1] >= 2

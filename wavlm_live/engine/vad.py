@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wavlm_live.timegrid import SAMPLE_RATE
+from wavlm_live.timegrid import HOP_SAMPLES, RECEPTIVE_FIELD, SAMPLE_RATE, frames_for_samples
 
 CHUNK_SAMPLES = 512
 """Samples per VAD step at 16 kHz (the only chunk size silero-vad v5+ takes at 16 kHz)."""
@@ -205,15 +205,11 @@ class SpeechGate:
         return False
 
     def speech_frames(self, start: int, end: int) -> np.ndarray:
-        """Which WavLM frames of samples ``[start, end)`` lie in speech: bool
-        ``[frames_for_samples(end - start)]``, frame ``i`` (absolute
-        ``start // 320 + i``, centre ``320 i + 200`` samples after ``start // 320 * 320``)
-        True when its centre is within ``pad_seconds`` of a speech region that starts
-        before ``end`` (the same regions :meth:`has_speech` counts, padded on both sides).
-
-        ``start`` must be a multiple of 320 samples (a window's start)."""
-        from wavlm_live.timegrid import HOP_SAMPLES, RECEPTIVE_FIELD, frames_for_samples
-
+        """Which WavLM frames of samples ``[start, end)`` (a window: ``start`` a multiple
+        of 320) lie in speech: bool ``[frames_for_samples(end - start)]``, frame ``i``
+        (centre ``start + 320 i + 200``) True when its centre is within ``pad_seconds`` of
+        a speech region that starts before ``end`` (the regions :meth:`has_speech` counts,
+        padded on both sides)."""
         n = frames_for_samples(end - start)
         centres = start + np.arange(n) * HOP_SAMPLES + RECEPTIVE_FIELD // 2
         mask = np.zeros(n, bool)
