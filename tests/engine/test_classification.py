@@ -16,7 +16,7 @@ from wavlm_live.engine.engine import Engine, EngineConfig
 from wavlm_live.engine.tasks import FrameRunner, SequenceRunner
 from wavlm_live.events import ClassificationEvent, DiarizationEvent, event_from_dict
 from wavlm_live.model import load_pretrained
-from wavlm_live.tasks.classification import ClassificationConfig
+from wavlm_live.tasks.classification import ClassificationConfig, clip_samples
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CLIP = DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s
@@ -85,14 +85,34 @@ def test_turns_mode_classifies_each_diarization_turn(classifier):
     found = [e for e in events if isinstance(e, ClassificationEvent)]
     assert len(turns) >= 4
     assert [(e.speaker, e.start, e.end) for e in found] == [(t.speaker, t.start, t.end) for t in turns]
-    # the model saw whole 0.25 s quanta only: a bounded set of input lengths (exact turn
-    # lengths made every turn a new shape and grew the process's memory without bound)
-    assert seen and all(n % 4000 == 0 for n in seen) and len(seen) == len(turns)
+    # the model saw clip lengths from the ladder only: a bounded set of input lengths (exact
+    # turn lengths made every turn a new shape and grew the process's memory without bound)
+    assert seen and set(seen) <= LADDER and len(seen) == len(turns)
     for event, turn in zip(found, turns):
         start, end = int(round(turn.start * 16000)), int(round(turn.end * 16000))
-        clip = audio[start : start + (end - start) // 4000 * 4000]  # whole 0.25 s quanta (CLIP_QUANTUM)
+        clip = audio[start : start + clip_samples(end - start, 20 * 16000)]
         assert event.labels[0].label == classifier.labels[int(np.argmax(classifier.probabilities(clip)))]
         assert event.scope == "turn"
+
+
+LADDER = {q * 4000 for q in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 80)}
+"""Clip lengths in samples for max_turn_seconds 20: 0.25 s quanta 2^k and 1.5 * 2^k, and 20 s."""
+
+
+def test_clip_lengths_come_from_a_short_ladder():
+    """Every turn length maps to one of 13 clip lengths (20 s cap), the longest that fits,
+    keeping more than two thirds of the turn's whole quanta; under 0.25 s gives no clip."""
+    lengths = {n: clip_samples(n, 20 * 16000) for n in range(0, 30 * 16000, 333)}
+    assert set(lengths.values()) - {0} == LADDER
+    for n, clip in lengths.items():
+        assert clip <= n
+        if n < 4000:
+            assert clip == 0
+        else:
+            assert clip > (min(n, 20 * 16000) // 4000 * 4000) * 2 / 3
+            assert clip == max(length for length in LADDER if length <= n)
+    assert clip_samples(19 * 16000, 20 * 16000) == 16 * 16000  # on the ladder below the cap
+    assert clip_samples(60 * 16000, 20 * 16000) == 20 * 16000  # a long turn: its first 20 s
 
 
 def test_auto_mode_and_what_it_needs(classifier, tiny_checkpoints):

@@ -30,12 +30,39 @@ from wavlm_live.engine.ringbuffer import OverwrittenError
 from wavlm_live.engine.windows import SAMPLE_RATE
 
 CLIP_QUANTUM = SAMPLE_RATE // 4
-"""Turn clips are cut to a whole number of 0.25 s (4000 samples; the tail under 0.25 s is
-left out): every distinct input length makes oneDNN build and cache new kernels
-(primitives) and PyTorch new buffers, so exact turn lengths grew a looped 46 s demo
-stream's memory by ~30 MB per loop without bound in sight (653 -> 1060 MiB over 9 minutes
-of audio; 502 -> 513 MiB with the classification task off); whole quanta bound the number
-of lengths by ``max_turn_seconds`` / 0.25 s."""
+"""Turn clips are whole multiples of 0.25 s (4000 samples)."""
+
+
+def clip_samples(available: int, max_samples: int) -> int:
+    """Length in samples of the clip a turn of ``available`` samples is classified on: the
+    largest rung of the ladder 1, 2, 3, 4, 6, 8, 12, 16, ... quanta of :data:`CLIP_QUANTUM`
+    (``2^k`` and ``1.5 * 2^k``; a clip keeps more than two thirds of its turn) or
+    ``max_samples`` floored to a quantum, whichever fits in ``min(available, max_samples)``;
+    0 when under one quantum.
+
+    Why a ladder: every distinct input length makes oneDNN build and cache new kernels
+    (primitives) and PyTorch new buffers, kept for the life of the process. Exact turn
+    lengths grew a looped 46 s demo stream's memory by ~30 MB per loop (653 -> 1060 MiB
+    over 9 minutes of audio; 502 -> 513 MiB with the classification task off); whole
+    quanta still gave a new length now and then for as long as the stream ran (+8% over a
+    10-minute soak; ~10 MB per new length of the demo language model, measured on lengths
+    1-16 s); the ladder bounds the lengths by about ``2 log2(max_turn_seconds / 0.25 s)``.
+    """
+    top = min(available, max_samples) // CLIP_QUANTUM
+    if top < 1:
+        return 0
+    cap = max_samples // CLIP_QUANTUM
+    best, power = 1, 1
+    while power <= top:
+        best = max(best, power)
+        if power * 3 // 2 <= top and power >= 2:
+            best = max(best, power * 3 // 2)
+        power *= 2
+    if top == cap:
+        best = cap  # the longest clip: max_turn_seconds itself
+    return best * CLIP_QUANTUM
+
+
 from wavlm_live.events import ClassificationEvent, Event, Label, Turn
 
 from .base import StreamContext, Task, TaskStream, Work
@@ -117,15 +144,15 @@ class ClassificationStream(TaskStream):
                                    labels=tuple(Label(labels[i], round(float(probs[i]), 4)) for i in top))
 
     def _clip(self, turn: Turn) -> np.ndarray | None:
-        """The turn's audio from the ring, at most ``max_turn_seconds``, its length
-        floored to a multiple of :data:`CLIP_QUANTUM` (see there); ``None`` when it is
-        shorter than one quantum or already overwritten."""
+        """The turn's first :func:`clip_samples` samples from the ring (at most
+        ``max_turn_seconds``, on the ladder of clip lengths); ``None`` when it is shorter
+        than one quantum or already overwritten."""
         start = int(round(turn.start * SAMPLE_RATE))
-        end = min(int(round(turn.end * SAMPLE_RATE)), start + int(self.config.max_turn_seconds * SAMPLE_RATE),
-                  self.ctx.ring.written)
-        end = start + (end - start) // CLIP_QUANTUM * CLIP_QUANTUM
-        if end - start < CLIP_QUANTUM:
+        end = min(int(round(turn.end * SAMPLE_RATE)), self.ctx.ring.written)
+        n = clip_samples(end - start, int(self.config.max_turn_seconds * SAMPLE_RATE))
+        if n == 0:
             return None
+        end = start + n
         try:
             return self.ctx.ring.read(start, end)
         except OverwrittenError:
