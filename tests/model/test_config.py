@@ -174,3 +174,33 @@ def test_resolve_device_and_dtype():
         resolve_dtype("int8")
     with pytest.raises(ValueError, match="dtype"):
         resolve_dtype(torch.int64)
+
+
+@pytest.mark.parametrize(("flags", "ratio", "expected"), [
+    (False, None, torch.float32),   # no native bf16: no probe, float32
+    (True, 0.5, torch.bfloat16),    # bf16 matmul twice as fast: bf16
+    (True, 1.5, torch.float32),     # native bf16 that is slower (measured on an Intel Xeon without AMX)
+    (True, 0.95, torch.float32),    # within BF16_MIN_GAIN: the exact dtype
+])
+def test_auto_dtype_on_the_cpu_needs_the_flags_and_a_faster_probe(monkeypatch, flags, ratio, expected):
+    from wavlm_live.model import checkpoint
+
+    def probe(reps: int = 5) -> float:
+        assert ratio is not None, "probed without native bf16"
+        return ratio
+
+    monkeypatch.setattr(checkpoint, "_cpu_bf16_flags", lambda: flags)
+    monkeypatch.setattr(checkpoint, "bf16_matmul_ratio", probe)
+    checkpoint._cpu_has_fast_bf16.cache_clear()
+    try:
+        assert resolve_dtype("auto", "cpu") is expected
+    finally:
+        checkpoint._cpu_has_fast_bf16.cache_clear()
+
+
+def test_bf16_probe_measures_a_ratio():
+    from wavlm_live.model.checkpoint import BF16_MIN_GAIN, bf16_matmul_ratio
+
+    ratio = bf16_matmul_ratio(reps=2)
+    assert 0.05 < ratio < 50
+    assert (resolve_dtype("auto", "cpu") is torch.bfloat16) == (ratio < BF16_MIN_GAIN) or abs(ratio - BF16_MIN_GAIN) < 0.2

@@ -21,6 +21,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -109,8 +110,7 @@ class Pretrained:
         return architecture_name(self.model)
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_has_fast_bf16() -> bool:
+def _cpu_bf16_flags() -> bool:
     """True when the CPU has native bf16 dot products (x86 ``avx512_bf16`` or ``amx_bf16``;
     Arm ``bf16``), read from ``/proc/cpuinfo`` (False where it cannot be read)."""
     try:
@@ -122,6 +122,44 @@ def _cpu_has_fast_bf16() -> bool:
         if line.startswith(("flags", "Features")):
             flags.update(line.split(":", 1)[1].split())
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+BF16_PROBE_SHAPE = (200, 768, 3072)
+"""Rows, inputs, outputs of the probe matmul: a wavlm-base-plus FFN layer on a 4 s window."""
+
+
+def bf16_matmul_ratio(reps: int = 5) -> float:
+    """Time of a bfloat16 matmul over the float32 one on this CPU (best of ``reps``
+    alternating runs of ``F.linear`` at :data:`BF16_PROBE_SHAPE`, the current thread
+    count); below 1: bfloat16 is faster. About 0.1 s."""
+    rows, n_in, n_out = BF16_PROBE_SHAPE
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(rows, n_in, generator=gen), torch.randn(n_out, n_in, generator=gen)
+    pairs = {torch.float32: (x, w), torch.bfloat16: (x.bfloat16(), w.bfloat16())}
+    best = dict.fromkeys(pairs, float("inf"))
+    with torch.inference_mode():
+        for _ in range(reps + 1):  # the first round warms oneDNN up
+            for dtype, (a, b) in pairs.items():
+                t0 = time.perf_counter()
+                torch.nn.functional.linear(a, b)
+                best[dtype] = min(best[dtype], time.perf_counter() - t0)
+    return best[torch.bfloat16] / best[torch.float32]
+
+
+BF16_MIN_GAIN = 0.9
+"""``"auto"`` takes bfloat16 on a CPU only when its probe matmul takes under this share of
+float32's time. Measured with ``bench/model_speed.py`` (4 s windows, 2 threads): a 2-core
+AMD EPYC with avx512_bf16 ran our bf16 backbone in 186 ms against 345 ms in float32; a
+2-core Intel Xeon with avx512_bf16 and no AMX in 388 ms against 289 ms (its probe matmul:
+1.5x float32's time), so the CPU flags alone do not tell."""
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (:func:`_cpu_bf16_flags`) and a
+    bfloat16 matmul measured faster than float32 (:func:`bf16_matmul_ratio` under
+    :data:`BF16_MIN_GAIN`); probed once per process."""
+    return _cpu_bf16_flags() and bf16_matmul_ratio() < BF16_MIN_GAIN
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
@@ -153,7 +191,8 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float
 def resolve_dtype(dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu") -> torch.dtype:
     """Compute dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or a ``torch.dtype``), or
     ``"auto"``: bfloat16 on a CUDA GPU that supports it and on a CPU with native bf16 dot
-    products (avx512_bf16/AMX), else float32 (float16 is never chosen automatically: WavLM's
+    products (avx512_bf16/AMX) where a probe matmul is faster in bf16 than in float32
+    (:data:`BF16_MIN_GAIN`), else float32 (float16 is never chosen automatically: WavLM's
     large activations can overflow it). Raises ``ValueError`` for anything else."""
     if isinstance(dtype, torch.dtype):
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
