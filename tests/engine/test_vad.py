@@ -15,7 +15,7 @@ from wavlm_live.engine.bus import EventBus
 from wavlm_live.engine.engine import Engine, EngineConfig
 from wavlm_live.engine.vad import CHUNK_SAMPLES, SpeechGate, VADConfig, load_vad_model
 from wavlm_live.engine.windows import frames_for_samples
-from wavlm_live.events import CaptionEvent, DiarizationEvent, StatsEvent
+from wavlm_live.events import CaptionEvent, DiarizationEvent, EndEvent, ErrorEvent, SpeakerEvent, StatsEvent
 
 DATA = Path(__file__).parents[1] / "data"
 CLIP = DATA / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 7.1 s of read speech
@@ -170,3 +170,28 @@ def test_live_arrival_and_offline_feeding_gate_the_same_windows(runners):
                         buffer_seconds=60.0)
         silent.append([e for e in events if isinstance(e, StatsEvent)][-1].windows_silent)
     assert silent[0] == silent[1] >= 2
+
+
+def test_a_malformed_diarization_output_ends_the_stream_even_where_the_gate_masks_frames(runners):
+    """A diarization model giving ``[frames]`` instead of ``[frames, speakers]`` is refused by
+    the stitcher (a fatal ``engine`` error), also on a window whose edges the speech gate
+    masks: the mask must not broadcast the vector into a ``[frames, frames]`` activity of
+    hundreds of speakers."""
+    audio, _ = sf.read(SHORT, dtype="float32")
+    stream = np.concatenate([np.zeros(int(1.5 * 16000), np.float32), audio])
+
+    class Broken:
+        name = "broken"
+
+        def activity(self, x):
+            return runners["diarization"].activity(x)[:, 0]
+
+        def activity_batch(self, audios):
+            return [self.activity(a) for a in audios]
+
+    engine, events = run({"diarization": Broken()}, stream, ("diarization",), gate=True, window=4.0, hop=2.0)
+    errors = [e for e in events if isinstance(e, ErrorEvent)]
+    assert [(e.code, e.fatal) for e in errors] == [("engine", True)]
+    assert "expected activity of shape" in errors[0].message
+    assert not [e for e in events if isinstance(e, SpeakerEvent)]
+    assert isinstance(events[-1], EndEvent)

@@ -68,8 +68,10 @@ class DiarizationStream(TaskStream):
         mask = None if cut is None else cut.speech_frames
         if mask is None or mask.all():
             return output
-        if len(mask) != len(output):
-            raise ValueError(f"speech mask of {len(mask)} frames for {len(output)} output frames")
+        if np.ndim(output) != 2 or len(output) != len(mask):
+            # not [frames, speakers]: left as it is for the stitcher to refuse (an error that
+            # ends the stream), never broadcast against the mask into something else
+            return output
         return np.where(mask[:, None], output, np.zeros((), output.dtype))
 
     def embedding_masks(self, probs: np.ndarray, min_frames: int,
