@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow  # starts processes, plays audio or trains: not in
 
 SCHEDULE: list[str] = []
 """Extra schedule options: none, the command line's per-task default (captions 2 s /
-0.5 s, diarization 4 s / 1 s)."""
+0.5 s, diarization 4 s / 2 s)."""
 DEMO = Path(__file__).resolve().parents[2] / "wavlm_live" / "data" / "demo"
 CONVERSATION = DEMO / "conversation.flac"  # 46 s, 16 kHz mono, two espeak-ng voices
 RTTM = DEMO / "conversation.rttm"
