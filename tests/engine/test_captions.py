@@ -77,6 +77,21 @@ def test_long_speech_without_pause_is_cut_by_length():
     assert [e.segment for e in events if e.final] == list(range(len(out)))
 
 
+def test_long_speech_finals_are_short_phrases_by_default():
+    """Without pauses, the default cuts give finals of about 10 words or 3 s (a cut is made
+    at the first window past the limit: up to one 0.5 s hop of words more), so a word's
+    final does not wait for a 5 s phrase to fill."""
+    words = [f"{c}{c}{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"] * 3  # 11 frames a word: 0.22 s
+    events = run(frames_of(" ".join(words)))
+    fin = [e for e in events if e.final]
+    assert " ".join(e.text for e in fin).split() == words
+    assert len(fin) >= 8
+    for e in fin[:-1]:
+        span = e.words[-1].end - e.words[0].start
+        assert len(e.words) <= 10 + 3 and span <= 3.0 + 0.5, (len(e.words), span)
+        assert len(e.words) >= 10 or span >= 3.0  # cut for its length, not earlier
+
+
 @pytest.mark.parametrize("bad", [dict(max_segment_words=0), dict(max_segment_seconds=0), dict(pause_frames=0)])
 def test_bad_settings_are_rejected(bad):
     with pytest.raises(ValueError):

@@ -89,7 +89,8 @@ class CaptionStitcher:
         keep_logits: keep a copy of every settled logit row (for tests and tools;
             grows without bound, so off by default).
         max_segment_words / max_segment_seconds: length at which a segment of speech
-            without pause or speaker change is published anyway.
+            without pause or speaker change is published anyway (10 words, 3 s: measured
+            in docs/engine.md, "Captions").
         final_decoder: optional decoder of each final segment's logits (see
             :class:`LogitsDecoder`); ``None`` publishes the greedy words.
         speakers_settled: optional ``() -> frame``: the absolute frame up to which the
@@ -107,8 +108,8 @@ class CaptionStitcher:
         pause_frames: int | None = 30,
         speaker_of: SpeakerLookup | None = None,
         keep_logits: bool = False,
-        max_segment_words: int = 15,
-        max_segment_seconds: float = 5.0,
+        max_segment_words: int = 10,
+        max_segment_seconds: float = 3.0,
         final_decoder: LogitsDecoder | None = None,
         speakers_settled: Callable[[], int] | None = None,
     ) -> None:
