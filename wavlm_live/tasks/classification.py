@@ -28,6 +28,11 @@ import numpy as np
 
 from wavlm_live.engine.ringbuffer import OverwrittenError
 from wavlm_live.engine.windows import SAMPLE_RATE
+from wavlm_live.events import ClassificationEvent, Event, Label, Turn
+
+from .base import StreamContext, Task, TaskStream, Work
+
+log = logging.getLogger(__name__)
 
 CLIP_QUANTUM = SAMPLE_RATE // 4
 """Turn clips are whole multiples of 0.25 s (4000 samples)."""
@@ -51,23 +56,13 @@ def clip_samples(available: int, max_samples: int) -> int:
     top = min(available, max_samples) // CLIP_QUANTUM
     if top < 1:
         return 0
-    cap = max_samples // CLIP_QUANTUM
-    best, power = 1, 1
-    while power <= top:
-        best = max(best, power)
-        if power * 3 // 2 <= top and power >= 2:
-            best = max(best, power * 3 // 2)
-        power *= 2
-    if top == cap:
-        best = cap  # the longest clip: max_turn_seconds itself
+    if top == max_samples // CLIP_QUANTUM:
+        return top * CLIP_QUANTUM  # the longest clip: max_turn_seconds itself
+    best, k = 1, 0
+    while (2 << k) <= top:  # rungs 2^(k+1) and 3 * 2^k
+        best = 3 << k if (3 << k) <= top else 2 << k
+        k += 1
     return best * CLIP_QUANTUM
-
-
-from wavlm_live.events import ClassificationEvent, Event, Label, Turn
-
-from .base import StreamContext, Task, TaskStream, Work
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
