@@ -198,9 +198,28 @@ def test_auto_dtype_on_the_cpu_needs_the_flags_and_a_faster_probe(monkeypatch, f
         checkpoint._cpu_has_fast_bf16.cache_clear()
 
 
-def test_bf16_probe_measures_a_ratio():
-    from wavlm_live.model.checkpoint import BF16_MIN_GAIN, bf16_matmul_ratio
+def test_bf16_probe_measures_a_ratio_and_auto_follows_it(monkeypatch):
+    """The real probe gives a plausible time ratio, and "auto" on this CPU is exactly what
+    its flags and that measured ratio say (the probe's own reading, recorded)."""
+    from wavlm_live.model import checkpoint
 
-    ratio = bf16_matmul_ratio(reps=2)
+    ratio = checkpoint.bf16_matmul_ratio(reps=2)
     assert 0.05 < ratio < 50
-    assert (resolve_dtype("auto", "cpu") is torch.bfloat16) == (ratio < BF16_MIN_GAIN) or abs(ratio - BF16_MIN_GAIN) < 0.2
+    seen: list[float] = []
+    real = checkpoint.bf16_matmul_ratio
+
+    def recorded(reps: int = 5) -> float:
+        seen.append(real(reps))
+        return seen[-1]
+
+    monkeypatch.setattr(checkpoint, "bf16_matmul_ratio", recorded)
+    checkpoint._cpu_has_fast_bf16.cache_clear()
+    try:
+        got = resolve_dtype("auto", "cpu")
+    finally:
+        checkpoint._cpu_has_fast_bf16.cache_clear()
+    if checkpoint._cpu_bf16_flags():
+        assert len(seen) == 1
+        assert got is (torch.bfloat16 if seen[0] < checkpoint.BF16_MIN_GAIN else torch.float32)
+    else:
+        assert seen == [] and got is torch.float32
