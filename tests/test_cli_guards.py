@@ -120,6 +120,22 @@ def test_default_schedule_is_per_task_and_window_or_hop_make_it_uniform():
     assert windows(hop=0.5, diarization_hop=1.0) == {"diarization": TaskWindow(4.0, 1.0)}
 
 
+def test_default_caption_window_has_more_context_but_no_later_finals_than_2s():
+    """The default captions window (3 s, chosen for CER in docs/engine.md "Schedules") keeps
+    the right context of a 2 s / 0.5 s window, so its frames settle no later."""
+    from wavlm_live.cli.app import engine_config
+    from wavlm_live.cli.options import AnalysisOptions
+    from wavlm_live.engine.windows import WindowPlan
+
+    captions = engine_config(AnalysisOptions(models={}), demo=False, realtime=False).task_windows["captions"]
+    plan = WindowPlan(captions.window, captions.hop, captions.right_context)
+    short = WindowPlan(2.0, 0.5)
+    assert captions.window == 3.0 and captions.hop == 0.5
+    assert plan.right_frames == short.right_frames
+    # every settled frame of the default plan has more left context than the 2 s plan gives
+    assert plan.left_frames > short.left_frames
+
+
 @pytest.mark.parametrize("argv, option", [
     (["--captions-window", "0.4"], "--captions-window"),
     (["--diarization-window", "1", "--diarization-hop", "2"], "--diarization-hop"),
