@@ -8,7 +8,7 @@ DEFAULT_MODELS = {
 """Public checkpoints used when no model option is given (Hugging Face Hub ids)."""
 
 DEFAULT_TASK_WINDOWS = {"captions": (3.0, 0.5, 37), "diarization": (4.0, 2.0)}
-"""Task -> (window, hop[, right context frames]) in seconds when neither ``--window`` nor
+"""Task -> (window seconds, hop seconds[, right context in 20 ms frames]) when neither ``--window`` nor
 ``--hop`` is given: captions every 0.5 s on 3 s windows with 37 frames (0.74 s) of right
 context (low-latency partials and finals; CER of the demo captions model within 0.5 points
 of 4 s / 1 s windows on four caption folders, where 2 s windows lost 0.7), diarization and its x-vectors every
