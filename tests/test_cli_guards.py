@@ -136,6 +136,19 @@ def test_default_caption_window_has_more_context_but_no_later_finals_than_2s():
     assert plan.left_frames > short.left_frames
 
 
+def test_help_names_the_per_task_defaults(capsys):
+    from wavlm_live.cli import build_parser
+    from wavlm_live.cli.defaults import DEFAULT_TASK_WINDOWS
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["eval", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for task, (window, hop, *_) in DEFAULT_TASK_WINDOWS.items():
+        assert f"the {task} task's own window in seconds (default: {window:g}, or --window" in text
+        assert f"the {task} task's own hop in seconds (default: {hop:g}, or --hop" in text
+
+
 @pytest.mark.parametrize("argv, option", [
     (["--captions-window", "0.4"], "--captions-window"),
     (["--diarization-window", "1", "--diarization-hop", "2"], "--diarization-hop"),

@@ -6,7 +6,7 @@ import argparse
 
 from wavlm_live.version import __version__
 
-from .defaults import CONTROL_TOKEN_ENV, DEFAULT_MODELS, TOKEN_ENV
+from .defaults import CONTROL_TOKEN_ENV, DEFAULT_MODELS, DEFAULT_TASK_WINDOWS, TOKEN_ENV
 
 EPILOG = """\
 examples:
@@ -147,9 +147,11 @@ def _add_model_options(p: argparse.ArgumentParser, demo: bool = False, bench: bo
     a.add_argument("--hop", type=_seconds(*HOP_RANGE), default=None, metavar="SEC", help="seconds between results (default: 1)")
     for task in ("captions", "diarization"):
         a.add_argument(f"--{task}-window", type=_seconds(*WINDOW_RANGE), default=None, metavar="SEC",
-                       help=f"the {task} task's own window in seconds (default: --window)")
+                       help=f"the {task} task's own window in seconds (default: "
+                            f"{DEFAULT_TASK_WINDOWS[task][0]:g}, or --window when --window or --hop is given)")
         a.add_argument(f"--{task}-hop", type=_seconds(*HOP_RANGE), default=None, metavar="SEC",
-                       help=f"the {task} task's own hop in seconds (default: --hop)"
+                       help=f"the {task} task's own hop in seconds (default: "
+                            f"{DEFAULT_TASK_WINDOWS[task][1]:g}, or --hop when --window or --hop is given)"
                             + ("; speaker embeddings run on the diarization windows" if task == "diarization" else ""))
     a.add_argument("--embedding-interval", type=_seconds(0, 600), default=None, metavar="SEC",
                    help="with diarization, seconds of solo speech between x-vector passes; a new voice gets "
